@@ -1,0 +1,325 @@
+//! Globs as DESIGN.md §8 defines them: anchored at both ends, `?` is one character.
+//!
+//! * Command globs (`command_matches`, agents, sessions, tools): `*` and `**` match any run
+//!   of characters, spaces and `/` included. Matching is greedy-leftmost over the literal
+//!   segments between stars, which is exact for this language and linear in the subject
+//!   (substring search is `memchr::memmem`), so thousands of `*` or a 100 KiB command cost
+//!   microseconds, not seconds.
+//! * Path globs (`path_matches`): `*` and `?` stay inside one path segment, `**` crosses
+//!   segments and `**/` may also match nothing. Matched by a bit-parallel NFA walk,
+//!   O(subject × pattern) with no backtracking.
+//!
+//! There are no character classes or escapes: `[`, `{` and `\` are literal, so patterns
+//! like `:(){ :|:& };:` mean exactly what they show.
+
+use std::fmt;
+
+/// A compiled glob. Construction never fails: every string is a valid pattern.
+#[derive(Clone)]
+pub struct Glob {
+    text: String,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    /// Literal segments separated by stars. `starred` is false for a pattern with no star
+    /// at all (then there is exactly one segment that must match the whole subject).
+    Command {
+        segments: Vec<Segment>,
+        starred: bool,
+    },
+    Path {
+        tokens: Vec<PathToken>,
+    },
+}
+
+#[derive(Clone)]
+struct Segment {
+    text: String,
+    /// Number of `?` in `text`; zero means plain substring search applies.
+    wildcards: usize,
+    /// Length in characters (each `?` is one).
+    chars: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PathToken {
+    Char(char),
+    /// `?`: one character other than `/`.
+    AnyChar,
+    /// `*`: any run of characters other than `/`.
+    Star,
+    /// `**`: any run of characters.
+    DoubleStar,
+    /// `**/`: nothing, or any run of characters ending in `/`.
+    DoubleStarSlash,
+}
+
+impl Glob {
+    /// A command glob: `*` crosses spaces and `/`.
+    pub fn command(text: &str) -> Glob {
+        let mut segments = Vec::new();
+        let mut starred = false;
+        for part in text.split('*') {
+            segments.push(Segment::new(part));
+        }
+        if segments.len() > 1 {
+            starred = true;
+            // Runs of stars produce empty middle segments, which match anywhere: drop them,
+            // keeping the first and last (the anchors) even when empty.
+            let last = segments.pop();
+            let mut kept: Vec<Segment> = Vec::with_capacity(segments.len() + 1);
+            for (i, seg) in segments.into_iter().enumerate() {
+                if i == 0 || !seg.text.is_empty() {
+                    kept.push(seg);
+                }
+            }
+            kept.extend(last);
+            segments = kept;
+        }
+        Glob {
+            text: text.to_owned(),
+            kind: Kind::Command { segments, starred },
+        }
+    }
+
+    /// A path glob: `*` stays inside one segment, `**` crosses segments.
+    pub fn path(text: &str) -> Glob {
+        let chars: Vec<char> = text.chars().collect();
+        let mut tokens = Vec::with_capacity(chars.len());
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '*' => {
+                    let mut j = i;
+                    while j < chars.len() && chars[j] == '*' {
+                        j += 1;
+                    }
+                    if j - i >= 2 {
+                        if chars.get(j) == Some(&'/') {
+                            tokens.push(PathToken::DoubleStarSlash);
+                            j += 1;
+                        } else {
+                            tokens.push(PathToken::DoubleStar);
+                        }
+                    } else if tokens.last() != Some(&PathToken::Star) {
+                        tokens.push(PathToken::Star);
+                    }
+                    i = j;
+                }
+                '?' => {
+                    tokens.push(PathToken::AnyChar);
+                    i += 1;
+                }
+                c => {
+                    tokens.push(PathToken::Char(c));
+                    i += 1;
+                }
+            }
+        }
+        Glob {
+            text: text.to_owned(),
+            kind: Kind::Path { tokens },
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when the pattern has no wildcard at all.
+    pub fn is_literal(&self) -> bool {
+        match &self.kind {
+            Kind::Command { segments, starred } => {
+                !starred && segments.iter().all(|s| s.wildcards == 0)
+            }
+            Kind::Path { tokens } => tokens.iter().all(|t| matches!(t, PathToken::Char(_))),
+        }
+    }
+
+    /// True when the pattern matches every string (`*`, `**`).
+    pub fn matches_everything(&self) -> bool {
+        match &self.kind {
+            Kind::Command { segments, starred } => {
+                *starred && segments.iter().all(|s| s.text.is_empty())
+            }
+            Kind::Path { tokens } => {
+                !tokens.is_empty() && tokens.iter().all(|t| *t == PathToken::DoubleStar)
+            }
+        }
+    }
+
+    /// Whether the whole of `subject` matches the pattern.
+    pub fn is_match(&self, subject: &str) -> bool {
+        match &self.kind {
+            Kind::Command { segments, starred } => match_command(segments, *starred, subject),
+            Kind::Path { tokens } => match_path(tokens, subject),
+        }
+    }
+}
+
+impl fmt::Debug for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Glob({:?})", self.text)
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Segment {
+    fn new(text: &str) -> Segment {
+        Segment {
+            text: text.to_owned(),
+            wildcards: text.chars().filter(|&c| c == '?').count(),
+            chars: text.chars().count(),
+        }
+    }
+
+    /// If the segment matches `subject` starting at byte `at`, the byte where it ends.
+    fn match_at(&self, subject: &str, at: usize) -> Option<usize> {
+        let rest = subject.get(at..)?;
+        if self.wildcards == 0 {
+            return rest
+                .starts_with(self.text.as_str())
+                .then(|| at + self.text.len());
+        }
+        let mut it = rest.char_indices();
+        for p in self.text.chars() {
+            let (_, c) = it.next()?;
+            if p != '?' && p != c {
+                return None;
+            }
+        }
+        Some(match it.next() {
+            Some((i, _)) => at + i,
+            None => subject.len(),
+        })
+    }
+
+    /// Leftmost match at or after byte `from` that ends at or before byte `limit`:
+    /// returns its end.
+    fn find(&self, subject: &str, from: usize, limit: usize) -> Option<usize> {
+        let hay = subject.get(from..limit)?;
+        if self.wildcards == 0 {
+            return memchr::memmem::find(hay.as_bytes(), self.text.as_bytes())
+                .map(|i| from + i + self.text.len());
+        }
+        for (i, _) in hay.char_indices() {
+            if let Some(end) = self.match_at(subject, from + i)
+                && end <= limit
+            {
+                return Some(end);
+            }
+        }
+        None
+    }
+}
+
+fn match_command(segments: &[Segment], starred: bool, subject: &str) -> bool {
+    let Some((first, rest)) = segments.split_first() else {
+        return subject.is_empty();
+    };
+    if !starred {
+        return first.match_at(subject, 0) == Some(subject.len());
+    }
+    let Some(mut pos) = first.match_at(subject, 0) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return true;
+    };
+    // The last segment is anchored at the end: find where it must start.
+    let tail_start = if last.wildcards == 0 {
+        if !subject.ends_with(last.text.as_str()) {
+            return false;
+        }
+        subject.len() - last.text.len()
+    } else {
+        match subject
+            .char_indices()
+            .rev()
+            .nth(last.chars.saturating_sub(1))
+        {
+            Some((i, _)) if last.chars > 0 => i,
+            _ if last.chars == 0 => subject.len(),
+            _ => return false,
+        }
+    };
+    if tail_start < pos || last.match_at(subject, tail_start) != Some(subject.len()) {
+        return false;
+    }
+    for seg in middle {
+        match seg.find(subject, pos, tail_start) {
+            Some(end) => pos = end,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// NFA simulation with a state set per input character. States are token indices;
+/// reaching `tokens.len()` after the last character means a match.
+fn match_path(tokens: &[PathToken], subject: &str) -> bool {
+    let n = tokens.len();
+    let mut current = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
+    current[0] = true;
+    close(tokens, &mut current);
+    for c in subject.chars() {
+        next.iter_mut().for_each(|s| *s = false);
+        let mut any = false;
+        for (i, &tok) in tokens.iter().enumerate() {
+            if !current[i] {
+                continue;
+            }
+            match tok {
+                PathToken::Char(p) if p == c => next[i + 1] = true,
+                PathToken::Char(_) => {}
+                PathToken::AnyChar if c != '/' => next[i + 1] = true,
+                PathToken::AnyChar => {}
+                PathToken::Star if c != '/' => next[i] = true,
+                PathToken::Star => {}
+                PathToken::DoubleStar => next[i] = true,
+                PathToken::DoubleStarSlash => {
+                    next[i] = true;
+                    if c == '/' {
+                        next[i + 1] = true;
+                    }
+                }
+            }
+        }
+        close(tokens, &mut next);
+        std::mem::swap(&mut current, &mut next);
+        for s in current.iter() {
+            any |= *s;
+        }
+        if !any {
+            return false;
+        }
+    }
+    current[n]
+}
+
+/// Epsilon closure: star tokens may match nothing.
+fn close(tokens: &[PathToken], states: &mut [bool]) {
+    for i in 0..tokens.len() {
+        if states[i]
+            && matches!(
+                tokens[i],
+                PathToken::Star | PathToken::DoubleStar | PathToken::DoubleStarSlash
+            )
+        {
+            states[i + 1] = true;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "glob_tests.rs"]
+mod tests;
