@@ -1,1 +1,78 @@
-fn main() {}
+//! The `rampart` binary: argument parsing and glue. Logic lives in the library crates.
+
+mod home;
+mod policy_cmd;
+mod show;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Guard between AI coding agents and the operating system",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate a command against the policy in force, without running it
+    Test(policy_cmd::TestArgs),
+    /// Check or print policy files
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Create $RAMPART_HOME with the standard profile and a commented custom.yaml starter
+    Init,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check policy files for errors and likely mistakes (default: the policy directory)
+    Lint(policy_cmd::LintArgs),
+    /// Print the effective merged policy, in evaluation order
+    Show,
+}
+
+/// How a command ended, beyond plain success: exit codes are part of the interface
+/// (`rampart test`: 0 allow/log, 1 deny, 3 ask; 2 usage or input errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Code(u8),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test(args) => policy_cmd::test(&args),
+        Command::Policy {
+            command: PolicyCommand::Lint(args),
+        } => policy_cmd::lint(&args),
+        Command::Policy {
+            command: PolicyCommand::Show,
+        } => policy_cmd::show(),
+        Command::Init => policy_cmd::init(),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Code(code)) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("rampart: error: {}", one_line(&err));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `anyhow`'s context chain on one line: "reading policies: x.yaml:3:5: unknown key".
+fn one_line(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    parts.join(": ")
+}

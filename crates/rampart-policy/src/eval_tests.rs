@@ -1,1 +1,260 @@
+use std::path::Path;
 
+use super::*;
+use crate::load::parse_str;
+
+const SEED: &str = include_str!("../tests/fixtures/seed.yaml");
+
+fn set(yaml: &str) -> PolicySet {
+    let file = parse_str(Path::new("test.yaml"), yaml).unwrap();
+    PolicySet::new(vec![file]).unwrap()
+}
+
+fn decide(set: &PolicySet, command: &str) -> Decision {
+    set.evaluate(&Request::exec(command))
+}
+
+fn action(set: &PolicySet, command: &str) -> Action {
+    decide(set, command).action
+}
+
+#[test]
+fn the_seed_policy_decides_as_the_seed_page_shows() {
+    let seed = set(SEED);
+    let d = decide(&seed, "git status");
+    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.matched_policies, vec!["preload-safe-dev"]);
+    assert_eq!(d.message, "Safe development commands");
+
+    let d = decide(&seed, "rm -rf /tmp/*");
+    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.message, "Destructive command blocked");
+    assert_eq!(d.matched_policies, vec!["preload-block-destructive"]);
+
+    let d = decide(&seed, "curl https://example.com");
+    assert_eq!(d.action, Action::Ask);
+    assert_eq!(d.message, "Network command requires approval");
+    assert_eq!(d.matched_policies, vec!["preload-ask-network"]);
+
+    let d = decide(&seed, ":(){ :|:& };:");
+    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.message, "Destructive command blocked");
+
+    assert_eq!(action(&seed, "dd if=/dev/zero of=/dev/sda"), Action::Deny);
+    assert_eq!(action(&seed, "mkfs.ext4 /dev/sda1"), Action::Deny);
+    assert_eq!(action(&seed, "/bin/rm -rf /"), Action::Deny);
+    assert_eq!(action(&seed, "wget http://x"), Action::Ask);
+    assert_eq!(action(&seed, "ls -la"), Action::Allow);
+    // Not matched by any rule: default_action allow, no policy named.
+    let d = decide(&seed, "make");
+    assert_eq!(d.action, Action::Allow);
+    assert!(d.matched_policies.is_empty());
+    assert!(d.rule.is_none());
+}
+
+#[test]
+fn seed_policy_scopes_by_agent_and_tool() {
+    let seed = set(SEED);
+    let mut req = Request::exec("rm -rf /tmp/*");
+    req.agent = "other-agent";
+    assert_eq!(seed.evaluate(&req).action, Action::Allow);
+    let mut req = Request::exec("rm -rf /tmp/*");
+    req.tool = "read";
+    assert_eq!(seed.evaluate(&req).action, Action::Allow);
+}
+
+#[test]
+fn any_piece_can_deny_and_allow_must_cover_every_piece() {
+    let seed = set(SEED);
+    assert_eq!(action(&seed, "git status && rm -rf /tmp/x"), Action::Deny);
+    assert_eq!(action(&seed, "bash -c 'rm -rf /home'"), Action::Deny);
+    assert_eq!(action(&seed, "env -i nice -n 5 /bin/rm -rf /etc"), Action::Deny);
+    assert_eq!(action(&seed, "echo $(rm -rf /var)"), Action::Deny);
+
+    let strict = set(r#"
+version: "1"
+default_action: deny
+policies:
+  - name: dev
+    rules:
+      - action: allow
+        when:
+          command_matches: ["git *", "ls *", "ls"]
+"#);
+    assert_eq!(action(&strict, "git status"), Action::Allow);
+    assert_eq!(action(&strict, "git status && ls"), Action::Allow);
+    assert_eq!(action(&strict, "git status && make"), Action::Deny);
+    assert_eq!(action(&strict, "sudo git push"), Action::Deny);
+    assert_eq!(action(&strict, "git log | less"), Action::Deny);
+    let d = decide(&strict, "make");
+    assert_eq!(d.message, "No rule allows this command; default action is deny");
+}
+
+#[test]
+fn sudo_is_looked_through_for_deny_and_ask_only() {
+    let p = set(r#"
+version: "1"
+default_action: allow
+policies:
+  - name: p
+    rules:
+      - action: deny
+        when: { command_matches: ["rm -rf /*"] }
+        message: no
+      - action: ask
+        when: { command_matches: ["git push *"] }
+"#);
+    assert_eq!(action(&p, "sudo rm -rf /"), Action::Deny);
+    assert_eq!(action(&p, "doas rm -rf /"), Action::Deny);
+    assert_eq!(action(&p, "sudo -u root sh -c 'rm -rf /'"), Action::Deny);
+    let d = decide(&p, "sudo git push origin main");
+    assert_eq!(d.action, Action::Ask);
+    assert_eq!(d.message, "Approval required by policy p");
+}
+
+#[test]
+fn deny_wins_over_ask_over_log_over_allow_across_policies() {
+    let p = set(r#"
+version: "1"
+policies:
+  - name: a
+    rules:
+      - action: allow
+        when: { command_matches: ["*"] }
+  - name: l
+    rules:
+      - action: log
+        when: { command_contains: ["x"] }
+  - name: q
+    rules:
+      - action: ask
+        when: { command_contains: ["y"] }
+  - name: d
+    rules:
+      - action: deny
+        when: { command_contains: ["z"] }
+"#);
+    assert_eq!(action(&p, "a"), Action::Allow);
+    assert_eq!(action(&p, "x"), Action::Log);
+    assert_eq!(action(&p, "xy"), Action::Ask);
+    assert_eq!(action(&p, "xyz"), Action::Deny);
+    assert_eq!(decide(&p, "xyz").matched_policies, vec!["d"]);
+    assert_eq!(decide(&p, "x").matched_policies, vec!["l"]);
+}
+
+#[test]
+fn first_matching_rule_wins_within_a_policy() {
+    let p = set(r#"
+version: "1"
+default_action: allow
+policies:
+  - name: p
+    rules:
+      - action: allow
+        when: { command_matches: ["rm -rf ./build*"] }
+      - action: deny
+        when: { command_matches: ["rm -rf *"] }
+        message: denied
+"#);
+    assert_eq!(action(&p, "rm -rf ./build"), Action::Allow);
+    assert_eq!(action(&p, "rm -rf ./src"), Action::Deny);
+}
+
+#[test]
+fn extensions_priority_default_rule_not_matches_session_and_path() {
+    let p = set(r#"
+version: "1"
+default_action: allow
+policies:
+  - name: late
+    priority: 200
+    rules:
+      - action: deny
+        when: { command_matches: ["deploy *"] }
+        message: late
+  - name: early
+    priority: 10
+    description: runs first
+    match:
+      session: ["prod-*"]
+    rules:
+      - action: deny
+        when:
+          command_matches: ["deploy *"]
+          command_not_matches: ["deploy --dry-run*"]
+        message: early
+      - action: log
+        default: true
+  - name: sessions
+    rules:
+      - action: ask
+        when:
+          command_matches: ["kubectl *"]
+          session_matches: ["prod-*"]
+  - name: paths
+    rules:
+      - action: deny
+        when:
+          path_matches: ["/etc/**", "**/.ssh/id_*"]
+        message: path
+  - name: disabled
+    enabled: false
+    rules:
+      - action: deny
+        when: { command_matches: ["*"] }
+"#);
+    let mut req = Request::exec("deploy app");
+    req.session = "prod-1";
+    let d = p.evaluate(&req);
+    assert_eq!(d.action, Action::Deny);
+    // Both policies denied; the message comes from the earlier (lower priority number).
+    assert_eq!(d.message, "early");
+    assert_eq!(d.matched_policies, vec!["early", "late"]);
+
+    let mut req = Request::exec("deploy --dry-run app");
+    req.session = "prod-1";
+    assert_eq!(p.evaluate(&req).message, "late");
+
+    let mut req = Request::exec("ls");
+    req.session = "prod-1";
+    assert_eq!(p.evaluate(&req).action, Action::Log, "default: true rule");
+    assert_eq!(action(&p, "ls"), Action::Allow);
+
+    let mut req = Request::exec("kubectl delete pod x");
+    assert_eq!(p.evaluate(&req).action, Action::Allow);
+    req.session = "prod-2";
+    assert_eq!(p.evaluate(&req).action, Action::Ask);
+
+    assert_eq!(action(&p, "cat /etc/hosts"), Action::Deny);
+    assert_eq!(action(&p, "cp /home/u/.ssh/id_rsa ."), Action::Deny);
+    assert_eq!(action(&p, "cat /home/u/.ssh/keys/x"), Action::Allow);
+    let mut req = Request::exec("");
+    req.tool = "read";
+    req.path = Some("/etc/shadow");
+    assert_eq!(p.evaluate(&req).action, Action::Deny);
+}
+
+#[test]
+fn strictest_default_action_wins_across_files() {
+    let a = parse_str(Path::new("a.yaml"), "version: \"1\"\ndefault_action: allow\npolicies: []\n").unwrap();
+    let b = parse_str(Path::new("b.yaml"), "version: \"1\"\ndefault_action: ask\npolicies: []\n").unwrap();
+    let s = PolicySet::new(vec![a, b]).unwrap();
+    assert_eq!(s.default_action(), Action::Ask);
+    assert_eq!(s.files().len(), 2);
+}
+
+#[test]
+fn duplicate_policy_names_across_files_are_an_error() {
+    let yaml = "version: \"1\"\npolicies:\n  - name: same\n    rules: []\n";
+    let a = parse_str(Path::new("a.yaml"), yaml).unwrap();
+    let b = parse_str(Path::new("b.yaml"), yaml).unwrap();
+    let err = PolicySet::new(vec![a, b]).unwrap_err();
+    assert_eq!(err.to_string(), "policy `same` is defined twice: a.yaml:3 and b.yaml:3");
+}
+
+#[test]
+fn empty_and_whitespace_commands_take_the_default() {
+    let seed = set(SEED);
+    assert_eq!(action(&seed, ""), Action::Allow);
+    assert_eq!(action(&seed, "   "), Action::Allow);
+}

@@ -1,0 +1,39 @@
+# Rampart: `make demo` shows it working, `make test` runs every test.
+# Everything here honours RAMPART_HOME and never touches ~/.rampart unless you `make install`.
+
+CARGO ?= cargo
+PREFIX ?= $(HOME)/.local
+RAMPART := target/release/rampart
+
+.PHONY: all build demo test lint fmt bench install clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+demo: build
+	./examples/demo.sh
+
+# Every test, plus the formatting and lint checks CI enforces.
+test: lint
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench:
+	$(CARGO) bench -p rampart-policy --bench evaluate
+
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 $(RAMPART) $(PREFIX)/bin/rampart
+	@echo "installed $(PREFIX)/bin/rampart"
+
+clean:
+	$(CARGO) clean

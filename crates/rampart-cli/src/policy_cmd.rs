@@ -1,0 +1,229 @@
+//! `rampart test`, `rampart policy lint|show` and `rampart init`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rampart_policy::profiles::{self, Source};
+use rampart_policy::{Action, PolicySet, Request, lint, load, shell};
+
+use crate::{Outcome, home};
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Tool name the call is made with
+    #[arg(long, default_value = "exec")]
+    tool: String,
+    /// Agent name (the seed's policies match on `preload`, the preload library's default)
+    #[arg(long, default_value = "preload")]
+    agent: String,
+    /// Session id
+    #[arg(long, default_value = "")]
+    session: String,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+    /// The command line to evaluate, e.g. "rm -rf /tmp/*"
+    command: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Policy files to check (default: every file of $RAMPART_HOME/policies)
+    files: Vec<PathBuf>,
+}
+
+/// The policy in force for this `RAMPART_HOME`, with a description of where it came from.
+fn effective() -> Result<(Arc<PolicySet>, String)> {
+    let dir = home::policies_dir()?;
+    let (set, source) = profiles::load_effective(&dir).context("loading policies")?;
+    let from = match source {
+        Source::Directory(dir) => dir.display().to_string(),
+        Source::EmbeddedStandard => "embedded standard profile".to_owned(),
+    };
+    Ok((set, from))
+}
+
+pub fn test(args: &TestArgs) -> Result<Outcome> {
+    let (set, _) = effective()?;
+    let req = Request {
+        tool: &args.tool,
+        agent: &args.agent,
+        session: &args.session,
+        command: &args.command,
+        path: None,
+    };
+    let started = Instant::now();
+    let pieces = shell::normalize(&args.command);
+    let decision = set.evaluate_pieces(&req, &pieces);
+    let elapsed = started.elapsed();
+
+    let rule = decision.rule.as_ref().map(|o| o.to_string());
+    if args.json {
+        let value = serde_json::json!({
+            "command": args.command,
+            "decision": decision.action.as_str(),
+            "allowed": decision.allowed(),
+            "message": decision.message,
+            "matched_policies": decision.matched_policies,
+            "rule": rule,
+            "pieces": pieces.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
+            "eval_duration_ns": u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+        });
+        println!("{value}");
+    } else {
+        let policy = if decision.matched_policies.is_empty() {
+            "(none: default_action)".to_owned()
+        } else {
+            decision.matched_policies.join(", ")
+        };
+        println!("decision: {}", decision.action);
+        println!("policy:   {policy}");
+        println!("message:  {}", decision.message);
+        if let Some(rule) = rule {
+            println!("rule:     {rule}");
+        }
+        println!("time:     {}", format_duration(elapsed));
+    }
+    Ok(match decision.action {
+        Action::Allow | Action::Log => Outcome::Success,
+        Action::Deny => Outcome::Code(1),
+        Action::Ask => Outcome::Code(3),
+    })
+}
+
+fn format_duration(d: std::time::Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 10_000 {
+        format!("{:.1} µs", ns as f64 / 1000.0)
+    } else if ns < 10_000_000 {
+        format!("{} µs", ns / 1000)
+    } else {
+        format!("{} ms", ns / 1_000_000)
+    }
+}
+
+pub fn lint(args: &LintArgs) -> Result<Outcome> {
+    let files: Vec<PathBuf> = if args.files.is_empty() {
+        let dir = home::policies_dir()?;
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+                if yaml && path.is_file() {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        if found.is_empty() {
+            println!(
+                "no policy files in {}; the embedded standard profile applies",
+                dir.display()
+            );
+        }
+        found
+    } else {
+        args.files.clone()
+    };
+
+    let mut errors = 0usize;
+    let mut loaded = Vec::new();
+    for file in &files {
+        match load::load_file(file) {
+            Ok(policy_file) => loaded.push(policy_file),
+            Err(err) => {
+                errors += 1;
+                println!("{}", error_line(&err));
+            }
+        }
+    }
+    let set = if files.is_empty() {
+        match profiles::load("standard") {
+            Some(result) => Some(result?),
+            None => None,
+        }
+    } else {
+        match PolicySet::new(loaded) {
+            Ok(set) => Some(set),
+            Err(err) => {
+                errors += 1;
+                println!("{}", error_line(&err));
+                None
+            }
+        }
+    };
+    let mut warnings = 0usize;
+    if let Some(set) = &set {
+        for warning in lint::lint(set) {
+            warnings += 1;
+            println!("{}: warning: {}", warning.origin, warning.message);
+        }
+        println!(
+            "{} file(s), {} policies, {} rules: {errors} error(s), {warnings} warning(s)",
+            set.files().len().max(files.len()),
+            set.policies().len(),
+            set.rule_count()
+        );
+    } else {
+        println!("{} file(s): {errors} error(s), {warnings} warning(s)", files.len());
+    }
+    Ok(if errors > 0 { Outcome::Code(1) } else { Outcome::Success })
+}
+
+/// `file:line:col: error: message`, the form editors and CI annotate.
+fn error_line(err: &rampart_policy::PolicyError) -> String {
+    use rampart_policy::PolicyError;
+    match err {
+        PolicyError::Invalid {
+            file,
+            line,
+            column,
+            message,
+            hint,
+        } => format!("{}:{line}:{column}: error: {message}{hint}", file.display()),
+        other => format!("error: {other}"),
+    }
+}
+
+pub fn show() -> Result<Outcome> {
+    let (set, from) = effective()?;
+    print!("{}", crate::show::render(&set, &from));
+    Ok(Outcome::Success)
+}
+
+const CUSTOM_STARTER: &str = include_str!("../../../policies/custom.starter.yaml");
+
+pub fn init() -> Result<Outcome> {
+    let home = home::dir()?;
+    home::create_private_dir(&home)?;
+    let policies = home.join("policies");
+    home::create_private_dir(&policies)?;
+    // Once any file exists in policies/, the embedded standard profile no longer applies
+    // by itself, so init copies it next to the starter: the user keeps its protection.
+    write_new(&policies.join("standard.yaml"), profiles::text("standard").unwrap_or_default())?;
+    write_new(&policies.join("custom.yaml"), CUSTOM_STARTER)?;
+    println!("Edit {} and check it with `rampart policy lint`.", policies.join("custom.yaml").display());
+    Ok(Outcome::Success)
+}
+
+/// Writes `text` to `path` unless the file exists; says which happened.
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(mut file) => {
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("created {}", path.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            println!("kept    {} (already exists)", path.display());
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
