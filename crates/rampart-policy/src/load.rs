@@ -1,21 +1,109 @@
 //! Loading policy files: YAML → [`PolicyFile`] with strict validation. Every error names
 //! `file:line:column` and, for misspelt keys or actions, the word that was probably meant.
+//!
+//! Strict on purpose: a policy that silently ignores a misspelt `comand_matches` would allow
+//! what its author meant to deny. So unknown keys, wrong types, duplicate keys, empty lists
+//! (which would turn a condition into "anything") and `when:` on a `default: true` rule are
+//! all errors. What is *legal but suspicious* is left to [`crate::lint`].
+//!
+//! Decisions worth knowing:
+//! * `version` may be missing (it means `"1"`) and may be written `1` or `"1"`.
+//! * A list of strings may also be written as one string (`tool: exec`).
+//! * `null` (a key with nothing after it) is accepted for `policies:` and `rules:` (an
+//!   empty list, so everything can be commented out) and refused everywhere else.
+//! * Disabled policies and rules are validated, then dropped.
+//! * A rule may carry a `name:` for the reader; it is checked to be a string and not kept.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::error::PolicyError;
-use crate::model::PolicyFile;
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
+
+use crate::error::{Hint, PolicyError};
+use crate::glob::Glob;
+use crate::model::{Action, Conditions, Needle, Origin, Pattern, Policy, PolicyFile, Rule, Scope};
+
+type Node<'i> = MarkedYaml<'i>;
+
+const TOP_KEYS: &[&str] = &["version", "default_action", "policies"];
+const POLICY_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "priority",
+    "enabled",
+    "match",
+    "rules",
+];
+const MATCH_KEYS: &[&str] = &["agent", "tool", "session", "session_matches"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "action",
+    "when",
+    "message",
+    "description",
+    "enabled",
+    "default",
+];
+const WHEN_KEYS: &[&str] = &[
+    "command_matches",
+    "command_contains",
+    "command_not_matches",
+    "session_matches",
+    "path_matches",
+];
+
+/// The only policy format version there is.
+const VERSION: &str = "1";
+
+/// Default `priority` of a policy.
+const DEFAULT_PRIORITY: i64 = 100;
+
+/// Words people write for an action, mapped to the action they mean (for hints only).
+const ACTION_SYNONYMS: &[(&str, &str)] = &[
+    ("block", "deny"),
+    ("reject", "deny"),
+    ("forbid", "deny"),
+    ("refuse", "deny"),
+    ("disallow", "deny"),
+    ("drop", "deny"),
+    ("permit", "allow"),
+    ("accept", "allow"),
+    ("pass", "allow"),
+    ("prompt", "ask"),
+    ("confirm", "ask"),
+    ("approve", "ask"),
+    ("review", "ask"),
+    ("audit", "log"),
+    ("warn", "log"),
+    ("monitor", "log"),
+    ("record", "log"),
+];
 
 /// Parses policy YAML `text`; `file` is only used to name locations.
 pub fn parse_str(file: &Path, text: &str) -> Result<PolicyFile, PolicyError> {
-    let _ = (file, text);
-    Err(PolicyError::Invalid {
-        file: file.to_path_buf(),
-        line: 1,
-        column: 1,
-        message: "not implemented".into(),
-        hint: Default::default(),
-    })
+    let cx = Cx {
+        file,
+        shared: Arc::new(file.to_path_buf()),
+    };
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| cx.scan_error(text, &e))?;
+    let mut docs = docs.iter();
+    let root = docs.next();
+    if let Some(extra) = docs.find(|d| !is_nothing(d)) {
+        return Err(cx.at(
+            extra,
+            "a policy file holds one YAML document; remove the `---` before this one".into(),
+            None,
+        ));
+    }
+    match root {
+        Some(root) if !is_nothing(root) => cx.file(root),
+        _ => Ok(PolicyFile {
+            path: cx.shared.clone(),
+            version: VERSION.to_owned(),
+            default_action: None,
+            policies: Vec::new(),
+        }),
+    }
 }
 
 /// Reads and parses one policy file.
@@ -58,3 +146,516 @@ pub fn load_dir(dir: &Path) -> Result<Vec<PolicyFile>, PolicyError> {
     paths.sort();
     paths.iter().map(|p| load_file(p)).collect()
 }
+
+/// The closest of `candidates` to `word` by edit distance (transpositions count as one
+/// edit), if it is close enough to be a plausible typo.
+pub fn suggest(word: &str, candidates: &[&str]) -> Option<String> {
+    let lower = word.to_lowercase();
+    let mut best: Option<(usize, &str)> = None;
+    for &candidate in candidates {
+        let distance = edit_distance(&lower, candidate);
+        if best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    let (distance, candidate) = best?;
+    let limit = (candidate.chars().count() / 3).max(1);
+    (distance <= limit).then(|| candidate.to_owned())
+}
+
+/// Optimal-string-alignment distance: Levenshtein plus adjacent transpositions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rolling rows: i-2, i-1, i.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            cur[j] = d;
+        }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The hint for a word that is not an action.
+fn action_hint(word: &str) -> Option<String> {
+    let lower = word.to_lowercase();
+    ACTION_SYNONYMS
+        .iter()
+        .find(|(synonym, _)| *synonym == lower)
+        .map(|(_, action)| (*action).to_owned())
+        .or_else(|| suggest(word, Action::WORDS))
+}
+
+/// Parsing context: the file being read, for locations.
+struct Cx<'f> {
+    file: &'f Path,
+    shared: Arc<PathBuf>,
+}
+
+/// The entries of one YAML mapping, keys checked against the allowed set.
+struct Fields<'n, 'i> {
+    entries: Vec<(&'n str, &'n Node<'i>)>,
+}
+
+impl<'n, 'i> Fields<'n, 'i> {
+    fn get(&self, key: &str) -> Option<&'n Node<'i>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl Cx<'_> {
+    fn at(&self, node: &Node<'_>, message: String, hint: Option<String>) -> PolicyError {
+        PolicyError::Invalid {
+            file: self.file.to_path_buf(),
+            line: node.span.start.line(),
+            column: node.span.start.col() + 1,
+            message,
+            hint: Hint(hint),
+        }
+    }
+
+    fn origin(&self, node: &Node<'_>) -> Origin {
+        Origin {
+            file: self.shared.clone(),
+            line: node.span.start.line(),
+        }
+    }
+
+    fn scan_error(&self, text: &str, e: &ScanError) -> PolicyError {
+        let mark = e.marker();
+        let message = if e.info() == "duplicated key in mapping" {
+            match key_at(text, mark.index()) {
+                Some(key) => format!("duplicate key `{key}`"),
+                None => "duplicate key".to_owned(),
+            }
+        } else {
+            format!("invalid YAML: {}", e.info())
+        };
+        PolicyError::Invalid {
+            file: self.file.to_path_buf(),
+            line: mark.line(),
+            column: mark.col() + 1,
+            message,
+            hint: Hint(None),
+        }
+    }
+
+    /// Checks that `node` is a mapping whose keys are all in `allowed`. `what` names the
+    /// mapping in messages ("a rule", "`when`"), `place` says where a key is ("in a rule").
+    fn fields<'n, 'i>(
+        &self,
+        node: &'n Node<'i>,
+        (what, place): (&str, &str),
+        allowed: &[&str],
+    ) -> Result<Fields<'n, 'i>, PolicyError> {
+        let YamlData::Mapping(map) = &node.data else {
+            return Err(self.at(
+                node,
+                format!("{what} must be a mapping, found {}", describe(node)),
+                None,
+            ));
+        };
+        let mut entries = Vec::with_capacity(map.len());
+        for (key, value) in map.iter() {
+            let Some(name) = as_str(key) else {
+                return Err(self.at(
+                    key,
+                    format!("keys {place} must be strings, found {}", describe(key)),
+                    None,
+                ));
+            };
+            if !allowed.contains(&name) {
+                return Err(self.at(
+                    key,
+                    format!(
+                        "unknown key `{name}` {place}; valid keys: {}",
+                        allowed.join(", ")
+                    ),
+                    suggest(name, allowed),
+                ));
+            }
+            entries.push((name, value));
+        }
+        Ok(Fields { entries })
+    }
+
+    fn string<'n>(&self, node: &'n Node<'_>, key: &str) -> Result<&'n str, PolicyError> {
+        as_str(node).ok_or_else(|| {
+            self.at(
+                node,
+                format!("`{key}` must be a string, found {}", describe(node)),
+                None,
+            )
+        })
+    }
+
+    fn opt_string(
+        &self,
+        fields: &Fields<'_, '_>,
+        key: &str,
+    ) -> Result<Option<String>, PolicyError> {
+        fields
+            .get(key)
+            .map(|node| self.string(node, key).map(str::to_owned))
+            .transpose()
+    }
+
+    fn opt_bool(&self, fields: &Fields<'_, '_>, key: &str) -> Result<Option<bool>, PolicyError> {
+        let Some(node) = fields.get(key) else {
+            return Ok(None);
+        };
+        match &node.data {
+            YamlData::Value(Scalar::Boolean(b)) => Ok(Some(*b)),
+            _ => Err(self.at(
+                node,
+                format!("`{key}` must be true or false, found {}", describe(node)),
+                None,
+            )),
+        }
+    }
+
+    fn action(&self, node: &Node<'_>, key: &str) -> Result<Action, PolicyError> {
+        let word = self.string(node, key)?;
+        Action::parse(word).ok_or_else(|| {
+            self.at(
+                node,
+                format!(
+                    "unknown action `{word}`; valid actions: {}",
+                    Action::WORDS.join(", ")
+                ),
+                action_hint(word),
+            )
+        })
+    }
+
+    /// A list of strings, or one string standing for a list of one. Never empty: an empty
+    /// list would silently turn a condition or scope into "anything".
+    fn strings<'n, 'i>(
+        &self,
+        node: &'n Node<'i>,
+        key: &str,
+    ) -> Result<Vec<(&'n str, &'n Node<'i>)>, PolicyError> {
+        if let Some(s) = as_str(node) {
+            return Ok(vec![(s, node)]);
+        }
+        let YamlData::Sequence(items) = &node.data else {
+            return Err(self.at(
+                node,
+                format!(
+                    "`{key}` must be a string or a list of strings, found {}",
+                    describe(node)
+                ),
+                None,
+            ));
+        };
+        if items.is_empty() {
+            return Err(self.at(
+                node,
+                format!("`{key}` is an empty list; give at least one entry or remove the key"),
+                None,
+            ));
+        }
+        items
+            .iter()
+            .map(|item| match as_str(item) {
+                Some(s) => Ok((s, item)),
+                None => Err(self.at(
+                    item,
+                    format!(
+                        "entries of `{key}` must be strings, found {}",
+                        describe(item)
+                    ),
+                    None,
+                )),
+            })
+            .collect()
+    }
+
+    fn patterns(
+        &self,
+        fields: &Fields<'_, '_>,
+        key: &str,
+        compile: fn(&str) -> Glob,
+    ) -> Result<Vec<Pattern>, PolicyError> {
+        let Some(node) = fields.get(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .strings(node, key)?
+            .into_iter()
+            .map(|(text, item)| Pattern {
+                glob: compile(text),
+                origin: self.origin(item),
+            })
+            .collect())
+    }
+
+    /// A list that may be written as `null` (everything in it commented out).
+    fn items<'n, 'i>(&self, node: &'n Node<'i>, key: &str) -> Result<&'n [Node<'i>], PolicyError> {
+        match &node.data {
+            YamlData::Sequence(items) => Ok(items),
+            YamlData::Value(Scalar::Null) => Ok(&[]),
+            _ => Err(self.at(
+                node,
+                format!("`{key}` must be a list, found {}", describe(node)),
+                None,
+            )),
+        }
+    }
+
+    fn file(&self, root: &Node<'_>) -> Result<PolicyFile, PolicyError> {
+        let YamlData::Mapping(_) = &root.data else {
+            return Err(self.at(
+                root,
+                format!(
+                    "a policy file must be a mapping with a `policies:` list, found {}",
+                    describe(root)
+                ),
+                None,
+            ));
+        };
+        let top = self.fields(root, ("the top level", "at the top level"), TOP_KEYS)?;
+        if let Some(node) = top.get("version") {
+            let version = match &node.data {
+                YamlData::Value(Scalar::String(s)) => s.to_string(),
+                YamlData::Value(Scalar::Integer(i)) => i.to_string(),
+                YamlData::Value(Scalar::FloatingPoint(f)) => f.to_string(),
+                _ => {
+                    return Err(self.at(
+                        node,
+                        format!("`version` must be \"1\", found {}", describe(node)),
+                        None,
+                    ));
+                }
+            };
+            if version != VERSION {
+                return Err(self.at(
+                    node,
+                    format!("unsupported `version` {version}; this Rampart reads version \"1\""),
+                    None,
+                ));
+            }
+        }
+        let default_action = top
+            .get("default_action")
+            .map(|node| self.action(node, "default_action"))
+            .transpose()?;
+
+        let mut policies: Vec<Policy> = Vec::new();
+        // Every policy read, enabled or not, for the duplicate-name check.
+        let mut names: Vec<(String, Origin)> = Vec::new();
+        if let Some(list) = top.get("policies") {
+            for node in self.items(list, "policies")? {
+                let (policy, enabled) = self.policy(node)?;
+                if let Some((_, first)) = names.iter().find(|(n, _)| *n == policy.name) {
+                    return Err(PolicyError::DuplicateName {
+                        name: policy.name,
+                        first: first.clone(),
+                        second: policy.origin,
+                    });
+                }
+                names.push((policy.name.clone(), policy.origin.clone()));
+                if enabled {
+                    policies.push(policy);
+                }
+            }
+        }
+        Ok(PolicyFile {
+            path: self.shared.clone(),
+            version: VERSION.to_owned(),
+            default_action,
+            policies,
+        })
+    }
+
+    /// One entry of `policies:`, and whether it is enabled.
+    fn policy(&self, node: &Node<'_>) -> Result<(Policy, bool), PolicyError> {
+        let fields = self.fields(node, ("a policy", "in a policy"), POLICY_KEYS)?;
+        let Some(name_node) = fields.get("name") else {
+            return Err(self.at(node, "policy has no `name`".into(), None));
+        };
+        let name = self.string(name_node, "name")?;
+        if name.trim().is_empty() {
+            return Err(self.at(name_node, "policy `name` must not be empty".into(), None));
+        }
+        let priority = match fields.get("priority") {
+            None => DEFAULT_PRIORITY,
+            Some(p) => match &p.data {
+                YamlData::Value(Scalar::Integer(i)) => *i,
+                _ => {
+                    return Err(self.at(
+                        p,
+                        format!("`priority` must be an integer, found {}", describe(p)),
+                        None,
+                    ));
+                }
+            },
+        };
+        let enabled = self.opt_bool(&fields, "enabled")?.unwrap_or(true);
+        let scope = match fields.get("match") {
+            None => Scope::default(),
+            Some(m) => {
+                let m = self.fields(m, ("`match`", "in `match`"), MATCH_KEYS)?;
+                let mut session = self.patterns(&m, "session", Glob::command)?;
+                session.extend(self.patterns(&m, "session_matches", Glob::command)?);
+                Scope {
+                    agent: self.patterns(&m, "agent", Glob::command)?,
+                    tool: self.patterns(&m, "tool", Glob::command)?,
+                    session,
+                }
+            }
+        };
+        let mut rules = Vec::new();
+        if let Some(list) = fields.get("rules") {
+            for rule_node in self.items(list, "rules")? {
+                if let Some(rule) = self.rule(rule_node)? {
+                    rules.push(rule);
+                }
+            }
+        }
+        let policy = Policy {
+            name: name.to_owned(),
+            description: self.opt_string(&fields, "description")?,
+            priority,
+            scope,
+            rules,
+            origin: self.origin(node),
+        };
+        Ok((policy, enabled))
+    }
+
+    /// One entry of `rules:`; `None` when it is disabled.
+    fn rule(&self, node: &Node<'_>) -> Result<Option<Rule>, PolicyError> {
+        let fields = self.fields(node, ("a rule", "in a rule"), RULE_KEYS)?;
+        let Some(action_node) = fields.get("action") else {
+            return Err(self.at(
+                node,
+                format!("rule has no `action` (one of {})", Action::WORDS.join(", ")),
+                None,
+            ));
+        };
+        let action = self.action(action_node, "action")?;
+        // Only checked: the name is for whoever reads the file.
+        self.opt_string(&fields, "name")?;
+        let is_default = self.opt_bool(&fields, "default")?.unwrap_or(false);
+        let when = match fields.get("when") {
+            None => Conditions::default(),
+            Some(w) if is_default => {
+                return Err(self.at(
+                    w,
+                    "a `default: true` rule applies when no other rule of its policy matches, \
+                     so it cannot have `when` conditions"
+                        .into(),
+                    None,
+                ));
+            }
+            Some(w) => self.conditions(w)?,
+        };
+        let message = self.opt_string(&fields, "message")?;
+        let description = self.opt_string(&fields, "description")?;
+        if !self.opt_bool(&fields, "enabled")?.unwrap_or(true) {
+            return Ok(None);
+        }
+        Ok(Some(Rule {
+            action,
+            when,
+            message,
+            description,
+            is_default,
+            origin: self.origin(node),
+        }))
+    }
+
+    fn conditions(&self, node: &Node<'_>) -> Result<Conditions, PolicyError> {
+        let w = self.fields(node, ("`when`", "in `when`"), WHEN_KEYS)?;
+        let mut command_contains = Vec::new();
+        if let Some(list) = w.get("command_contains") {
+            for (text, item) in self.strings(list, "command_contains")? {
+                if text.is_empty() {
+                    return Err(self.at(
+                        item,
+                        "`command_contains` entries must not be empty (\"\" is in every command)"
+                            .into(),
+                        None,
+                    ));
+                }
+                command_contains.push(Needle {
+                    text: text.to_owned(),
+                    origin: self.origin(item),
+                });
+            }
+        }
+        Ok(Conditions {
+            command_matches: self.patterns(&w, "command_matches", Glob::command)?,
+            command_contains,
+            command_not_matches: self.patterns(&w, "command_not_matches", Glob::command)?,
+            session_matches: self.patterns(&w, "session_matches", Glob::command)?,
+            path_matches: self.patterns(&w, "path_matches", Glob::path)?,
+        })
+    }
+}
+
+/// `Null` and the placeholder saphyr uses for an empty document.
+fn is_nothing(node: &Node<'_>) -> bool {
+    matches!(
+        node.data,
+        YamlData::BadValue | YamlData::Value(Scalar::Null)
+    )
+}
+
+fn as_str<'n>(node: &'n Node<'_>) -> Option<&'n str> {
+    match &node.data {
+        YamlData::Value(Scalar::String(s)) => Some(s.as_ref()),
+        _ => None,
+    }
+}
+
+/// What a node is, for "found ..." in type errors.
+fn describe(node: &Node<'_>) -> &'static str {
+    match &node.data {
+        YamlData::Value(Scalar::Null) => "nothing (null)",
+        YamlData::Value(Scalar::Boolean(_)) => "a boolean",
+        YamlData::Value(Scalar::Integer(_)) => "an integer",
+        YamlData::Value(Scalar::FloatingPoint(_)) => "a number",
+        YamlData::Value(Scalar::String(_)) => "a string",
+        YamlData::Sequence(_) => "a list",
+        YamlData::Mapping(_) => "a mapping",
+        YamlData::Tagged(..) => "a tagged value",
+        YamlData::Representation(..) | YamlData::Alias(_) | YamlData::BadValue => {
+            "an invalid value"
+        }
+    }
+}
+
+/// The mapping key written at character `index` of `text` (for duplicate-key errors,
+/// where saphyr reports only the position).
+fn key_at(text: &str, index: usize) -> Option<String> {
+    let rest: String = text.chars().skip(index).take(256).collect();
+    let first = rest.chars().next()?;
+    let key = if first == '"' || first == '\'' {
+        let body = &rest[first.len_utf8()..];
+        &body[..body.find(first)?]
+    } else {
+        let end = rest.find([':', '\n', ',', '}']).unwrap_or(rest.len());
+        rest[..end].trim()
+    };
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;
