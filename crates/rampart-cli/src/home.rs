@@ -12,7 +12,9 @@ pub fn dir() -> Result<PathBuf> {
     }
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".rampart")),
-        None => bail!("neither RAMPART_HOME nor HOME is set; set RAMPART_HOME to choose where Rampart keeps its files"),
+        None => bail!(
+            "neither RAMPART_HOME nor HOME is set; set RAMPART_HOME to choose where Rampart keeps its files"
+        ),
     }
 }
 

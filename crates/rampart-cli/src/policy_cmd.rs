@@ -112,7 +112,10 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+                let yaml = matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                );
                 if yaml && path.is_file() {
                     found.push(path);
                 }
@@ -169,9 +172,16 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
             set.rule_count()
         );
     } else {
-        println!("{} file(s): {errors} error(s), {warnings} warning(s)", files.len());
+        println!(
+            "{} file(s): {errors} error(s), {warnings} warning(s)",
+            files.len()
+        );
     }
-    Ok(if errors > 0 { Outcome::Code(1) } else { Outcome::Success })
+    Ok(if errors > 0 {
+        Outcome::Code(1)
+    } else {
+        Outcome::Success
+    })
 }
 
 /// `file:line:col: error: message`, the form editors and CI annotate.
@@ -204,16 +214,26 @@ pub fn init() -> Result<Outcome> {
     home::create_private_dir(&policies)?;
     // Once any file exists in policies/, the embedded standard profile no longer applies
     // by itself, so init copies it next to the starter: the user keeps its protection.
-    write_new(&policies.join("standard.yaml"), profiles::text("standard").unwrap_or_default())?;
+    write_new(
+        &policies.join("standard.yaml"),
+        profiles::text("standard").unwrap_or_default(),
+    )?;
     write_new(&policies.join("custom.yaml"), CUSTOM_STARTER)?;
-    println!("Edit {} and check it with `rampart policy lint`.", policies.join("custom.yaml").display());
+    println!(
+        "Edit {} and check it with `rampart policy lint`.",
+        policies.join("custom.yaml").display()
+    );
     Ok(Outcome::Success)
 }
 
 /// Writes `text` to `path` unless the file exists; says which happened.
 fn write_new(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(mut file) => {
             file.write_all(text.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;

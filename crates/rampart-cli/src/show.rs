@@ -31,7 +31,12 @@ pub fn render(set: &PolicySet, from: &str) -> String {
     }
     let _ = writeln!(out, "policies:");
     for policy in set.policies() {
-        let _ = writeln!(out, "  - name: {}  # {}", quote(&policy.name), policy.origin);
+        let _ = writeln!(
+            out,
+            "  - name: {}  # {}",
+            quote(&policy.name),
+            policy.origin
+        );
         if let Some(d) = &policy.description {
             let _ = writeln!(out, "    description: {}", quote(d));
         }
@@ -69,7 +74,11 @@ fn render_when(out: &mut String, when: &Conditions) {
     let _ = writeln!(out, "        when:");
     list(out, 10, "command_matches", &when.command_matches);
     if !when.command_contains.is_empty() {
-        let items: Vec<String> = when.command_contains.iter().map(|n| quote(&n.text)).collect();
+        let items: Vec<String> = when
+            .command_contains
+            .iter()
+            .map(|n| quote(&n.text))
+            .collect();
         let _ = writeln!(out, "{:10}command_contains: [{}]", "", items.join(", "));
     }
     list(out, 10, "command_not_matches", &when.command_not_matches);

@@ -3,7 +3,7 @@ use std::path::Path;
 use super::*;
 use crate::load::parse_str;
 
-const SEED: &str = include_str!("../tests/fixtures/seed.yaml");
+const SEED: &str = include_str!("../../../examples/seed-policy.yaml");
 
 fn set(yaml: &str) -> PolicySet {
     let file = parse_str(Path::new("test.yaml"), yaml).unwrap();

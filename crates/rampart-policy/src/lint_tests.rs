@@ -4,7 +4,7 @@ use super::{COMMON_WORDS, lint};
 use crate::eval::PolicySet;
 use crate::load::parse_str;
 
-const SEED: &str = include_str!("../tests/fixtures/seed.yaml");
+const SEED: &str = include_str!("../../../examples/seed-policy.yaml");
 const CUSTOM_AGENT: &str = include_str!("../tests/fixtures/custom-agent.yaml");
 
 /// Lints `files` (name, YAML) merged into one set; one warning per line, as printed.

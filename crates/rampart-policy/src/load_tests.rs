@@ -4,7 +4,7 @@ use super::{parse_str, suggest};
 use crate::error::PolicyError;
 use crate::model::{Action, PolicyFile};
 
-const SEED: &str = include_str!("../tests/fixtures/seed.yaml");
+const SEED: &str = include_str!("../../../examples/seed-policy.yaml");
 const CUSTOM_AGENT: &str = include_str!("../tests/fixtures/custom-agent.yaml");
 
 fn parse(text: &str) -> PolicyFile {

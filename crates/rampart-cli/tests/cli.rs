@@ -1,0 +1,229 @@
+//! End-to-end tests of the `rampart` binary (one integration-test binary, ripgrep style).
+
+mod util;
+
+use util::{Home, SEED_POLICY};
+
+/// `rampart test` output without the timing line, which varies.
+fn without_time(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with("time:"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn seed_policy_decides_the_seed_examples_with_exit_codes() {
+    let home = Home::new();
+    home.policy("custom.yaml", SEED_POLICY);
+
+    let run = home.run(&["test", "git status"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        without_time(&run.stdout()),
+        "decision: allow\npolicy:   preload-safe-dev\nmessage:  Safe development commands\nrule:     "
+            .to_owned()
+            + &home.policies().join("custom.yaml:10").display().to_string()
+            + "\n"
+    );
+    assert!(
+        run.stdout()
+            .lines()
+            .any(|l| l.starts_with("time:     ") && l.contains("µs"))
+    );
+
+    let run = home.run(&["test", "rm -rf /tmp/*"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stdout().starts_with(
+        "decision: deny\npolicy:   preload-block-destructive\nmessage:  Destructive command blocked\n"
+    ));
+
+    let run = home.run(&["test", "curl https://example.com/install.sh"]);
+    assert_eq!(run.code(), 3);
+    assert!(run.stdout().starts_with(
+        "decision: ask\npolicy:   preload-ask-network\nmessage:  Network command requires approval\n"
+    ));
+
+    let run = home.run(&["test", ":(){ :|:& };:"]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stdout()
+            .contains("message:  Destructive command blocked\n")
+    );
+
+    // Another agent is outside the seed policies' scope: default allow, no policy.
+    let run = home.run(&["test", "--agent", "other", "rm -rf /tmp/*"]);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stdout()
+            .starts_with("decision: allow\npolicy:   (none: default_action)\n")
+    );
+}
+
+#[test]
+fn custom_agent_names_policy_applies_per_agent_and_session() {
+    let home = Home::new();
+    home.policy(
+        "custom.yaml",
+        include_str!("../../rampart-policy/tests/fixtures/custom-agent.yaml"),
+    );
+    let run = home.run(&[
+        "test",
+        "--agent",
+        "my-agent",
+        "--session",
+        "prod-deploy",
+        "rm x",
+    ]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stdout()
+            .contains("Production agent: destructive commands blocked")
+    );
+    let run = home.run(&["test", "--agent", "my-agent", "--session", "dev-1", "rm x"]);
+    assert_eq!(run.code(), 0);
+}
+
+#[test]
+fn test_json_prints_one_object() {
+    let home = Home::new();
+    home.policy("custom.yaml", SEED_POLICY);
+    let run = home.run(&["test", "--json", "git status && rm -rf /tmp/x"]);
+    assert_eq!(run.code(), 1);
+    let v: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["message"], "Destructive command blocked");
+    assert_eq!(
+        v["matched_policies"],
+        serde_json::json!(["preload-block-destructive"])
+    );
+    assert_eq!(
+        v["pieces"],
+        serde_json::json!(["git status", "rm -rf /tmp/x"])
+    );
+    assert!(v["eval_duration_ns"].as_u64().is_some());
+    assert_eq!(run.stdout().trim().lines().count(), 1);
+}
+
+#[test]
+fn typo_in_a_key_is_reported_with_file_line_and_hint() {
+    let home = Home::new();
+    let path = home.policy(
+        "custom.yaml",
+        &SEED_POLICY.replacen("command_matches", "comand_matches", 1),
+    );
+    let expected = format!(
+        "{}:12:11: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, \
+         command_not_matches, session_matches, path_matches (did you mean `command_matches`?)",
+        path.display()
+    );
+
+    let run = home.run(&["test", "git status"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        format!("rampart: error: loading policies: {expected}\n")
+    );
+    assert_eq!(run.stdout(), "");
+
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 1);
+    let expected_lint = expected.replacen(": unknown key", ": error: unknown key", 1);
+    assert_eq!(
+        run.stdout(),
+        format!("{expected_lint}\n1 file(s), 0 policies, 0 rules: 1 error(s), 0 warning(s)\n")
+    );
+}
+
+#[test]
+fn lint_warns_about_short_substrings_in_the_seed() {
+    let home = Home::new();
+    let path = home.policy("custom.yaml", SEED_POLICY);
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let out = run.stdout();
+    assert!(
+        out.contains(&format!("{}:40: warning: ", path.display())) && out.contains("`sync`"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("1 file(s), 3 policies, 3 rules: 0 error(s), 1 warning(s)\n"),
+        "{out}"
+    );
+
+    // Explicit file arguments are linted the same way.
+    let run = home.run(&["policy", "lint", path.to_str().unwrap()]);
+    assert_eq!(run.code(), 0);
+}
+
+#[test]
+fn no_policy_files_means_the_embedded_standard_profile() {
+    let home = Home::new();
+    let run = home.run(&["test", "rm -rf /"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let run = home.run(&["test", "cargo build --release"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let run = home.run(&["policy", "show"]);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stdout()
+            .starts_with("# effective policy from embedded standard profile: ")
+    );
+}
+
+#[test]
+fn policy_show_prints_yaml_that_loads_back() {
+    let home = Home::new();
+    home.policy("custom.yaml", SEED_POLICY);
+    let run = home.run(&["policy", "show"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let shown = run.stdout();
+    let reparsed =
+        rampart_policy::load::parse_str(std::path::Path::new("shown.yaml"), &shown).unwrap();
+    assert_eq!(reparsed.policies.len(), 3);
+    assert!(shown.contains("  - name: \"preload-block-destructive\"  # "));
+    assert!(
+        shown.contains(
+            "command_matches: [\"rm -rf /*\", \"dd if=*\", \"mkfs.*\", \":(){ :|:& };:\"]"
+        )
+    );
+}
+
+#[test]
+fn init_writes_a_starter_and_keeps_existing_files() {
+    let home = Home::new();
+    let run = home.run(&["init"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(home.policies().join("custom.yaml").is_file());
+    assert!(home.policies().join("standard.yaml").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // The starter lints clean and the standard protections still apply.
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    assert_eq!(home.run(&["test", "rm -rf /"]).code(), 1);
+    std::fs::write(home.policies().join("custom.yaml"), "# mine\n").unwrap();
+    let run = home.run(&["init"]);
+    assert!(run.stdout().contains("(already exists)"));
+    assert_eq!(
+        std::fs::read_to_string(home.policies().join("custom.yaml")).unwrap(),
+        "# mine\n"
+    );
+}
+
+#[test]
+fn version_and_usage_errors() {
+    let home = Home::new();
+    let run = home.run(&["--version"]);
+    assert_eq!(run.code(), 0);
+    assert_eq!(
+        run.stdout(),
+        format!("rampart {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let run = home.run(&["test"]);
+    assert_eq!(run.code(), 2);
+    let run = home.run(&["no-such-command"]);
+    assert_eq!(run.code(), 2);
+}
