@@ -1,8 +1,14 @@
 //! The `rampart` binary: argument parsing and glue. Logic lives in the library crates.
 
+mod approvals_cmd;
+mod audit_cmd;
+mod client;
+mod duration;
 mod home;
 mod policy_cmd;
+mod serve_cmd;
 mod show;
+mod token_cmd;
 
 use std::process::ExitCode;
 
@@ -22,12 +28,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the policy server (HTTP on 127.0.0.1:9090 and $RAMPART_HOME/rampart.sock)
+    Serve(serve_cmd::ServeArgs),
     /// Evaluate a command against the policy in force, without running it
     Test(policy_cmd::TestArgs),
     /// Check or print policy files
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Read the audit trail
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
+    /// List asks waiting for a person
+    Pending,
+    /// Let a pending ask run
+    Approve {
+        /// The approval id (from `rampart pending` or the ask's message)
+        id: String,
+        /// A note recorded with the decision
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Refuse a pending ask (the waiting command fails with EPERM)
+    Deny {
+        id: String,
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Show or rotate the admin token
+    Token {
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
     },
     /// Create $RAMPART_HOME with the standard profile and a commented custom.yaml starter
     Init,
@@ -52,7 +86,13 @@ pub enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve_cmd::serve(args),
         Command::Test(args) => policy_cmd::test(&args),
+        Command::Audit { command } => audit_cmd::run(command),
+        Command::Pending => approvals_cmd::pending(),
+        Command::Approve { id, message } => approvals_cmd::resolve(&id, true, message.as_deref()),
+        Command::Deny { id, message } => approvals_cmd::resolve(&id, false, message.as_deref()),
+        Command::Token { command } => token_cmd::run(command),
         Command::Policy {
             command: PolicyCommand::Lint(args),
         } => policy_cmd::lint(&args),

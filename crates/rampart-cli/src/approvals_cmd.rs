@@ -1,0 +1,71 @@
+//! `rampart pending`, `rampart approve ID`, `rampart deny ID [--message M]`.
+
+use anyhow::{Result, bail};
+use rampart_server::wire::ApprovalInfo;
+
+use crate::Outcome;
+use crate::serve_cmd::call;
+
+pub fn pending() -> Result<Outcome> {
+    let (_, response) = call("GET", "/v1/approvals", None)?;
+    if response.status != 200 {
+        bail!(
+            "listing approvals failed ({}): {}",
+            response.status,
+            response.error_text()
+        );
+    }
+    let list: Vec<ApprovalInfo> = serde_json::from_value(response.json()?["approvals"].take())?;
+    if list.is_empty() {
+        println!("No pending approvals.");
+        return Ok(Outcome::Success);
+    }
+    let now = jiff::Timestamp::now();
+    for a in list {
+        let left = a
+            .expires_at
+            .parse::<jiff::Timestamp>()
+            .map(|t| (t.as_second() - now.as_second()).max(0))
+            .unwrap_or(0);
+        println!(
+            "{}  {}s left  {}  {}  {}  — {}",
+            a.id, left, a.agent, a.session, a.command, a.message
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+fn who() -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "someone".to_owned());
+    format!("{user} (cli)")
+}
+
+pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcome> {
+    let body = serde_json::json!({
+        "approved": approved,
+        "message": message,
+        "resolved_by": who(),
+    });
+    let (_, response) = call("POST", &format!("/v1/approvals/{id}/resolve"), Some(&body))?;
+    match response.status {
+        200 => {
+            let info: ApprovalInfo = serde_json::from_value(response.json()?)?;
+            println!(
+                "{} {}: {}",
+                if approved { "Approved" } else { "Denied" },
+                info.id,
+                info.command
+            );
+            Ok(Outcome::Success)
+        }
+        404 => bail!("no approval with id {id} (see `rampart pending`)"),
+        410 => bail!("{}", response.error_text()),
+        status => bail!(
+            "resolving {id} failed ({status}): {}",
+            response.error_text()
+        ),
+    }
+}

@@ -1,0 +1,287 @@
+//! `rampart audit tail|search|stats|verify`: read the trail straight from
+//! `$RAMPART_HOME/audit` through the `rampart-audit` library (no server needed).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use rampart_audit::{AuditEvent, Counts, Query};
+
+use crate::{Outcome, home};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the newest events, oldest first; --follow keeps printing new ones
+    Tail {
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        n: usize,
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Find events (newest first)
+    Search(SearchArgs),
+    /// Totals per agent: Total / Allowed / Denied / Logged / Asked
+    Stats {
+        /// Only events newer than this (24h, 7d, 30m) or since an RFC 3339 time
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Recompute the hash chain; name the first broken line
+    Verify {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// Audit directory [default: $RAMPART_HOME/audit]
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    fn resolve(&self) -> Result<PathBuf> {
+        match &self.audit_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(home::dir()?.join("audit")),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Text to find in the command or message (case-insensitive)
+    text: Option<String>,
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long)]
+    session: Option<String>,
+    /// allow, deny, ask or log
+    #[arg(long)]
+    decision: Option<String>,
+    #[arg(long)]
+    tool: Option<String>,
+    /// Only events newer than this (24h, 7d, 30m) or since an RFC 3339 time
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many events
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// One JSON object per line
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+fn since(value: Option<&str>) -> Result<Option<SystemTime>> {
+    value
+        .map(|v| rampart_audit::parse_since(v, SystemTime::now()).map_err(anyhow::Error::from))
+        .transpose()
+        .context("--since")
+}
+
+pub fn run(command: AuditCommand) -> Result<Outcome> {
+    match command {
+        AuditCommand::Tail { n, follow, dir } => tail(n, follow, &dir.resolve()?),
+        AuditCommand::Search(args) => search(&args),
+        AuditCommand::Stats {
+            since: s,
+            agent,
+            dir,
+        } => stats(s.as_deref(), agent.as_deref(), &dir.resolve()?),
+        AuditCommand::Verify { dir } => verify(&dir.resolve()?),
+    }
+}
+
+/// One event per line: time, decision, agent, session, command, then the policy's reason.
+pub fn format_event(event: &AuditEvent, colour: bool) -> String {
+    let time = event.ts.get(..19).unwrap_or(&event.ts).replace('T', " ");
+    let decision = format!("{:<5}", event.decision);
+    let decision = if colour {
+        let code = match event.decision.as_str() {
+            "deny" => "31",
+            "ask" => "33",
+            "log" => "36",
+            _ => "32",
+        };
+        format!("\x1b[{code}m{decision}\x1b[0m")
+    } else {
+        decision
+    };
+    let mut line = format!(
+        "{time}  {decision}  {}  {}  {}",
+        event.agent, event.session, event.command
+    );
+    if !event.message.is_empty() {
+        line.push_str("  — ");
+        line.push_str(&event.message);
+    }
+    if !event.policy.is_empty() {
+        line.push_str(&format!(" [{}]", event.policy));
+    }
+    // One event, one line, whatever the command contained.
+    line.replace(['\n', '\r'], " ")
+}
+
+fn tail(n: usize, follow: bool, dir: &std::path::Path) -> Result<Outcome> {
+    let colour = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    if !follow {
+        for event in rampart_audit::tail(dir, n)? {
+            writeln!(out, "{}", format_event(&event, colour))?;
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut follower = rampart_audit::Follower::new(dir)?;
+    for event in follower.backlog(n)? {
+        writeln!(out, "{}", format_event(&event, colour))?;
+    }
+    out.flush()?;
+    loop {
+        for event in follower.wait()? {
+            writeln!(out, "{}", format_event(&event, colour))?;
+        }
+        // A closed pipe (`| head`) ends the loop through the write error.
+        out.flush()?;
+    }
+}
+
+fn search(args: &SearchArgs) -> Result<Outcome> {
+    let query = Query {
+        agent: args.agent.clone(),
+        session: args.session.clone(),
+        decision: args.decision.clone(),
+        tool: args.tool.clone(),
+        text: args.text.clone(),
+        since: since(args.since.as_deref())?,
+        before: None,
+        limit: Some(args.limit),
+    };
+    let events = rampart_audit::read_events(&args.dir.resolve()?, &query)?;
+    let colour = !args.json && std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    for event in &events {
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(event)?)?;
+        } else {
+            writeln!(out, "{}", format_event(event, colour))?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `1247` → `1,247`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The seed page's block for one agent.
+pub fn stats_block(agent: &str, c: &Counts) -> String {
+    format!(
+        "Agent: {agent}\n  Total: {}\n  Allowed: {}\n  Denied: {}\n  Logged: {}\n  Asked: {}\n",
+        thousands(c.total),
+        thousands(c.allowed),
+        thousands(c.denied),
+        thousands(c.logged),
+        thousands(c.asked),
+    )
+}
+
+fn stats(since_arg: Option<&str>, agent: Option<&str>, dir: &std::path::Path) -> Result<Outcome> {
+    let stats = rampart_audit::stats(dir, since(since_arg)?, agent)?;
+    if stats.agents.is_empty() {
+        println!(
+            "No audit events{}.",
+            if since_arg.is_some() {
+                " in that period"
+            } else {
+                " yet"
+            }
+        );
+        return Ok(Outcome::Success);
+    }
+    let blocks: Vec<String> = stats
+        .agents
+        .iter()
+        .map(|(a, c)| stats_block(a, c))
+        .collect();
+    print!("{}", blocks.join("\n"));
+    Ok(Outcome::Success)
+}
+
+fn verify(dir: &std::path::Path) -> Result<Outcome> {
+    let report = rampart_audit::verify(dir)?;
+    if let Some(torn) = &report.torn_tail {
+        println!(
+            "note: {}:{}: incomplete last line ({} bytes, from an interrupted write) ignored",
+            torn.file.display(),
+            torn.line,
+            torn.bytes
+        );
+    }
+    match &report.first_broken {
+        None => {
+            println!(
+                "ok: {} events in {} file(s), hash chain intact",
+                thousands(report.events),
+                report.files
+            );
+            Ok(Outcome::Success)
+        }
+        Some(broken) => {
+            println!(
+                "BROKEN: {}:{}: {}",
+                broken.file.display(),
+                broken.line,
+                broken.reason
+            );
+            Ok(Outcome::Code(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1247), "1,247");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn the_seed_stats_block() {
+        let c = Counts {
+            total: 1247,
+            allowed: 1201,
+            denied: 12,
+            logged: 34,
+            asked: 0,
+        };
+        assert_eq!(
+            stats_block("preload", &c),
+            "Agent: preload\n  Total: 1,247\n  Allowed: 1,201\n  Denied: 12\n  Logged: 34\n  Asked: 0\n"
+        );
+    }
+}

@@ -1,0 +1,614 @@
+//! The HTTP API of DESIGN.md §5: routes and handlers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rampart_audit::NewEvent;
+use rampart_policy::{Action, Decision, Request};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::approvals::{Outcome, ResolveError};
+use crate::config::Mode;
+use crate::state::AppState;
+use crate::wire::{
+    ApprovalInfo, ErrorBody, PolicyFileStatus, PreflightRequest, PreflightResponse, ResolveRequest,
+    Status, TestRequest, TestResponse,
+};
+
+/// Request bodies above this are refused with 413 (DESIGN.md §5).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/v1/preflight/{tool}", post(preflight))
+        .route("/v1/test", post(test))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", get(get_approval))
+        .route("/v1/approvals/{id}/resolve", post(resolve_approval))
+        .route("/v1/audit/events", get(audit_events))
+        .route("/v1/audit/stats", get(audit_stats))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/events/stream", get(event_stream))
+        .route("/v1/policy/reload", post(reload))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn healthz() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+}
+
+/// Parses a JSON body ourselves so every failure is `{"error": ...}` with the right
+/// status: 413 over the limit, 400 for anything that is not the expected JSON.
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("request body larger than {BODY_LIMIT} bytes")
+            } else {
+                rejection.body_text()
+            };
+            return Err(error(status, message));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn preflight(
+    State(state): State<Arc<AppState>>,
+    Path(tool): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: PreflightRequest = match parse_body(body) {
+        Ok(req) => req,
+        Err(response) => return response,
+    };
+    let command = req.params.command.clone().unwrap_or_default();
+    if tool == "exec" && req.params.command.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "params.command is required for tool exec",
+        );
+    }
+    let agent = req.agent.clone().unwrap_or_else(|| "unknown".to_owned());
+    let session = req.session.clone().unwrap_or_default();
+    let mode = state.config.mode;
+    if mode == Mode::Disabled {
+        return axum::Json(PreflightResponse {
+            allowed: true,
+            decision: "allow".into(),
+            message: "Rampart is disabled".into(),
+            matched_policies: Vec::new(),
+            eval_duration_us: 0,
+            audit_id: String::new(),
+            policy_decision: None,
+            approval_id: None,
+        })
+        .into_response();
+    }
+    let enforce = mode == Mode::Enforce && req.enforce;
+
+    let policy = state.policy();
+    let started = Instant::now();
+    let decision = policy.evaluate(&Request {
+        tool: &tool,
+        agent: &agent,
+        session: &session,
+        command: &command,
+        path: req.params.path.as_deref(),
+    });
+    let eval_us = duration_us(started.elapsed());
+    state.metrics.decision(decision.action, eval_us);
+
+    let wait_ms = req.wait_ms.unwrap_or(0);
+    if decision.action == Action::Ask && enforce && wait_ms > 0 {
+        return ask_and_wait(
+            state, req, tool, agent, session, command, decision, eval_us, wait_ms,
+        )
+        .await;
+    }
+
+    let event = new_event(
+        &req, &tool, &agent, &session, &command, &decision, eval_us, None, enforce,
+    );
+    let stored = match append(&state, event) {
+        Ok(stored) => stored,
+        Err(response) => return response,
+    };
+    let (allowed, policy_decision) = if enforce {
+        (decision.allowed(), None)
+    } else {
+        (true, Some(decision.action.as_str().to_owned()))
+    };
+    axum::Json(PreflightResponse {
+        allowed,
+        decision: decision.action.as_str().to_owned(),
+        message: decision.message,
+        matched_policies: decision.matched_policies,
+        eval_duration_us: eval_us,
+        audit_id: stored,
+        policy_decision,
+        approval_id: None,
+    })
+    .into_response()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_event(
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    command: &str,
+    decision: &Decision,
+    eval_us: u64,
+    approval: Option<rampart_audit::Approval>,
+    enforce: bool,
+) -> NewEvent {
+    NewEvent {
+        agent: agent.to_owned(),
+        session: session.to_owned(),
+        tool: tool.to_owned(),
+        command: command.to_owned(),
+        argv: req.argv.clone(),
+        exe: req.exe.clone(),
+        cwd: req.cwd.clone(),
+        pid: req.pid,
+        ppid: req.ppid,
+        via: req.via.clone(),
+        decision: decision.action.as_str().to_owned(),
+        policy: decision.matched_policies.join(", "),
+        message: decision.message.clone(),
+        eval_us,
+        approval,
+        mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
+    }
+}
+
+/// Writes the event (before any answer leaves) and streams it; its id, or 503 when the
+/// trail cannot be written (the client's fail-open rule then applies).
+fn append(state: &AppState, event: NewEvent) -> Result<String, Response> {
+    match state.audit.append(event) {
+        Ok(stored) => {
+            state.events.send("decision", &stored);
+            Ok(stored.id)
+        }
+        Err(e) => {
+            state.metrics.audit_error();
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("audit trail cannot be written: {e}"),
+            ))
+        }
+    }
+}
+
+/// Removes a pending approval whose waiting client went away (expired, so a late
+/// resolve gets 410 rather than approving nothing).
+struct AbandonGuard {
+    state: Arc<AppState>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(info) = self
+                .state
+                .approvals
+                .settle(&self.id, Outcome::Expired, now_rfc3339())
+        {
+            self.state.events.send("resolution", &info);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ask_and_wait(
+    state: Arc<AppState>,
+    req: PreflightRequest,
+    tool: String,
+    agent: String,
+    session: String,
+    command: String,
+    decision: Decision,
+    eval_us: u64,
+    wait_ms: u64,
+) -> Response {
+    let wait = Duration::from_millis(wait_ms).min(state.config.approval_timeout);
+    let id = ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string();
+    let created = jiff::Timestamp::now();
+    let expires = created
+        .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::ZERO))
+        .unwrap_or(created);
+    let info = ApprovalInfo {
+        id: id.clone(),
+        status: "pending".into(),
+        command: rampart_audit::redact(&command).into_owned(),
+        agent: agent.clone(),
+        session: session.clone(),
+        tool: tool.clone(),
+        message: decision.message.clone(),
+        matched_policies: decision.matched_policies.clone(),
+        pid: req.pid,
+        cwd: req.cwd.clone(),
+        created_at: created.to_string(),
+        expires_at: expires.to_string(),
+        resolved_by: None,
+        resolution_message: None,
+        resolved_at: None,
+    };
+    let mut rx = state.approvals.create(info.clone());
+    state.events.send("approval", &info);
+    let mut guard = AbandonGuard {
+        state: state.clone(),
+        id: id.clone(),
+        armed: true,
+    };
+
+    let waited = tokio::time::timeout(wait, rx.wait_for(|o| o.is_some()))
+        .await
+        .map(|r| r.map(|o| o.clone()));
+    let outcome = match waited {
+        Ok(Ok(outcome)) => outcome,
+        _ => match state.approvals.settle(&id, Outcome::Expired, now_rfc3339()) {
+            Ok(info) => {
+                state.events.send("resolution", &info);
+                Some(Outcome::Expired)
+            }
+            // Resolved in the instant the wait ended: honour the person's decision.
+            Err(_) => rx.borrow().clone(),
+        },
+    };
+    guard.armed = false;
+    let outcome = outcome.unwrap_or(Outcome::Expired);
+
+    let (action, message, resolved_by, approved, note) = match &outcome {
+        Outcome::Approved { by, message } => (
+            Action::Allow,
+            with_note(format!("approved by {by}"), message),
+            by.clone(),
+            true,
+            message.clone(),
+        ),
+        Outcome::Denied { by, message } => (
+            Action::Deny,
+            with_note(format!("denied by {by}"), message),
+            by.clone(),
+            false,
+            message.clone(),
+        ),
+        Outcome::Expired => (
+            Action::Deny,
+            "approval timed out".to_owned(),
+            "timeout".to_owned(),
+            false,
+            None,
+        ),
+    };
+    let final_decision = Decision {
+        action,
+        message,
+        matched_policies: decision.matched_policies.clone(),
+        rule: decision.rule.clone(),
+    };
+    let approval = rampart_audit::Approval {
+        id: id.clone(),
+        approved,
+        resolved_by,
+        message: note.unwrap_or_default(),
+        resolved_at: now_rfc3339(),
+    };
+    let event = new_event(
+        &req,
+        &tool,
+        &agent,
+        &session,
+        &command,
+        &final_decision,
+        eval_us,
+        Some(approval),
+        true,
+    );
+    let audit_id = match append(&state, event) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    axum::Json(PreflightResponse {
+        allowed: final_decision.allowed(),
+        decision: action.as_str().to_owned(),
+        message: final_decision.message,
+        matched_policies: final_decision.matched_policies,
+        eval_duration_us: eval_us,
+        audit_id,
+        policy_decision: None,
+        approval_id: Some(id),
+    })
+    .into_response()
+}
+
+fn with_note(text: String, note: &Option<String>) -> String {
+    match note.as_deref().map(str::trim) {
+        Some(n) if !n.is_empty() => format!("{text}: {n}"),
+        _ => text,
+    }
+}
+
+async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req: TestRequest = match parse_body(body) {
+        Ok(req) => req,
+        Err(response) => return response,
+    };
+    let policy = state.policy();
+    let started = Instant::now();
+    let pieces = rampart_policy::shell::normalize(&req.command);
+    let decision = policy.evaluate_pieces(
+        &Request {
+            tool: req.tool.as_deref().unwrap_or("exec"),
+            agent: req.agent.as_deref().unwrap_or("preload"),
+            session: req.session.as_deref().unwrap_or(""),
+            command: &req.command,
+            path: None,
+        },
+        &pieces,
+    );
+    let eval_us = duration_us(started.elapsed());
+    axum::Json(TestResponse {
+        allowed: decision.allowed(),
+        decision: decision.action.as_str().to_owned(),
+        message: decision.message,
+        matched_policies: decision.matched_policies,
+        rule: decision.rule.map(|o| o.to_string()),
+        pieces: pieces.into_iter().map(|p| p.text).collect(),
+        eval_duration_us: eval_us,
+    })
+    .into_response()
+}
+
+async fn list_approvals(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(serde_json::json!({ "approvals": state.approvals.pending() })).into_response()
+}
+
+async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.approvals.get(&id) {
+        Some(info) => axum::Json(info).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no approval {id}")),
+    }
+}
+
+async fn resolve_approval(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: ResolveRequest = match parse_body(body) {
+        Ok(req) => req,
+        Err(response) => return response,
+    };
+    let by = req
+        .resolved_by
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "api".to_owned());
+    let outcome = if req.approved {
+        Outcome::Approved {
+            by,
+            message: req.message,
+        }
+    } else {
+        Outcome::Denied {
+            by,
+            message: req.message,
+        }
+    };
+    match state.approvals.settle(&id, outcome, now_rfc3339()) {
+        Ok(info) => {
+            state.events.send("resolution", &info);
+            axum::Json(info).into_response()
+        }
+        Err(ResolveError::NotFound) => error(StatusCode::NOT_FOUND, format!("no approval {id}")),
+        Err(ResolveError::Gone(info)) => error(
+            StatusCode::GONE,
+            format!("approval {id} is already {}", info.status),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    agent: Option<String>,
+    session: Option<String>,
+    decision: Option<String>,
+    tool: Option<String>,
+    q: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+fn parse_since(since: Option<&str>) -> Result<Option<SystemTime>, Response> {
+    match since.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(value) => rampart_audit::parse_since(value, SystemTime::now())
+            .map(Some)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string())),
+    }
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T, F>(f: F) -> Result<T, Response>
+where
+    F: FnOnce() -> Result<T, rampart_audit::AuditError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("audit reader failed: {e}"),
+        )),
+    }
+}
+
+async fn audit_events(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let since = match parse_since(q.since.as_deref()) {
+        Ok(since) => since,
+        Err(response) => return response,
+    };
+    let query = rampart_audit::Query {
+        agent: q.agent,
+        session: q.session,
+        decision: q.decision,
+        tool: q.tool,
+        text: q.q,
+        since,
+        before: q.before,
+        limit: Some(q.limit.unwrap_or(100).min(10_000)),
+    };
+    let dir = state.config.audit_dir.clone();
+    match blocking(move || rampart_audit::read_events(&dir, &query)).await {
+        Ok(events) => axum::Json(serde_json::json!({ "events": events })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    since: Option<String>,
+    agent: Option<String>,
+}
+
+async fn audit_stats(State(state): State<Arc<AppState>>, Query(q): Query<StatsQuery>) -> Response {
+    let since = match parse_since(q.since.as_deref()) {
+        Ok(since) => since,
+        Err(response) => return response,
+    };
+    let dir = state.config.audit_dir.clone();
+    match blocking(move || rampart_audit::stats(&dir, since, q.agent.as_deref())).await {
+        Ok(stats) => axum::Json(stats).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn audit_verify(State(state): State<Arc<AppState>>) -> Response {
+    let dir = state.config.audit_dir.clone();
+    match blocking(move || rampart_audit::verify(&dir)).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn event_stream(State(state): State<Arc<AppState>>) -> Response {
+    let stream = BroadcastStream::new(state.events.subscribe()).map(|item| {
+        Ok::<Event, Infallible>(match item {
+            Ok(message) => Event::default()
+                .event(message.event)
+                .data(message.data.as_ref()),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{{\"skipped\":{n}}}")),
+        })
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    let result = crate::reload::reload(&state, "api").await;
+    let status = if result.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, axum::Json(result)).into_response()
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Response {
+    let loaded = state.loaded();
+    let set = &loaded.set;
+    axum::Json(Status {
+        mode: state.config.mode.as_str().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        policies: set.policies().len(),
+        rules: set.rule_count(),
+        policy_source: loaded.source.clone(),
+        policy_files: set
+            .files()
+            .iter()
+            .map(|f| PolicyFileStatus {
+                path: f.path.display().to_string(),
+                policies: f.policies,
+                rules: f.rules,
+            })
+            .collect(),
+        pending_approvals: state.approvals.pending_count(),
+        audit_dir: state.config.audit_dir.display().to_string(),
+        last_reload_error: loaded.last_error.clone(),
+    })
+    .into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(state.approvals.pending_count()),
+    )
+        .into_response()
+}

@@ -1,0 +1,21 @@
+//! Rampart's policy server (DESIGN.md §5): the HTTP API over TCP and a Unix socket,
+//! bearer-token auth, preflight evaluation with audit-before-answer, `ask` approvals held
+//! open until a person decides, Server-Sent Events, hot policy reload and metrics.
+//!
+//! Not here: policy semantics (`rampart-policy`) and the audit file format
+//! (`rampart-audit`). This crate wires them to the network.
+
+mod api;
+mod approvals;
+mod auth;
+pub mod config;
+mod events;
+mod metrics;
+mod reload;
+mod serve;
+mod state;
+pub mod token;
+pub mod wire;
+
+pub use config::{Mode, ServerConfig};
+pub use serve::{ServerError, run};

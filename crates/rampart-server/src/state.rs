@@ -1,0 +1,73 @@
+//! Everything a request handler needs, shared behind one `Arc`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use rampart_audit::AuditLog;
+use rampart_policy::PolicySet;
+
+use crate::approvals::Approvals;
+use crate::config::ServerConfig;
+use crate::events::Events;
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub config: ServerConfig,
+    /// The policy in force. Readers clone the `Arc` and drop the lock at once, so a reload
+    /// never waits for an evaluation and vice versa.
+    pub policy: RwLock<Loaded>,
+    pub token: RwLock<String>,
+    pub audit: AuditLog,
+    pub approvals: Approvals,
+    pub events: Events,
+    pub metrics: Metrics,
+    pub started: Instant,
+    /// Serialises reloads (watcher, SIGHUP and the API may fire together).
+    pub reload_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+pub struct Loaded {
+    pub set: Arc<PolicySet>,
+    pub source: String,
+    pub last_error: Option<String>,
+}
+
+impl AppState {
+    pub fn policy(&self) -> Arc<PolicySet> {
+        match self.policy.read() {
+            Ok(guard) => guard.set.clone(),
+            // A writer panicked while holding the lock; the stored value is still whole
+            // (we only ever assign it), so keep serving it.
+            Err(poisoned) => poisoned.into_inner().set.clone(),
+        }
+    }
+
+    pub fn loaded(&self) -> Loaded {
+        match self.policy.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_loaded(&self, loaded: Loaded) {
+        match self.policy.write() {
+            Ok(mut guard) => *guard = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        match self.token.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_token(&self, token: String) {
+        match self.token.write() {
+            Ok(mut guard) => *guard = token,
+            Err(poisoned) => *poisoned.into_inner() = token,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! JSON shapes of the HTTP API (DESIGN.md §5), defined once for the server and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/preflight/{tool}`: the anchor-compatible core plus optional context.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PreflightRequest {
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub params: Params,
+    /// `false` asks for monitor semantics for this call (the caller's mode is monitor).
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Hold an `ask` open this long for a person to decide; absent or 0 answers at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Params {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// For file tools: the path acted on (tested by `path_matches`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Answer to a preflight: always HTTP 200 when evaluated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PreflightResponse {
+    pub allowed: bool,
+    pub decision: String,
+    pub message: String,
+    pub matched_policies: Vec<String>,
+    pub eval_duration_us: u64,
+    /// Empty when nothing was audited (mode disabled).
+    pub audit_id: String,
+    /// In monitor mode: the decision that would have been enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_decision: Option<String>,
+    /// For an `ask` that waited: the approval that decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+}
+
+/// `POST /v1/test`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestRequest {
+    pub command: String,
+    #[serde(default)]
+    pub tool: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestResponse {
+    pub allowed: bool,
+    pub decision: String,
+    pub message: String,
+    pub matched_policies: Vec<String>,
+    /// `file:line` of the deciding rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub pieces: Vec<String>,
+    pub eval_duration_us: u64,
+}
+
+/// The state of one approval (`GET /v1/approvals[/{id}]`, SSE `approval`/`resolution`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApprovalInfo {
+    pub id: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    pub command: String,
+    pub agent: String,
+    pub session: String,
+    pub tool: String,
+    /// The ask rule's message.
+    pub message: String,
+    pub matched_policies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC: when the waiting call gives up.
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}/resolve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveRequest {
+    pub approved: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub resolved_by: Option<String>,
+}
+
+/// `POST /v1/policy/reload` (also sent as the SSE `reload` event).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadResult {
+    pub ok: bool,
+    /// Counts of the policy in force after the attempt (the old one when it failed).
+    pub policies: usize,
+    pub rules: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `policies dir` or `embedded standard profile`.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub mode: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub policies: usize,
+    pub rules: usize,
+    pub policy_source: String,
+    pub policy_files: Vec<PolicyFileStatus>,
+    pub pending_approvals: usize,
+    pub audit_dir: String,
+    pub last_reload_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyFileStatus {
+    pub path: String,
+    pub policies: usize,
+    pub rules: usize,
+}
+
+/// `{"error": "..."}`, the body of every non-2xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
