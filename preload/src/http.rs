@@ -1,0 +1,624 @@
+//! A small blocking HTTP/1.1 client for exactly one request shape: `POST` with a streamed
+//! JSON body, over TCP (IPv4 literal or `localhost`) or a Unix socket. Timeouts use
+//! `poll`; sockets are non-blocking and close-on-exec; `send` uses `MSG_NOSIGNAL`.
+//!
+//! Keep-alive: one idle connection per process is cached in `CONN`, tagged with the pid
+//! that opened it. A process only takes the cached connection when the tag equals its own
+//! pid from the kernel. That makes the cache safe in both kinds of children:
+//! - a `fork` child inherits the parent's tag, sees a different pid and connects afresh
+//!   (it must not share the parent's socket);
+//! - a `vfork` child shares the parent's memory: it also sees a foreign tag and never
+//!   takes the parent's connection. It must not *store* one either (that would write into
+//!   the parent's memory), so exec-family wrappers pass `may_cache = false` and close
+//!   their fresh connection; only `system`, `popen` and `posix_spawn*`, which run in a
+//!   real process, leave a connection behind.
+//!
+//! Taking is a compare-and-swap, so two threads never use one connection at once.
+
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{Config, Target};
+use crate::sink::{BufWriter, Counter, Sink};
+use crate::sys;
+
+pub const CONNECT_TIMEOUT_MS: i64 = 1000;
+pub const ANSWER_TIMEOUT_MS: i64 = 2000;
+/// Largest answer (headers + body) we accept; bigger answers are refused as oversized.
+pub const RESPONSE_MAX: usize = 16 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fail {
+    /// Could not connect (refused, no such socket, bad URL): fail-open decides.
+    Unreachable,
+    /// No (complete) answer in time: fail-open decides.
+    Timeout,
+    /// The server closed the connection without a complete answer: fail-open decides.
+    Closed,
+    /// Not HTTP we understand: deny in enforce mode.
+    Malformed,
+    /// Answer larger than `RESPONSE_MAX`: deny in enforce mode.
+    Oversized,
+}
+
+impl Fail {
+    pub fn describe(self) -> &'static [u8] {
+        match self {
+            Fail::Unreachable => b"policy server unreachable",
+            Fail::Timeout => b"policy server did not answer in time",
+            Fail::Closed => b"policy server closed the connection without an answer",
+            Fail::Malformed => b"malformed answer from the policy server",
+            Fail::Oversized => b"oversized answer from the policy server",
+        }
+    }
+}
+
+/// Status code and the body's range inside the response buffer.
+pub struct Response {
+    pub status: u16,
+    pub body_start: usize,
+    pub body_len: usize,
+}
+
+static CONN: AtomicU64 = AtomicU64::new(0);
+static CONN_INO: AtomicU64 = AtomicU64::new(0);
+
+fn pack(pid: i32, fd: c_int) -> u64 {
+    (u64::from(pid as u32) << 32) | u64::from((fd as u32).wrapping_add(1))
+}
+
+fn inode(fd: c_int) -> Option<u64> {
+    // SAFETY: stat is plain data; zeroed is valid.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat on any fd number is safe; st is writable.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFSOCK {
+        return None;
+    }
+    Some(st.st_ino)
+}
+
+/// Takes this process's cached connection, if it is still ours and still open.
+fn take_cached(pid: i32) -> Option<c_int> {
+    let v = CONN.load(Ordering::Acquire);
+    if (v >> 32) as u32 != pid as u32 || v as u32 == 0 {
+        return None;
+    }
+    CONN.compare_exchange(v, pack(pid, -1), Ordering::AcqRel, Ordering::Relaxed)
+        .ok()?;
+    let fd = (v as u32).wrapping_sub(1) as c_int;
+    // The program may have closed our fd and reused the number: only use it if it is
+    // still the very socket we stored.
+    if inode(fd)? != CONN_INO.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if ready != 0 {
+        // Readable while idle means EOF or garbage: the server dropped it.
+        close(fd);
+        return None;
+    }
+    Some(fd)
+}
+
+fn put_cached(pid: i32, fd: c_int) {
+    let Some(ino) = inode(fd) else {
+        return close(fd);
+    };
+    let cur = CONN.load(Ordering::Acquire);
+    if (cur >> 32) as u32 == pid as u32 && cur as u32 != 0 {
+        // Another thread already left one; keep theirs.
+        return close(fd);
+    }
+    CONN_INO.store(ino, Ordering::Release);
+    if CONN
+        .compare_exchange(cur, pack(pid, fd), Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        close(fd);
+    }
+}
+
+fn close(fd: c_int) {
+    // SAFETY: closing a descriptor this module opened.
+    unsafe { libc::close(fd) };
+}
+
+fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
+    loop {
+        let left = deadline - sys::now_ms();
+        if left <= 0 {
+            return Err(Fail::Timeout);
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.min(i64::from(i32::MAX)) as c_int) };
+        if r > 0 {
+            return Ok(());
+        }
+        if r < 0 && sys::errno() != libc::EINTR {
+            return Err(Fail::Closed);
+        }
+    }
+}
+
+fn connect(cfg: &Config) -> Result<c_int, Fail> {
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    let (fd, rc) = match cfg.target {
+        Target::Invalid => return Err(Fail::Unreachable),
+        Target::Tcp { ip, port } => {
+            // SAFETY: socket(2) with constant arguments.
+            let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
+            if fd < 0 {
+                return Err(Fail::Unreachable);
+            }
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip),
+                },
+                sin_zero: [0; 8],
+            };
+            let one: c_int = 1;
+            // SAFETY: valid fd and option value pointer/length. Nagle would delay the
+            // body behind the headers on a reused connection.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw const one).cast(),
+                    size_of::<c_int>() as libc::socklen_t,
+                )
+            };
+            // SAFETY: addr is a valid sockaddr_in of the given size.
+            let rc = unsafe {
+                libc::connect(
+                    fd,
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            (fd, rc)
+        }
+        Target::Unix => {
+            // SAFETY: socket(2) with constant arguments.
+            let fd = unsafe { libc::socket(libc::AF_UNIX, flags, 0) };
+            if fd < 0 {
+                return Err(Fail::Unreachable);
+            }
+            // SAFETY: sockaddr_un is plain data; zeroed is valid.
+            let mut addr: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            let path = cfg.s(cfg.unix_path);
+            if path.len() >= addr.sun_path.len() {
+                close(fd);
+                return Err(Fail::Unreachable);
+            }
+            for (dst, &src) in addr.sun_path.iter_mut().zip(path) {
+                *dst = src as libc::c_char;
+            }
+            // SAFETY: addr is a valid, NUL-terminated sockaddr_un of the given size.
+            let rc = unsafe {
+                libc::connect(
+                    fd,
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                )
+            };
+            (fd, rc)
+        }
+    };
+    if rc == 0 {
+        return Ok(fd);
+    }
+    let e = sys::errno();
+    if e != libc::EINPROGRESS && e != libc::EAGAIN && e != libc::EINTR {
+        close(fd);
+        return Err(Fail::Unreachable);
+    }
+    if let Err(f) = wait_fd(fd, libc::POLLOUT, sys::now_ms() + CONNECT_TIMEOUT_MS) {
+        close(fd);
+        return Err(f);
+    }
+    let mut err: c_int = 0;
+    let mut len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: err/len are valid out-pointers of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || err != 0 {
+        close(fd);
+        return Err(Fail::Unreachable);
+    }
+    Ok(fd)
+}
+
+fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: pointer/length describe `bytes`; MSG_NOSIGNAL avoids SIGPIPE.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            bytes = bytes.get(n as usize..).unwrap_or(&[]);
+            continue;
+        }
+        match sys::errno() {
+            libc::EINTR => {}
+            libc::EAGAIN => {
+                if wait_fd(fd, libc::POLLOUT, deadline).is_err() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Sends one `POST` request whose body `body` writes (it is called twice: to count, then
+/// to send), and reads the answer into `buf`. `wait_ms` > 0 extends the answer timeout
+/// for server-side approval holds; `on_wait` runs once after a second without an answer.
+pub fn post(
+    cfg: &Config,
+    path: &[u8],
+    body: &dyn Fn(&mut dyn Sink),
+    wait_ms: u64,
+    may_cache: bool,
+    buf: &mut [u8; RESPONSE_MAX],
+    on_wait: &mut dyn FnMut(),
+) -> Result<Response, Fail> {
+    let pid = sys::getpid();
+    let mut counter = Counter(0);
+    body(&mut counter);
+    let answer_ms = ANSWER_TIMEOUT_MS.saturating_add(wait_ms.min(i64::MAX as u64 / 2) as i64);
+    let mut waited = false;
+    for _attempt in 0..2 {
+        let (fd, reused) = match take_cached(pid) {
+            Some(fd) => (fd, true),
+            None => (connect(cfg)?, false),
+        };
+        let r = exchange(cfg, fd, path, counter.0, body, answer_ms, buf, &mut || {
+            if !waited {
+                waited = true;
+                on_wait();
+            }
+        });
+        match r {
+            Ok((resp, keep)) => {
+                // A fresh connection may be kept only where storing it cannot touch a
+                // parent's memory (see the module comment); a taken one was ours already.
+                if keep && (may_cache || reused) {
+                    put_cached(pid, fd);
+                } else {
+                    close(fd);
+                }
+                return Ok(resp);
+            }
+            Err((f, got_any)) => {
+                close(fd);
+                // A kept-alive connection the server had already dropped: retry once.
+                if reused && !got_any && (f == Fail::Closed || f == Fail::Unreachable) {
+                    continue;
+                }
+                return Err(f);
+            }
+        }
+    }
+    Err(Fail::Closed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exchange(
+    cfg: &Config,
+    fd: c_int,
+    path: &[u8],
+    content_length: usize,
+    body: &dyn Fn(&mut dyn Sink),
+    answer_ms: i64,
+    buf: &mut [u8; RESPONSE_MAX],
+    on_wait: &mut dyn FnMut(),
+) -> Result<(Response, bool), (Fail, bool)> {
+    let send_deadline = sys::now_ms() + ANSWER_TIMEOUT_MS;
+    {
+        let mut out = [0u8; 4096];
+        let mut w = BufWriter::new(&mut out, |c: &[u8]| send_all(fd, c, send_deadline));
+        let mut num = [0u8; 20];
+        w.put(b"POST ");
+        w.put(path);
+        w.put(b" HTTP/1.1\r\nHost: ");
+        w.put(cfg.s(cfg.host));
+        let token = cfg.s(cfg.token);
+        if !token.is_empty() {
+            w.put(b"\r\nAuthorization: Bearer ");
+            w.put(token);
+        }
+        w.put(b"\r\nContent-Type: application/json\r\nAccept: application/json\r\nUser-Agent: librampart\r\nContent-Length: ");
+        w.put(sys::fmt_u64(content_length as u64, &mut num));
+        w.put(b"\r\n\r\n");
+        body(&mut w);
+        if !w.flush() {
+            return Err((Fail::Closed, false));
+        }
+    }
+    let start = sys::now_ms();
+    let deadline = start.saturating_add(answer_ms);
+    let mut len = 0usize;
+    loop {
+        if let Some(done) =
+            parse(buf.get_mut(..len).unwrap_or(&mut []), false).map_err(|f| (f, len > 0))?
+        {
+            return Ok(done);
+        }
+        if len == buf.len() {
+            return Err((Fail::Oversized, true));
+        }
+        // Poll in slices of at most a second so the "waiting for approval" line appears
+        // after the first second.
+        let now = sys::now_ms();
+        if now >= deadline {
+            return Err((Fail::Timeout, len > 0));
+        }
+        if now - start >= 1000 {
+            on_wait();
+        }
+        let slice = if now - start < 1000 {
+            start + 1000
+        } else {
+            deadline
+        };
+        match wait_fd(fd, libc::POLLIN, slice.min(deadline)) {
+            Ok(()) => {}
+            Err(Fail::Timeout) => continue,
+            Err(f) => return Err((f, len > 0)),
+        }
+        let room = buf.get_mut(len..).unwrap_or(&mut []);
+        // SAFETY: `room` is writable for its length.
+        let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), 0) };
+        if n < 0 {
+            match sys::errno() {
+                libc::EINTR | libc::EAGAIN => continue,
+                _ => return Err((Fail::Closed, len > 0)),
+            }
+        }
+        if n == 0 {
+            // EOF: complete only if the body is delimited by the close.
+            return match parse(buf.get_mut(..len).unwrap_or(&mut []), true) {
+                Ok(Some(done)) => Ok(done),
+                Ok(None) => Err((Fail::Closed, len > 0)),
+                Err(f) => Err((f, true)),
+            };
+        }
+        len += n as usize;
+    }
+}
+
+/// Parses a (possibly partial) response. `Ok(None)` = need more bytes. On success the body
+/// has been de-chunked in place and the flag says whether the connection can be reused.
+pub fn parse(buf: &mut [u8], eof: bool) -> Result<Option<(Response, bool)>, Fail> {
+    let Some(head_end) = sys::find(buf, b"\r\n\r\n") else {
+        return if buf.len() >= RESPONSE_MAX {
+            Err(Fail::Oversized)
+        } else {
+            Ok(None)
+        };
+    };
+    let head = buf.get(..head_end).ok_or(Fail::Malformed)?;
+    let mut lines = head.split(|&b| b == b'\n');
+    let status_line = lines.next().ok_or(Fail::Malformed)?;
+    if !status_line.starts_with(b"HTTP/1.") {
+        return Err(Fail::Malformed);
+    }
+    let code = status_line.get(9..12).ok_or(Fail::Malformed)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return Err(Fail::Malformed);
+    }
+    let status = code.iter().fold(0u16, |n, &b| n * 10 + u16::from(b - b'0'));
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    let mut close = status_line.starts_with(b"HTTP/1.0");
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err(Fail::Malformed);
+        };
+        let name = line.get(..colon).unwrap_or(&[]);
+        let value = line.get(colon + 1..).unwrap_or(&[]);
+        let value = value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if value.is_empty() || value.len() > 12 || !value.iter().all(u8::is_ascii_digit) {
+                return Err(Fail::Malformed);
+            }
+            let n = value
+                .iter()
+                .fold(0usize, |n, &b| n * 10 + usize::from(b - b'0'));
+            if content_length.is_some_and(|c| c != n) {
+                return Err(Fail::Malformed);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = sys::contains_ci(value, b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            if sys::contains_ci(value, b"close") {
+                close = true;
+            } else if sys::contains_ci(value, b"keep-alive") {
+                close = false;
+            }
+        }
+    }
+    let body_start = head_end + 4;
+    if chunked {
+        return match dechunk(buf.get_mut(body_start..).ok_or(Fail::Malformed)?)? {
+            Some((body_len, used)) => {
+                let exact = body_start + used == buf.len();
+                Ok(Some((
+                    Response {
+                        status,
+                        body_start,
+                        body_len,
+                    },
+                    !close && exact,
+                )))
+            }
+            None if buf.len() >= RESPONSE_MAX => Err(Fail::Oversized),
+            None => Ok(None),
+        };
+    }
+    if let Some(cl) = content_length {
+        if body_start.saturating_add(cl) > RESPONSE_MAX {
+            return Err(Fail::Oversized);
+        }
+        let have = buf.len() - body_start;
+        if have < cl {
+            return Ok(None);
+        }
+        let exact = have == cl;
+        return Ok(Some((
+            Response {
+                status,
+                body_start,
+                body_len: cl,
+            },
+            !close && exact,
+        )));
+    }
+    // No length: the body runs until the server closes.
+    if eof {
+        let body_len = buf.len() - body_start;
+        Ok(Some((
+            Response {
+                status,
+                body_start,
+                body_len,
+            },
+            false,
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Decodes a chunked body in place. `Ok(Some((body_len, bytes_consumed)))` once the last
+/// chunk and trailers are in; `Ok(None)` while incomplete, and then nothing was moved (the
+/// buffer is parsed again when more bytes arrive).
+fn dechunk(buf: &mut [u8]) -> Result<Option<(usize, usize)>, Fail> {
+    if walk_chunks(buf, false)?.is_none() {
+        return Ok(None);
+    }
+    walk_chunks(buf, true)
+}
+
+fn walk_chunks(buf: &mut [u8], compact: bool) -> Result<Option<(usize, usize)>, Fail> {
+    let mut read = 0usize;
+    let mut write = 0usize;
+    loop {
+        let rest = buf.get(read..).unwrap_or(&[]);
+        let Some(eol) = sys::find(rest, b"\r\n") else {
+            return Ok(None);
+        };
+        let size_field = rest.get(..eol).unwrap_or(&[]);
+        let hex = size_field
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or(&[])
+            .trim_ascii();
+        if hex.is_empty() || hex.len() > 8 || !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(Fail::Malformed);
+        }
+        let size = hex.iter().fold(0usize, |n, &b| {
+            n * 16 + char::from(b).to_digit(16).unwrap_or(0) as usize
+        });
+        let data = read + eol + 2;
+        if size == 0 {
+            // Trailers end with an empty line.
+            let trailers = buf.get(data..).unwrap_or(&[]);
+            if trailers.starts_with(b"\r\n") {
+                return Ok(Some((write, data + 2)));
+            }
+            return match sys::find(trailers, b"\r\n\r\n") {
+                Some(i) => Ok(Some((write, data + i + 4))),
+                None => Ok(None),
+            };
+        }
+        if buf.len() < data.saturating_add(size).saturating_add(2) {
+            return Ok(None);
+        }
+        if buf.get(data + size..data + size + 2) != Some(b"\r\n") {
+            return Err(Fail::Malformed);
+        }
+        if compact {
+            // write <= read < data, so this only overwrites bytes already consumed.
+            buf.copy_within(data..data + size, write);
+        }
+        write += size;
+        read = data + size + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(raw: &[u8], eof: bool) -> Result<Option<(u16, Vec<u8>, bool)>, Fail> {
+        let mut b = raw.to_vec();
+        Ok(parse(&mut b, eof)?.map(|(r, keep)| {
+            (
+                r.status,
+                b[r.body_start..r.body_start + r.body_len].to_vec(),
+                keep,
+            )
+        }))
+    }
+
+    #[test]
+    fn content_length() {
+        let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, (200, b"{}".to_vec(), true));
+        assert_eq!(
+            run(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}", false).unwrap(),
+            None
+        );
+        let r = run(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}",
+            false,
+        );
+        assert_eq!(r.unwrap().unwrap().2, false);
+    }
+
+    #[test]
+    fn chunked() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n6;x=y\r\n\":1}  \r\n0\r\n\r\n";
+        let r = run(raw, false).unwrap().unwrap();
+        assert_eq!(r, (200, b"{\"a\":1}  ".to_vec(), true));
+        let partial = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n";
+        assert_eq!(run(partial, false).unwrap(), None);
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert_eq!(run(bad, false).unwrap_err(), Fail::Malformed);
+    }
+
+    #[test]
+    fn close_delimited_and_garbage() {
+        let r = run(b"HTTP/1.0 503 x\r\n\r\noops", true).unwrap().unwrap();
+        assert_eq!(r, (503, b"oops".to_vec(), false));
+        assert_eq!(run(b"SSH-2.0\r\n\r\n", false).unwrap_err(), Fail::Malformed);
+        let big = b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n";
+        assert_eq!(run(big, false).unwrap_err(), Fail::Oversized);
+    }
+}

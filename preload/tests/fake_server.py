@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""A deliberately simple policy server for the preload tests (stdlib only).
+
+It speaks just enough of DESIGN.md section 5: POST /v1/preflight/exec answers by substring
+rules on params.command, and every request is appended as one JSON line to --log before
+the answer is sent, so tests can assert exactly what the library sent. The behaviour can
+be switched at any time by writing a mode name into --mode-file:
+
+  normal     decide by rules (deny substrings -> deny, "askme" -> ask)
+  500 401 403  that status with a JSON error body
+  malformed  200 with a truncated JSON body
+  oversized  200 with a 20 KiB body
+  instring   200 where "allowed":true appears only inside a string value
+  slow       sleep 5 s, then answer normally
+  close      close the connection without answering
+  chunked    normal decision, sent with Transfer-Encoding: chunked in small pieces
+
+Prints the TCP port (or the socket path) on stdout once listening.
+"""
+
+import argparse
+import json
+import os
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-rampart"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def address_string(self):
+        return "unix"
+
+    def mode(self):
+        try:
+            with open(self.server.opts.mode_file) as f:
+                return f.read().strip() or "normal"
+        except OSError:
+            return self.server.opts.mode
+
+    def record(self, body):
+        entry = {
+            "method": self.command,
+            "path": self.path,
+            "authorization": self.headers.get("Authorization"),
+            "content_length": int(self.headers.get("Content-Length") or 0),
+            "body_len": len(body),
+        }
+        try:
+            entry["body"] = json.loads(body)
+        except ValueError:
+            entry["raw"] = body.decode("utf-8", "replace")
+        with LOCK, open(self.server.opts.log, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+
+    def send_json(self, status, obj, chunked=False, raw=None):
+        data = raw if raw is not None else json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(data), 7):
+                piece = data[i : i + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+        else:
+            self.send_json(404, {"error": "not found"})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.record(body)
+        mode = self.mode()
+        token = self.server.opts.token
+        if token and self.headers.get("Authorization") != "Bearer " + token:
+            return self.send_json(401, {"error": "unauthorized"})
+        if mode in ("500", "401", "403"):
+            return self.send_json(int(mode), {"error": "fake " + mode})
+        if mode == "malformed":
+            return self.send_json(200, None, raw=b'{"allowed":true,"decision":')
+        if mode == "oversized":
+            return self.send_json(200, {"allowed": True, "pad": "x" * 20000})
+        if mode == "instring":
+            return self.send_json(
+                200, {"message": '"allowed":true', "decision": "allow", "note": "{\"allowed\":true}"}
+            )
+        if mode == "close":
+            self.close_connection = True
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        if mode == "slow":
+            time.sleep(5)
+        try:
+            req = json.loads(body)
+            command = req["params"]["command"]
+        except (ValueError, KeyError, TypeError):
+            return self.send_json(400, {"error": "bad request"})
+        self.send_json(200, self.decide(req, command), chunked=(mode == "chunked"))
+
+    def decide(self, req, command):
+        answer = {"matched_policies": [], "eval_duration_us": 1, "audit_id": "fake-1"}
+        low = command.lower()
+        if any(s in low for s in self.server.opts.deny):
+            answer.update(allowed=False, decision="deny", message="Destructive command blocked")
+        elif "askme" in low:
+            if req.get("wait_ms"):
+                time.sleep(1.5)  # a person thinking it over
+                if "approveme" in low:
+                    answer.update(allowed=True, decision="allow", message="approved by test")
+                else:
+                    answer.update(allowed=False, decision="deny", message="denied by test")
+            else:
+                answer.update(allowed=False, decision="ask", message="Needs approval")
+        else:
+            answer.update(allowed=True, decision="allow", message="")
+        if not req.get("enforce", True) and not answer["allowed"]:
+            answer["policy_decision"] = answer["decision"]
+            answer.update(allowed=True, decision="allow")
+        return answer
+
+
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--mode", default="normal")
+    ap.add_argument("--mode-file", default="/nonexistent")
+    ap.add_argument("--unix")
+    ap.add_argument("--token")
+    ap.add_argument("--deny", action="append", default=None)
+    opts = ap.parse_args()
+    opts.deny = [d.lower() for d in (opts.deny or ["denyme", "rm -rf"])]
+    if opts.unix:
+        if os.path.exists(opts.unix):
+            os.unlink(opts.unix)
+        srv = UnixServer(opts.unix, Handler)
+        where = opts.unix
+    else:
+        ThreadingHTTPServer.daemon_threads = True
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        where = str(srv.server_address[1])
+    srv.opts = opts
+    print(where, flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
