@@ -82,6 +82,18 @@ fn read_events_until(
         return Ok(events);
     }
     let since = query.since.map(to_timestamp).transpose()?;
+    // ULIDs are case-insensitive but stored upper-case; compare like with like.
+    let normalised;
+    let query = match &query.before {
+        Some(before) if before.bytes().any(|b| b.is_ascii_lowercase()) => {
+            normalised = Query {
+                before: Some(before.to_ascii_uppercase()),
+                ..query.clone()
+            };
+            &normalised
+        }
+        _ => query,
+    };
     scan_newest_first(dir, since, bound, |event| {
         if query.matches(&event, since) {
             events.push(event);

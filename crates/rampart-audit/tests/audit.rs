@@ -719,6 +719,15 @@ fn before_and_limit_page_through_everything_once() {
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
     let flat: Vec<AuditEvent> = pages.into_iter().flatten().collect();
     assert_eq!(flat, all.into_iter().rev().collect::<Vec<_>>());
+    let lower = read_events(
+        dir.path(),
+        &Query {
+            before: Some(flat[2].id.to_ascii_lowercase()),
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(lower, flat[3..].to_vec());
     assert_eq!(
         read_events(
             dir.path(),
