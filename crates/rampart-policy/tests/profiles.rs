@@ -1,0 +1,209 @@
+//! The shipped profiles (`policies/*.yaml`, embedded in the binary) decide as their corpora
+//! say.
+//!
+//! A corpus (`tests/corpus/<profile>.txt`) holds one case per line, `decision<TAB>command`,
+//! where decision is `allow`, `deny`, `ask` or `log`; blank lines and lines starting with
+//! `#` are ignored. Every case is evaluated and all mismatches are reported together, so one
+//! run shows every rule that needs attention.
+
+use rampart_policy::{Action, Decision, PolicySet, Request, lint, profiles};
+
+/// One corpus line.
+struct Case {
+    line: usize,
+    expected: Action,
+    command: String,
+}
+
+fn load(name: &str) -> Result<PolicySet, String> {
+    match profiles::load(name) {
+        Some(Ok(set)) => Ok(set),
+        Some(Err(err)) => Err(format!("profile `{name}` does not load: {err}")),
+        None => Err(format!("there is no shipped profile named `{name}`")),
+    }
+}
+
+fn parse_corpus(file: &str, text: &str) -> Result<Vec<Case>, String> {
+    let mut cases = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty() || raw.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((decision, command)) = raw.split_once('\t') else {
+            errors.push(format!(
+                "{file}:{line}: expected `decision<TAB>command`: {raw:?}"
+            ));
+            continue;
+        };
+        match Action::parse(decision.trim()) {
+            Some(expected) => cases.push(Case {
+                line,
+                expected,
+                command: command.to_owned(),
+            }),
+            None => errors.push(format!("{file}:{line}: unknown decision {decision:?}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(cases)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+fn evaluate(set: &PolicySet, command: &str) -> Decision {
+    set.evaluate(&Request {
+        tool: "exec",
+        agent: "preload",
+        session: "s",
+        command,
+        path: None,
+    })
+}
+
+/// Evaluates every case of the corpus of `name`; on any mismatch, a report of all of them.
+fn check_corpus(name: &str, corpus: &str) -> Result<Vec<Case>, String> {
+    let file = format!("tests/corpus/{name}.txt");
+    let set = load(name)?;
+    let cases = parse_corpus(&file, corpus)?;
+    let mut failures = Vec::new();
+    for case in &cases {
+        let got = evaluate(&set, &case.command);
+        if got.action != case.expected {
+            let rule = got
+                .rule
+                .as_ref()
+                .map_or_else(|| "default_action".to_owned(), ToString::to_string);
+            failures.push(format!(
+                "{file}:{}: `{}`\n    expected {}, got {} (policies {:?}, rule {rule}): {}",
+                case.line,
+                case.command,
+                case.expected,
+                got.action,
+                got.matched_policies,
+                got.message,
+            ));
+        }
+    }
+    if failures.is_empty() {
+        Ok(cases)
+    } else {
+        Err(format!(
+            "{} of {} cases of the `{name}` profile decide differently:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        ))
+    }
+}
+
+fn count(cases: &[Case], action: Action) -> usize {
+    cases.iter().filter(|c| c.expected == action).count()
+}
+
+#[test]
+fn standard_profile_decides_as_its_corpus_says() {
+    let cases = check_corpus("standard", include_str!("corpus/standard.txt"))
+        .unwrap_or_else(|report| panic!("{report}"));
+    // The corpus is the profile's specification: keep it broad, and mostly everyday work
+    // that must keep running.
+    assert!(cases.len() >= 150, "only {} cases", cases.len());
+    let allowed = count(&cases, Action::Allow) + count(&cases, Action::Log);
+    assert!(
+        allowed * 2 >= cases.len(),
+        "only {allowed} of {} cases are everyday commands that run",
+        cases.len()
+    );
+    for action in [Action::Deny, Action::Ask, Action::Log] {
+        assert!(count(&cases, action) > 0, "no `{action}` case");
+    }
+}
+
+#[test]
+fn paranoid_profile_decides_as_its_corpus_says() {
+    let cases = check_corpus("paranoid", include_str!("corpus/paranoid.txt"))
+        .unwrap_or_else(|report| panic!("{report}"));
+    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    assert!(count(&cases, Action::Allow) > 0 && count(&cases, Action::Deny) > 0);
+}
+
+#[test]
+fn yolo_profile_decides_as_its_corpus_says() {
+    let cases = check_corpus("yolo", include_str!("corpus/yolo.txt"))
+        .unwrap_or_else(|report| panic!("{report}"));
+    assert!(cases.len() >= 40, "only {} cases", cases.len());
+}
+
+#[test]
+fn every_profile_loads_with_its_default_action() {
+    for (name, expected) in [
+        ("standard", Action::Allow),
+        ("paranoid", Action::Deny),
+        ("yolo", Action::Log),
+    ] {
+        let set = load(name).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(set.default_action(), expected, "default_action of `{name}`");
+        assert!(set.rule_count() > 0, "`{name}` has no rules");
+    }
+    assert_eq!(
+        profiles::PROFILES.len(),
+        3,
+        "a new profile needs a corpus here"
+    );
+}
+
+#[test]
+fn profiles_apply_to_every_agent_and_explain_every_refusal() {
+    for (name, _) in profiles::PROFILES {
+        let set = load(name).unwrap_or_else(|err| panic!("{err}"));
+        for policy in set.policies() {
+            assert!(
+                policy.scope.agent.is_empty(),
+                "{name}: policy `{}` is limited to some agents ({})",
+                policy.name,
+                policy.origin
+            );
+            for rule in &policy.rules {
+                assert!(
+                    rule.message
+                        .as_deref()
+                        .is_some_and(|m| !m.trim().is_empty()),
+                    "{name}: the {} rule at {} has no message",
+                    rule.action,
+                    rule.origin
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn profiles_lint_clean() {
+    for (name, _) in profiles::PROFILES {
+        let set = load(name).unwrap_or_else(|err| panic!("{err}"));
+        let warnings: Vec<String> = lint::lint(&set).iter().map(ToString::to_string).collect();
+        assert!(
+            warnings.is_empty(),
+            "`{name}` has lint warnings:\n{}",
+            warnings.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_same_command_decides_the_same_for_any_agent() {
+    let set = load("standard").unwrap_or_else(|err| panic!("{err}"));
+    for command in ["rm -rf /", "git status", "sudo apt install jq", "env"] {
+        let preload = evaluate(&set, command);
+        let other = set.evaluate(&Request {
+            tool: "exec",
+            agent: "claude-code",
+            session: "other",
+            command,
+            path: None,
+        });
+        assert_eq!(preload.action, other.action, "{command}");
+    }
+}
