@@ -542,6 +542,7 @@ fn build_env(cfg: &mut Config) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -125,6 +125,7 @@ fn doctor<const N: usize, R>(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

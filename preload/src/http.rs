@@ -571,6 +571,7 @@ fn walk_chunks(buf: &mut [u8], compact: bool) -> Result<Option<(usize, usize)>, 
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -599,7 +600,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}",
             false,
         );
-        assert_eq!(r.unwrap().unwrap().2, false);
+        assert!(!r.unwrap().unwrap().2);
     }
 
     #[test]

@@ -266,6 +266,7 @@ pub fn put_unescaped(out: &mut dyn Sink, raw: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

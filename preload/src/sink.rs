@@ -190,6 +190,7 @@ pub fn put_shell_word(out: &mut dyn Sink, word: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -233,13 +234,14 @@ mod tests {
     fn buffered_writer_streams_in_chunks() {
         let mut buf = [0u8; 4];
         let mut got = Vec::new();
-        let mut w = BufWriter::new(&mut buf, |c: &[u8]| {
-            got.push(c.to_vec());
-            true
-        });
-        w.put(b"hello world");
-        w.flush();
-        drop(w);
+        {
+            let mut w = BufWriter::new(&mut buf, |c: &[u8]| {
+                got.push(c.to_vec());
+                true
+            });
+            w.put(b"hello world");
+            w.flush();
+        }
         assert_eq!(got.concat(), b"hello world");
         assert!(got.iter().all(|c| c.len() <= 4));
     }
