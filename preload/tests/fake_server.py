@@ -54,6 +54,8 @@ class Handler(BaseHTTPRequestHandler):
             "authorization": self.headers.get("Authorization"),
             "content_length": int(self.headers.get("Content-Length") or 0),
             "body_len": len(body),
+            # The client's port identifies the connection (keep-alive tests).
+            "peer": self.client_address[1] if isinstance(self.client_address, tuple) else None,
         }
         try:
             entry["body"] = json.loads(body)

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# End-to-end tests of librampart.so against tests/fake_server.py: exported symbols, the
+# seed's troubleshooting and debug output, every entry point (tests/entry_points.c), the
+# fail-open matrix, monitor/disabled modes, Unix socket, token, ask, and Python, Node and
+# bash as agents. Ends with "N passed, N failed"; exit 1 on any failure.
+#
+#   ./test_preload.sh                 # uses build/librampart.so (run `make` first)
+#   RAMPART_LIB=/path/librampart.so ./test_preload.sh
+#
+# Everything runs in a throw-away RAMPART_HOME; ~/.rampart is never touched. The fake
+# server is started here; the server-dependent helpers take URL/token as parameters so a
+# real `rampart serve` can replace it for end-to-end runs.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+LIB=${RAMPART_LIB:-$HERE/build/librampart.so}
+PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rampart-preload-test.XXXXXX")
+export RAMPART_HOME=$WORK/home
+export PATH=/usr/local/bin:/usr/bin:/bin
+# Nothing from the caller's environment may steer the library under test.
+unset LD_PRELOAD RAMPART_URL RAMPART_TOKEN RAMPART_MODE RAMPART_FAIL_OPEN RAMPART_AGENT \
+    RAMPART_SESSION RAMPART_DEBUG RAMPART_ASK_TIMEOUT RAMPART_DEBUG_LOADED http_proxy HTTP_PROXY
+PASS=0
+FAIL=0
+SERVERS=()
+
+cleanup() {
+    for pid in "${SERVERS[@]}"; do kill "$pid" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL $1${2:+: $2}"; }
+expect() { # expect NAME ACTUAL WANTED
+    if [[ "$2" == "$3" ]]; then ok "$1"; else fail "$1" "got '$2', want '$3'"; fi
+}
+
+if [[ ! -f "$LIB" ]]; then
+    echo "no library at $LIB: run 'make' first" >&2
+    exit 2
+fi
+
+# start_server NAME [fake_server args...]: sets URL_<NAME>, LOG_<NAME>, MODE_<NAME>.
+start_server() {
+    local name=$1
+    shift
+    local log=$WORK/$name.log mode=$WORK/$name.mode out=$WORK/$name.out
+    : >"$log"
+    "$PYTHON" "$HERE/tests/fake_server.py" --log "$log" --mode-file "$mode" "$@" >"$out" 2>"$WORK/$name.err" &
+    SERVERS+=($!)
+    for _ in $(seq 100); do [[ -s "$out" ]] && break; sleep 0.05; done
+    local where
+    where=$(head -1 "$out")
+    if [[ "$where" == /* ]]; then
+        printf -v "URL_$name" 'unix:%s' "$where"
+    else
+        printf -v "URL_$name" 'http://127.0.0.1:%s' "$where"
+    fi
+    printf -v "LOG_$name" '%s' "$log"
+    printf -v "MODE_$name" '%s' "$mode"
+}
+
+requests() { wc -l <"$1" | tr -d ' '; }
+
+# probe WORD [VAR=value...]: a preloaded `env` execs `/bin/echo WORD` under the given
+# configuration; prints "ran", "blocked" (exit 126 + the one-line reason) or "other ...".
+probe() {
+    local word=$1
+    shift
+    local out err rc
+    out=$(env "$@" LD_PRELOAD="$LIB" /usr/bin/env /bin/echo "$word" 2>"$WORK/probe.err")
+    rc=$?
+    err=$(cat "$WORK/probe.err")
+    if [[ $rc == 0 && "$out" == "$word" ]]; then
+        echo ran
+    elif [[ $rc == 126 && "$err" == *"rampart: [ERROR] Policy denied: "* ]]; then
+        echo blocked
+    else
+        echo "other rc=$rc out=$out err=$err"
+    fi
+}
+
+echo "# library: $LIB"
+
+# ---- the library itself ----
+syms=$(nm -D --defined-only "$LIB" | awk '{print $3}' | sort | tr '\n' ' ')
+want="execl execle execlp execv execve execveat execvp execvpe fexecve popen posix_spawn posix_spawnp system "
+expect "exports exactly the 13 intercepted symbols" "$syms" "$want"
+deps=$(ldd "$LIB" | grep -v -e 'libc.so' -e 'ld-linux' -e 'linux-vdso' -e 'statically' | tr -d '\t')
+expect "links libc only" "$deps" ""
+
+# ---- seed: troubleshooting and debug output ----
+out=$(RAMPART_URL=http://127.0.0.1:1 LD_PRELOAD=$LIB /bin/echo test 2>"$WORK/err")
+expect "LD_PRELOAD=... echo test prints test, nothing else" "$out|$(cat "$WORK/err")" "test|"
+err=$(RAMPART_DEBUG=1 LD_PRELOAD=$LIB /bin/echo test 2>&1 >/dev/null)
+expect "RAMPART_DEBUG=1 prints the load banner" "$err" "rampart: [DEBUG] Library loaded
+rampart: [DEBUG] URL: http://127.0.0.1:9090
+rampart: [DEBUG] Mode: enforce
+rampart: [DEBUG] Fail-open: true"
+
+start_server main
+start_server unixsrv --unix "$WORK/rampart.sock"
+start_server tok --token s3cret
+
+err=$(RAMPART_URL=$URL_main RAMPART_DEBUG=1 LD_PRELOAD=$LIB /usr/bin/env /bin/sh -c '/bin/rm -rf /tmp/rampart-nothing-*' 2>&1 >/dev/null)
+expect "debug lines for a call, banner printed once per tree" "$err" "rampart: [DEBUG] Library loaded
+rampart: [DEBUG] URL: $URL_main
+rampart: [DEBUG] Mode: enforce
+rampart: [DEBUG] Fail-open: true
+rampart: [DEBUG] Intercepted execvp: /bin/sh -c '/bin/rm -rf /tmp/rampart-nothing-*'
+rampart: [DEBUG] Policy check: POST /v1/preflight/exec
+rampart: [DEBUG] Decision: deny
+rampart: [ERROR] Policy denied: Destructive command blocked
+/usr/bin/env: ‘/bin/sh’: Operation not permitted"
+
+# ---- every entry point ----
+CC=${CC:-cc}
+if [[ ! -x "$HERE/build/entry_points" || "$HERE/tests/entry_points.c" -nt "$HERE/build/entry_points" ]]; then
+    mkdir -p "$HERE/build"
+    $CC -O1 -Wall -o "$HERE/build/entry_points" "$HERE/tests/entry_points.c" -lpthread
+fi
+if RAMPART_SESSION=entry-points RAMPART_URL=$URL_main LD_PRELOAD=$LIB \
+    "$HERE/build/entry_points" "$LOG_main" "$LIB" >"$WORK/ep.out" 2>"$WORK/ep.err"; then
+    ok "entry points: $(tail -1 "$WORK/ep.out")"
+else
+    fail "entry points" "$(grep -E '^FAIL|passed' "$WORK/ep.out")"
+fi
+
+# ---- fail-open matrix ----
+REFUSED=http://127.0.0.1:1
+expect "refused, fail-open default: runs" "$(probe hello RAMPART_URL=$REFUSED)" ran
+expect "refused, RAMPART_FAIL_OPEN=false: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_FAIL_OPEN=false)" blocked
+expect "refused, RAMPART_FAIL_OPEN=0: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_FAIL_OPEN=0)" blocked
+expect "refused, RAMPART_FAIL_OPEN=no: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_FAIL_OPEN=no)" blocked
+expect "unusable URL follows fail-open" "$(probe hello RAMPART_URL=https://example.invalid)" ran
+expect "unusable URL, fail-closed: EPERM" "$(probe hello RAMPART_URL=https://example.invalid RAMPART_FAIL_OPEN=false)" blocked
+expect "missing unix socket, fail-closed: EPERM" "$(probe hello RAMPART_URL=unix:$WORK/none.sock RAMPART_FAIL_OPEN=false)" blocked
+expect "proxy variables are ignored" "$(probe hello RAMPART_URL=$URL_main http_proxy=http://127.0.0.1:1 HTTP_PROXY=http://127.0.0.1:1)" ran
+
+M=(RAMPART_URL=$URL_main)
+setmode() { echo "$1" >"$MODE_main"; }
+setmode slow
+start=$(date +%s%N)
+expect "timeout (2 s), fail-open: runs" "$(probe hello "${M[@]}" RAMPART_ASK_TIMEOUT=0)" ran
+elapsed=$((($(date +%s%N) - start) / 1000000))
+if ((elapsed >= 1900 && elapsed < 4500)); then ok "answer timeout is 2 s (${elapsed} ms)"; else fail "answer timeout is 2 s" "${elapsed} ms"; fi
+expect "timeout, fail-closed: EPERM" "$(probe hello "${M[@]}" RAMPART_ASK_TIMEOUT=0 RAMPART_FAIL_OPEN=false)" blocked
+for mode in 500 close; do
+    setmode $mode
+    expect "$mode, fail-open: runs" "$(probe hello "${M[@]}")" ran
+    expect "$mode, fail-closed: EPERM" "$(probe hello "${M[@]}" RAMPART_FAIL_OPEN=false)" blocked
+done
+for mode in 401 403 malformed oversized instring; do
+    setmode $mode
+    expect "$mode denies in enforce even with fail-open" "$(probe hello "${M[@]}" RAMPART_FAIL_OPEN=true)" blocked
+    expect "$mode never blocks in monitor" "$(probe hello "${M[@]}" RAMPART_MODE=monitor)" ran
+done
+setmode chunked
+expect "chunked answer: allow" "$(probe hello "${M[@]}")" ran
+expect "chunked answer: deny" "$(probe denyme "${M[@]}")" blocked
+setmode normal
+expect "normal: allow" "$(probe hello "${M[@]}")" ran
+expect "normal: deny" "$(probe denyme "${M[@]}")" blocked
+
+# ---- modes ----
+before=$(requests "$LOG_main")
+expect "monitor never blocks" "$(probe denyme "${M[@]}" RAMPART_MODE=monitor)" ran
+last=$(tail -1 "$LOG_main")
+if [[ "$last" == *'"enforce": false'* && "$last" != *wait_ms* ]]; then ok "monitor sends enforce:false, no wait_ms"; else fail "monitor request" "$last"; fi
+before=$(requests "$LOG_main")
+expect "disabled runs a denied command" "$(probe denyme "${M[@]}" RAMPART_MODE=disabled)" ran
+expect "disabled sends no request at all" "$(requests "$LOG_main")" "$before"
+
+# ---- transport variants ----
+expect "unix socket: allow" "$(probe hello RAMPART_URL=$URL_unixsrv)" ran
+expect "unix socket: deny" "$(probe denyme RAMPART_URL=$URL_unixsrv)" blocked
+expect "token accepted" "$(probe hello RAMPART_URL=$URL_tok RAMPART_TOKEN=s3cret RAMPART_FAIL_OPEN=true)" ran
+expect "Authorization: Bearer header sent" "$(tail -1 "$LOG_tok" | grep -o '"authorization": "Bearer s3cret"')" '"authorization": "Bearer s3cret"'
+expect "wrong token (401) denies despite fail-open" "$(probe hello RAMPART_URL=$URL_tok RAMPART_TOKEN=nope)" blocked
+expect "localhost URL" "$(probe denyme RAMPART_URL=${URL_main/127.0.0.1/localhost})" blocked
+
+# ---- request contents ----
+RAMPART_URL=$URL_main RAMPART_AGENT=my-agent RAMPART_SESSION=prod-deploy LD_PRELOAD=$LIB \
+    /usr/bin/env /bin/echo "it's" 'a b' $'\xff' >/dev/null 2>&1
+last=$(tail -1 "$LOG_main")
+"$PYTHON" - "$last" <<'PY' && ok "request body fields and quoting" || fail "request body fields and quoting" "$last"
+import json, os, sys
+b = json.loads(sys.argv[1])["body"]
+assert b["agent"] == "my-agent" and b["session"] == "prod-deploy", b
+assert b["params"]["command"] == "/bin/echo 'it'\\''s' 'a b' \u00ff", b["params"]["command"]
+assert b["argv"] == ["/bin/echo", "it's", "a b", "\u00ff"], b["argv"]
+assert b["exe"] == "/bin/echo" and b["via"] == "execvp" and b["enforce"] is True, b
+assert b["wait_ms"] == 120000 and isinstance(b["pid"], int) and isinstance(b["ppid"], int), b
+assert b["cwd"] == os.getcwd(), b["cwd"]
+PY
+out=$(RAMPART_URL=$URL_main LD_PRELOAD=$LIB /bin/sh -c 'echo $$; /usr/bin/env' 2>/dev/null)
+sh_pid=$(echo "$out" | head -1)
+expect "default session is preload-<pid of the first process>" "$(echo "$out" | grep '^RAMPART_SESSION=')" "RAMPART_SESSION=preload-$sh_pid"
+for d in 2m 30s 500ms 7; do
+    RAMPART_URL=$URL_main RAMPART_ASK_TIMEOUT=$d LD_PRELOAD=$LIB /usr/bin/env /bin/true
+    got=$(tail -1 "$LOG_main" | grep -o '"wait_ms": [0-9]*')
+    case $d in 2m) w=120000 ;; 30s) w=30000 ;; 500ms) w=500 ;; 7) w=7000 ;; esac
+    expect "RAMPART_ASK_TIMEOUT=$d sends wait_ms $w" "$got" "\"wait_ms\": $w"
+done
+
+# ---- ask ----
+err=$(RAMPART_URL=$URL_main RAMPART_ASK_TIMEOUT=10s LD_PRELOAD=$LIB /usr/bin/env /bin/echo askme approveme 2>&1 >/dev/null)
+if [[ "$err" == "rampart: [WAIT] Waiting for approval of: /bin/echo askme approveme"* ]]; then ok "ask: one WAIT line, then approved"; else fail "ask approve" "$err"; fi
+expect "ask: approved command runs" "$(probe askme-approveme "${M[@]}")" ran
+expect "ask: denied by a person" "$(probe askme "${M[@]}")" blocked
+expect "ask without waiting (RAMPART_ASK_TIMEOUT=0) denies" "$(probe askme "${M[@]}" RAMPART_ASK_TIMEOUT=0)" blocked
+
+# ---- agents: Python, Node, bash ----
+if TEST_LOG=$LOG_main TEST_LIB=$LIB RAMPART_URL=$URL_main LD_PRELOAD=$LIB "$PYTHON" "$HERE/tests/test_python.py" >"$WORK/py.out" 2>&1; then
+    ok "python: $(tail -1 "$WORK/py.out")"
+else
+    fail "python" "$(grep -E '^FAIL|passed' "$WORK/py.out")"
+fi
+if command -v node >/dev/null; then
+    if RAMPART_URL=$URL_main LD_PRELOAD=$LIB node "$HERE/tests/test_node.js" >"$WORK/node.out" 2>&1; then
+        ok "node: $(tail -1 "$WORK/node.out")"
+    else
+        fail "node" "$(grep -E '^FAIL|passed' "$WORK/node.out")"
+    fi
+else
+    echo "skip node: not installed"
+fi
+out=$(RAMPART_URL=$URL_main LD_PRELOAD=$LIB bash -c 'echo one && /bin/echo denyme; echo rc=$?; /bin/echo two | cat' 2>"$WORK/bash.err")
+expect "bash -c chain: denied step fails with 126, the rest runs" "$(echo $out)" "one rc=126 two"
+if grep -q "rampart: \[ERROR\] Policy denied: Destructive command blocked" "$WORK/bash.err"; then ok "bash -c chain: one-line reason"; else fail "bash reason" "$(cat "$WORK/bash.err")"; fi
+
+echo "$PASS passed, $FAIL failed"
+((FAIL == 0))
