@@ -15,7 +15,8 @@ pub fn pending() -> Result<Outcome> {
             response.error_text()
         );
     }
-    let list: Vec<ApprovalInfo> = serde_json::from_value(response.json()?["approvals"].take())?;
+    let list: Vec<ApprovalInfo> =
+        serde_json::from_value(response.json().map_err(anyhow::Error::msg)?["approvals"].take())?;
     if list.is_empty() {
         println!("No pending approvals.");
         return Ok(Outcome::Success);
@@ -52,7 +53,8 @@ pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcom
     let (_, response) = call("POST", &format!("/v1/approvals/{id}/resolve"), Some(&body))?;
     match response.status {
         200 => {
-            let info: ApprovalInfo = serde_json::from_value(response.json()?)?;
+            let info: ApprovalInfo =
+                serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)?;
             println!(
                 "{} {}: {}",
                 if approved { "Approved" } else { "Denied" },

@@ -33,3 +33,21 @@ pub fn create_private_dir(path: &std::path::Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting mode 0700 on {}", path.display()))
 }
+
+/// The server's endpoint for this home: `url` (from `--url`) or `RAMPART_URL` if given,
+/// else the home's Unix socket when it exists, else the default TCP address.
+pub fn endpoint(
+    home: &std::path::Path,
+    url: Option<&str>,
+) -> Result<rampart_server::client::Endpoint> {
+    use rampart_server::client::Endpoint;
+    let env_url = std::env::var("RAMPART_URL").ok();
+    if let Some(url) = url.or(env_url.as_deref()).filter(|u| !u.is_empty()) {
+        return Endpoint::parse(url).map_err(anyhow::Error::msg);
+    }
+    let socket = home.join("rampart.sock");
+    if socket.exists() {
+        return Ok(Endpoint::Unix(socket));
+    }
+    Ok(Endpoint::Tcp("127.0.0.1:9090".to_owned()))
+}

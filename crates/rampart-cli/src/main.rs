@@ -2,7 +2,6 @@
 
 mod approvals_cmd;
 mod audit_cmd;
-mod client;
 mod duration;
 mod home;
 mod policy_cmd;

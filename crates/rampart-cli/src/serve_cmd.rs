@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use rampart_server::{Mode, ServerConfig};
 
-use crate::client::{self, Endpoint};
 use crate::{Outcome, home};
+use rampart_server::client::{self, Endpoint};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -302,7 +302,7 @@ pub fn call(
     body: Option<&serde_json::Value>,
 ) -> Result<(Endpoint, client::Response)> {
     let home = home::dir()?;
-    let endpoint = client::endpoint_for(&home, None)?;
+    let endpoint = home::endpoint(&home, None)?;
     let token = token(&home)?;
     let response = client::request(
         &endpoint,
@@ -331,8 +331,9 @@ pub fn call(
 
 fn reload() -> Result<Outcome> {
     let (_, response) = call("POST", "/v1/policy/reload", Some(&serde_json::json!({})))?;
-    let result: rampart_server::wire::ReloadResult = serde_json::from_value(response.json()?)
-        .with_context(|| format!("unexpected reload answer ({})", response.status))?;
+    let result: rampart_server::wire::ReloadResult =
+        serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)
+            .with_context(|| format!("unexpected reload answer ({})", response.status))?;
     if result.ok {
         println!(
             "rampart: policies reloaded: {} policies, {} rules from {}",
@@ -352,7 +353,7 @@ fn reload() -> Result<Outcome> {
 
 fn status() -> Result<Outcome> {
     let home = home::dir()?;
-    let endpoint = client::endpoint_for(&home, None)?;
+    let endpoint = home::endpoint(&home, None)?;
     if !client::healthy(&endpoint) {
         println!(
             "rampart: not running (nothing answers at {})",
@@ -361,8 +362,9 @@ fn status() -> Result<Outcome> {
         return Ok(Outcome::Code(1));
     }
     let (_, response) = call("GET", "/v1/status", None)?;
-    let s: rampart_server::wire::Status = serde_json::from_value(response.json()?)
-        .with_context(|| format!("unexpected status answer ({})", response.status))?;
+    let s: rampart_server::wire::Status =
+        serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)
+            .with_context(|| format!("unexpected status answer ({})", response.status))?;
     println!("rampart: running at {}", endpoint.url());
     if let Some(pid) = read_pid(&home).filter(|p| alive(*p)) {
         println!("  pid:      {pid}");

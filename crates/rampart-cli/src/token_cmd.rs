@@ -5,7 +5,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use crate::{Outcome, client, home};
+use rampart_server::client;
+
+use crate::{Outcome, home};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -33,7 +35,7 @@ pub fn run(command: TokenCommand) -> Result<Outcome> {
                 format!("writing {}", rampart_server::token::path(&home).display())
             })?;
             // A running server re-reads the token on reload; ask it with the old one.
-            let endpoint = client::endpoint_for(&home, None)?;
+            let endpoint = home::endpoint(&home, None)?;
             let told = old.as_deref().is_some_and(|old| {
                 client::request(
                     &endpoint,

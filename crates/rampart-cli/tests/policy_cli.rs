@@ -1,8 +1,6 @@
-//! End-to-end tests of the `rampart` binary (one integration-test binary, ripgrep style).
+//! `rampart test`, `policy lint|show`, `init`, `--version`.
 
-mod util;
-
-use util::{Home, SEED_POLICY};
+use crate::util::{Home, SEED_POLICY};
 
 /// `rampart test` output without the timing line, which varies.
 fn without_time(text: &str) -> String {

@@ -63,3 +63,174 @@ impl Run {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
 }
+
+/// A real `rampart serve` on a free loopback port and the home's Unix socket; killed
+/// when dropped.
+pub struct Server {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    pub token: String,
+    pub socket: PathBuf,
+    /// Lines the server wrote to stderr (reload messages etc.), collected in the background.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(home: &Home, extra: &[&str]) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = home
+            .cmd()
+            .args(["serve", "--port", "0"])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start: {}", stderr.lock().unwrap());
+            }
+        };
+        // "rampart: listening on http://127.0.0.1:PORT and unix:PATH (mode M)"
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        let token = std::fs::read_to_string(home.path().join("token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Server {
+            child: Some(child),
+            port,
+            token,
+            socket: home.path().join("rampart.sock"),
+            stderr,
+        }
+    }
+
+    pub fn unix(&self) -> Endpoint {
+        Endpoint::Unix(self.socket.clone())
+    }
+
+    pub fn tcp(&self) -> Endpoint {
+        Endpoint::Tcp(format!("127.0.0.1:{}", self.port))
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// An authenticated request over the Unix socket.
+    pub fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Response {
+        request(
+            &self.unix(),
+            method,
+            path,
+            Some(&self.token),
+            body.as_ref(),
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap()
+    }
+
+    pub fn preflight(&self, body: serde_json::Value) -> serde_json::Value {
+        let r = self.call("POST", "/v1/preflight/exec", Some(body));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().unwrap()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let child = self.child.take()?;
+        signal(child.id(), "TERM");
+        let output = child.wait_with_output().ok()?;
+        output.status.code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub use rampart_server::client::{Endpoint, Response, request};
+
+/// Polls `cond` every 20 ms for at most `secs` seconds.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Every audit event id in the home's trail.
+pub fn audit_ids(home: &Path) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    let Ok(entries) = std::fs::read_dir(home.join("audit")) else {
+        return ids;
+    };
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                ids.insert(v["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    ids
+}

@@ -57,6 +57,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A failed request: its status and the `{"error": ...}` text. Small, so handlers can
+/// return it through `?`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.message)
+    }
+}
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
@@ -77,7 +100,7 @@ async fn healthz() -> Response {
 
 /// Parses a JSON body ourselves so every failure is `{"error": ...}` with the right
 /// status: 413 over the limit, 400 for anything that is not the expected JSON.
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = match body {
         Ok(bytes) => bytes,
         Err(rejection) => {
@@ -87,11 +110,11 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
             } else {
                 rejection.body_text()
             };
-            return Err(error(status, message));
+            return Err(ApiError::new(status, message));
         }
     };
     serde_json::from_slice(&bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
 }
 
 fn now_rfc3339() -> String {
@@ -109,7 +132,7 @@ async fn preflight(
 ) -> Response {
     let req: PreflightRequest = match parse_body(body) {
         Ok(req) => req,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let command = req.params.command.clone().unwrap_or_default();
     if tool == "exec" && req.params.command.is_none() {
@@ -161,7 +184,7 @@ async fn preflight(
     );
     let stored = match append(&state, event) {
         Ok(stored) => stored,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let (allowed, policy_decision) = if enforce {
         (decision.allowed(), None)
@@ -215,7 +238,7 @@ fn new_event(
 
 /// Writes the event (before any answer leaves) and streams it; its id, or 503 when the
 /// trail cannot be written (the client's fail-open rule then applies).
-fn append(state: &AppState, event: NewEvent) -> Result<String, Response> {
+fn append(state: &AppState, event: NewEvent) -> Result<String, ApiError> {
     match state.audit.append(event) {
         Ok(stored) => {
             state.events.send("decision", &stored);
@@ -223,7 +246,7 @@ fn append(state: &AppState, event: NewEvent) -> Result<String, Response> {
         }
         Err(e) => {
             state.metrics.audit_error();
-            Err(error(
+            Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("audit trail cannot be written: {e}"),
             ))
@@ -361,7 +384,7 @@ async fn ask_and_wait(
     );
     let audit_id = match append(&state, event) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     axum::Json(PreflightResponse {
         allowed: final_decision.allowed(),
@@ -386,7 +409,7 @@ fn with_note(text: String, note: &Option<String>) -> String {
 async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: TestRequest = match parse_body(body) {
         Ok(req) => req,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let policy = state.policy();
     let started = Instant::now();
@@ -432,7 +455,7 @@ async fn resolve_approval(
 ) -> Response {
     let req: ResolveRequest = match parse_body(body) {
         Ok(req) => req,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let by = req
         .resolved_by
@@ -474,25 +497,28 @@ struct EventsQuery {
     before: Option<String>,
 }
 
-fn parse_since(since: Option<&str>) -> Result<Option<SystemTime>, Response> {
+fn parse_since(since: Option<&str>) -> Result<Option<SystemTime>, ApiError> {
     match since.filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(value) => rampart_audit::parse_since(value, SystemTime::now())
             .map(Some)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string())),
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
     }
 }
 
 /// Runs blocking file work off the async workers.
-async fn blocking<T, F>(f: F) -> Result<T, Response>
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, rampart_audit::AuditError> + Send + 'static,
     T: Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(e) => Err(error(
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("audit reader failed: {e}"),
         )),
@@ -505,7 +531,7 @@ async fn audit_events(
 ) -> Response {
     let since = match parse_since(q.since.as_deref()) {
         Ok(since) => since,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let query = rampart_audit::Query {
         agent: q.agent,
@@ -520,7 +546,7 @@ async fn audit_events(
     let dir = state.config.audit_dir.clone();
     match blocking(move || rampart_audit::read_events(&dir, &query)).await {
         Ok(events) => axum::Json(serde_json::json!({ "events": events })).into_response(),
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -533,12 +559,12 @@ struct StatsQuery {
 async fn audit_stats(State(state): State<Arc<AppState>>, Query(q): Query<StatsQuery>) -> Response {
     let since = match parse_since(q.since.as_deref()) {
         Ok(since) => since,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let dir = state.config.audit_dir.clone();
     match blocking(move || rampart_audit::stats(&dir, since, q.agent.as_deref())).await {
         Ok(stats) => axum::Json(stats).into_response(),
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -546,7 +572,7 @@ async fn audit_verify(State(state): State<Arc<AppState>>) -> Response {
     let dir = state.config.audit_dir.clone();
     match blocking(move || rampart_audit::verify(&dir)).await {
         Ok(report) => axum::Json(report).into_response(),
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -1,14 +1,11 @@
-//! A small blocking HTTP/1.1 client for talking to the local server over its Unix socket
-//! or TCP. The CLI sends a handful of admin requests; pulling in an HTTP stack for that
-//! would cost more build time than these lines.
+//! A small blocking HTTP/1.1 client for the local server, over its Unix socket or TCP.
+//! Used by the CLI's admin commands and by tests; the async server does not use it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use anyhow::{Context, Result, bail};
 
 /// Where the server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,18 +17,20 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Parses `http://host:port[/]` or `unix:/path`.
-    pub fn parse(url: &str) -> Result<Endpoint> {
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
         if let Some(path) = url.strip_prefix("unix:") {
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
         let Some(rest) = url.strip_prefix("http://") else {
-            bail!(
+            return Err(format!(
                 "unsupported server URL `{url}`: use http://HOST:PORT or unix:/path/to/rampart.sock"
-            );
+            ));
         };
         let hostport = rest.trim_end_matches('/');
         if hostport.is_empty() || hostport.contains('/') {
-            bail!("unsupported server URL `{url}`: use http://HOST:PORT");
+            return Err(format!(
+                "unsupported server URL `{url}`: use http://HOST:PORT"
+            ));
         }
         let hostport = if hostport.contains(':') {
             hostport.to_owned()
@@ -56,8 +55,12 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).with_context(|| {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.body).map_err(|_| {
             format!(
                 "server answered {} with a body that is not JSON: {}",
                 self.status,
@@ -130,10 +133,16 @@ pub fn request(
         ));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()?;
-    read_response(stream)
+    let written = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()))
+        .and_then(|()| stream.flush());
+    match written {
+        Ok(()) => read_response(stream),
+        // The server may answer (413) and close before reading a large body: its answer
+        // is still there to read.
+        Err(e) => read_response(stream).map_err(|_| e),
+    }
 }
 
 fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
@@ -191,24 +200,6 @@ fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
         reader.read_to_end(&mut body)?;
     }
     Ok(Response { status, body })
-}
-
-/// The server's endpoint for this home: `--url`/`RAMPART_URL` if given, else the home's
-/// Unix socket when it exists, else the default TCP address.
-pub fn endpoint_for(home: &Path, url: Option<&str>) -> Result<Endpoint> {
-    if let Some(url) = url.filter(|u| !u.is_empty()) {
-        return Endpoint::parse(url);
-    }
-    if let Ok(url) = std::env::var("RAMPART_URL")
-        && !url.is_empty()
-    {
-        return Endpoint::parse(&url);
-    }
-    let socket = home.join("rampart.sock");
-    if socket.exists() {
-        return Ok(Endpoint::Unix(socket));
-    }
-    Ok(Endpoint::Tcp("127.0.0.1:9090".to_owned()))
 }
 
 /// True when `/healthz` answers `ok`.

@@ -8,6 +8,7 @@
 mod api;
 mod approvals;
 mod auth;
+pub mod client;
 pub mod config;
 mod events;
 mod metrics;

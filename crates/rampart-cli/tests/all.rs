@@ -1,0 +1,9 @@
+//! End-to-end tests of the `rampart` binary: real processes, real files, a throw-away
+//! `RAMPART_HOME` each, servers on free loopback ports and private Unix sockets.
+
+// Helpers outside #[test] functions may unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod policy_cli;
+mod server;
+mod util;
