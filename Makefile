@@ -27,8 +27,12 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# Policy evaluation micro-benchmarks (divan), then the whole-system harness in bench/,
+# which writes bench/RESULTS.md. Numbers are only comparable within one run.
 bench:
 	$(CARGO) bench -p rampart-policy --bench evaluate
+	$(CARGO) build --release -p rampart-cli -p rampart-bench
+	./target/release/rampart-bench
 
 install: build
 	install -d $(PREFIX)/bin

@@ -1,0 +1,258 @@
+//! `make bench`: measures a real `rampart serve` (release build) under load and prints a
+//! markdown table, also written to `bench/RESULTS.md`.
+//!
+//! Server: decisions per second and p50/p99 latency for 1, 8 and 32 concurrent keep-alive
+//! clients, over the Unix socket and TCP, audit on (every decision written and chained),
+//! on the embedded standard profile; then the server's peak RSS.
+//!
+//! The clients run on the same 2 cores as the server, so the numbers are for the whole
+//! loop, as an agent's machine sees it. Compare runs on one machine, not across machines.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const PHASE: Duration = Duration::from_secs(3);
+
+fn main() -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rampart = root.join("target/release/rampart");
+    if !rampart.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release` first (make bench does)",
+            rampart.display()
+        );
+    }
+    let mut table = Vec::new();
+    let home = tempfile::Builder::new()
+        .prefix("rampart-bench-")
+        .tempdir()?;
+    let (mut server, port) = start_server(&rampart, home.path())?;
+    let token = std::fs::read_to_string(home.path().join("token"))?
+        .trim()
+        .to_owned();
+    let socket = home.path().join("rampart.sock");
+
+    for transport in ["unix", "tcp"] {
+        for clients in [1usize, 8, 32] {
+            let target = match transport {
+                "unix" => Target::Unix(socket.clone()),
+                _ => Target::Tcp(format!("127.0.0.1:{port}")),
+            };
+            let result = load(&target, &token, clients, PHASE)?;
+            eprintln!(
+                "{transport:>4} {clients:>2} clients: {:>8.0} decisions/s  p50 {:>6} µs  p99 {:>6} µs",
+                result.per_second, result.p50_us, result.p99_us
+            );
+            table.push(format!(
+                "| server, {transport}, {clients} client(s), audit on | {:.0} decisions/s | p50 {} µs, p99 {} µs |",
+                result.per_second, result.p50_us, result.p99_us
+            ));
+        }
+    }
+    let rss = peak_rss_kib(server.id())?;
+    table.push(format!(
+        "| server peak RSS after the runs above | {:.1} MiB | |",
+        rss as f64 / 1024.0
+    ));
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+    let audited = count_lines(&home.path().join("audit"))?;
+    table.push(format!(
+        "| events in the audit trail after the runs | {audited} | every decision written |"
+    ));
+
+    let report = render(&table)?;
+    print!("{report}");
+    std::fs::write(root.join("bench/RESULTS.md"), &report).context("writing bench/RESULTS.md")?;
+    Ok(())
+}
+
+fn start_server(rampart: &Path, home: &Path) -> Result<(Child, u16)> {
+    let mut child = Command::new(rampart)
+        .args(["serve", "--port", "0"])
+        .env("RAMPART_HOME", home)
+        .env_remove("LD_PRELOAD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting rampart serve")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let port = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("unexpected server output: {line}"))?;
+    Ok((child, port))
+}
+
+#[derive(Clone)]
+enum Target {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+fn connect(target: &Target) -> Result<Box<dyn Stream>> {
+    Ok(match target {
+        Target::Unix(path) => Box::new(std::os::unix::net::UnixStream::connect(path)?),
+        Target::Tcp(addr) => {
+            let s = std::net::TcpStream::connect(addr)?;
+            s.set_nodelay(true)?;
+            Box::new(s)
+        }
+    })
+}
+
+struct LoadResult {
+    per_second: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// `clients` threads, each on one keep-alive connection, sending preflights for `phase`.
+fn load(target: &Target, token: &str, clients: usize, phase: Duration) -> Result<LoadResult> {
+    let started = Instant::now();
+    let deadline = started + phase;
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let target = target.clone();
+            let token = token.to_owned();
+            std::thread::spawn(move || -> Result<Vec<u32>> {
+                let stream = connect(&target)?;
+                let mut reader = BufReader::new(stream);
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let command = match i % 4 {
+                        0 => "git status".to_owned(),
+                        1 => format!("cargo test -p crate{c} -- case{i}"),
+                        2 => "rm -rf /".to_owned(),
+                        _ => format!("ls -la src/{i}"),
+                    };
+                    let body = serde_json::json!({
+                        "agent": "bench", "session": format!("bench-{c}"),
+                        "params": {"command": command}, "via": "execve", "pid": 1, "cwd": "/tmp"
+                    })
+                    .to_string();
+                    let t = Instant::now();
+                    write!(
+                        reader.get_mut(),
+                        "POST /v1/preflight/exec HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )?;
+                    read_answer(&mut reader)?;
+                    latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    i += 1;
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(r) => all.extend(r?),
+            Err(_) => bail!("a load thread panicked"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all.get(idx).copied().map_or(0, u64::from)
+    };
+    Ok(LoadResult {
+        per_second: all.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+/// Reads one HTTP answer with a Content-Length body; fails on anything but 200.
+fn read_answer(reader: &mut BufReader<Box<dyn Stream>>) -> Result<()> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if !line.starts_with("HTTP/1.1 200") {
+        bail!("server answered {}", line.trim());
+    }
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("connection closed");
+        }
+        let h = line.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse()?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    Ok(())
+}
+
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmHWM not found")
+}
+
+fn count_lines(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        n += std::fs::read_to_string(entry?.path())?.lines().count();
+    }
+    Ok(n)
+}
+
+fn render(rows: &[String]) -> Result<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()?;
+    let date = String::from_utf8_lossy(&date.stdout).trim().to_owned();
+    let mut out = format!(
+        "# Benchmark results\n\n{date}, {cpu}, {cores} cores. Produced by `make bench` \
+         (`cargo run --release -p rampart-bench`); {}s per row.\n\n\
+         | what | result | detail |\n|---|---|---|\n",
+        PHASE.as_secs()
+    );
+    for row in rows {
+        out.push_str(row);
+        out.push('\n');
+    }
+    Ok(out)
+}
