@@ -18,10 +18,10 @@ trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 SERVER=$!
 for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.05; done
 export PATH=/usr/local/bin:/usr/bin:/bin
-RAMPART_SESSION=entry-points RAMPART_URL=http://127.0.0.1:$(cat "$WORK/port") \
+# valgrind keeps our LD_PRELOAD next to its own preloads for the client.
+RAMPART_SESSION=entry-points RAMPART_URL=http://127.0.0.1:$(cat "$WORK/port") LD_PRELOAD="$LIB" \
     valgrind --quiet --error-exitcode=99 --trace-children=no \
-    --soname-synonyms=somalloc=NONE --vex-iropt-register-updates=allregs-at-mem-access \
-    env LD_PRELOAD="$LIB" "$HERE/build/entry_points" "$WORK/log" "$LIB"
+    "$HERE/build/entry_points" "$WORK/log" "$LIB"
 rc=$?
 echo "memcheck exit status: $rc (0 = clean, 99 = valgrind found errors)"
 exit $rc
