@@ -70,3 +70,9 @@ int execl(const char *path, const char *arg, ...) { COLLECT_AND_CALL(0, path, ar
 int execle(const char *path, const char *arg, ...) { COLLECT_AND_CALL(1, path, arg); }
 
 int execlp(const char *file, const char *arg, ...) { COLLECT_AND_CALL(2, file, arg); }
+
+/* Unoptimised builds link parts of the precompiled `core` that name the unwinding
+ * personality routine, although with panic=abort nothing ever unwinds. Hidden, so it is
+ * never exported; release (LTO) builds drop the references entirely. */
+void abort(void);
+__attribute__((visibility("hidden"))) void rust_eh_personality(void) { abort(); }
