@@ -73,6 +73,6 @@ int execlp(const char *file, const char *arg, ...) { COLLECT_AND_CALL(2, file, a
 
 /* Unoptimised builds link parts of the precompiled `core` that name the unwinding
  * personality routine, although with panic=abort nothing ever unwinds. Hidden, so it is
- * never exported; release (LTO) builds drop the references entirely. */
+ * never exported; weak, so the std test build's own definition wins. */
 void abort(void);
-__attribute__((visibility("hidden"))) void rust_eh_personality(void) { abort(); }
+__attribute__((weak, visibility("hidden"))) void rust_eh_personality(void) { abort(); }
