@@ -35,6 +35,31 @@ fn enosys() -> c_int {
     -1
 }
 
+/// The common end of the exec family: denied → `-1` with `errno = EPERM`; allowed →
+/// `real` with the re-injected environment and the caller's errno restored.
+fn run_exec(saved: c_int, call: &Call, envp: Strs, real: impl FnOnce(Strs) -> c_int) -> c_int {
+    if !check(call) {
+        set_errno(libc::EPERM);
+        return -1;
+    }
+    with_env(envp, |env, _| {
+        set_errno(saved);
+        real(env)
+    })
+}
+
+/// The common end of `posix_spawn*`: denied → the `EPERM` return value, errno untouched.
+fn run_spawn(saved: c_int, call: &Call, envp: Strs, real: impl FnOnce(Strs) -> c_int) -> c_int {
+    if !check(call) {
+        set_errno(saved);
+        return libc::EPERM;
+    }
+    with_env(envp, |env, _| {
+        set_errno(saved);
+        real(env)
+    })
+}
+
 /// Shared body of `execve`, `execv`, `execl`, `execle`.
 unsafe fn exec_path(via: &[u8], path: *const c_char, argv: Strs, envp: Option<Strs>) -> c_int {
     let saved = sys::errno();
@@ -60,12 +85,7 @@ unsafe fn exec_path(via: &[u8], path: *const c_char, argv: Strs, envp: Option<St
         shell: None,
         may_cache: false,
     };
-    if !check(&call) {
-        set_errno(libc::EPERM);
-        return -1;
-    }
-    with_env(src, |env, _| {
-        set_errno(saved);
+    run_exec(saved, &call, src, |env| {
         // SAFETY: caller's path/argv and our NULL-terminated env array, alive for the call.
         unsafe { real(path, argv, env) }
     })
@@ -123,12 +143,7 @@ unsafe fn exec_search(via: &[u8], file: *const c_char, argv: Strs, envp: Option<
         shell: None,
         may_cache: false,
     };
-    if !check(&call) {
-        set_errno(libc::EPERM);
-        return -1;
-    }
-    with_env(src, |env, _| {
-        set_errno(saved);
+    run_exec(saved, &call, src, |env| {
         // SAFETY: caller's file/argv and our env array, alive for the call.
         unsafe { real(file, argv, env) }
     })
@@ -200,12 +215,7 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: Strs, envp: Strs) -> c_int {
         shell: None,
         may_cache: false,
     };
-    if !check(&call) {
-        set_errno(libc::EPERM);
-        return -1;
-    }
-    with_env(envp, |env, _| {
-        set_errno(saved);
+    run_exec(saved, &call, envp, |env| {
         // SAFETY: caller's fd/argv and our env array.
         unsafe { real(fd, argv, env) }
     })
@@ -268,14 +278,7 @@ pub unsafe extern "C" fn execveat(
         shell: None,
         may_cache: false,
     };
-    if !check(&call) {
-        set_errno(libc::EPERM);
-        return -1;
-    }
-    with_env(envp, |env, _| {
-        set_errno(saved);
-        real(env)
-    })
+    run_exec(saved, &call, envp, real)
 }
 
 /// Runs `f` with `environ` replaced by the re-injected environment when it differs.
@@ -399,12 +402,7 @@ pub unsafe extern "C" fn posix_spawn(
         shell: None,
         may_cache: true,
     };
-    if !check(&call) {
-        set_errno(saved);
-        return libc::EPERM;
-    }
-    with_env(envp, |env, _| {
-        set_errno(saved);
+    run_spawn(saved, &call, envp, |env| {
         // SAFETY: caller's arguments with our env array, alive for the call.
         unsafe { real(pid, path, file_actions, attrp, argv, env) }
     })
@@ -440,12 +438,7 @@ pub unsafe extern "C" fn posix_spawnp(
         shell: None,
         may_cache: true,
     };
-    if !check(&call) {
-        set_errno(saved);
-        return libc::EPERM;
-    }
-    with_env(envp, |env, _| {
-        set_errno(saved);
+    run_spawn(saved, &call, envp, |env| {
         // SAFETY: caller's arguments with our env array, alive for the call.
         unsafe { real(pid, file, file_actions, attrp, argv, env) }
     })
