@@ -10,6 +10,7 @@
 //!   when every piece is; a piece no rule matched gets `default_action`;
 //! * across all of that, deny wins, then ask, then log, then allow.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub struct PolicySet {
     policies: Vec<Policy>,
     default_action: Action,
     files: Vec<FileSummary>,
+    index: RuleIndex,
 }
 
 /// What one loaded file contributed (for `policy show`, reload results and status).
@@ -120,6 +122,7 @@ impl PolicySet {
         // Stable: equal priorities keep file order.
         policies.sort_by_key(|p| p.priority);
         Ok(PolicySet {
+            index: RuleIndex::build(&policies),
             policies,
             default_action: default_action.unwrap_or(Action::Allow),
             files: summaries,
@@ -150,75 +153,56 @@ impl PolicySet {
 
     /// Like [`PolicySet::evaluate`] with the pieces already computed (the CLI prints them).
     pub fn evaluate_pieces(&self, req: &Request<'_>, pieces: &[Piece]) -> Decision {
-        let applicable: Vec<&Policy> = self
-            .policies
-            .iter()
-            .filter(|p| scope_covers(&p.scope, req))
-            .collect();
-
-        let mut best: Option<Hit<'_>> = None;
+        let applicable: Vec<bool> = self.policies.iter().map(|p| scope_covers(&p.scope, req)).collect();
+        let mut slots: Vec<Option<&Rule>> = vec![None; self.policies.len()];
         let mut hits: Vec<Hit<'_>> = Vec::new();
+
         // The raw command: deny/ask/log rules fire on it; an allow there grants nothing
         // (it still shadows later rules of its policy, as first-match says).
-        let ordinary: Vec<&Piece> = pieces.iter().filter(|p| !p.privileged).collect();
-        if !ordinary.is_empty() {
-            for policy in &applicable {
-                if let Some(rule) = first_match(policy, req.command, req)
-                    && rule.action != Action::Allow
-                {
-                    hits.push(Hit {
-                        action: rule.action,
-                        policy,
-                        rule,
-                    });
-                }
-            }
+        let has_ordinary = pieces.iter().any(|p| !p.privileged);
+        if has_ordinary {
+            self.first_matches(req.command, req, &applicable, &mut slots);
+            self.collect(&mut slots, &mut hits, |a| a != Action::Allow);
         }
 
         // Every ordinary piece must be decided by some rule, else it takes the default.
+        // Identical pieces decide identically: each distinct text is evaluated once.
         let mut defaulted = false;
-        let subjects: Vec<&str> = if ordinary.is_empty() {
-            vec![req.command]
+        let mut seen: HashSet<&str> = HashSet::new();
+        let ordinary = pieces.iter().filter(|p| !p.privileged).map(|p| p.text.as_str());
+        let subjects: Box<dyn Iterator<Item = &str>> = if has_ordinary {
+            Box::new(ordinary)
         } else {
-            ordinary.iter().map(|p| p.text.as_str()).collect()
+            Box::new(std::iter::once(req.command))
         };
         for subject in subjects {
-            let mut decided = false;
-            for policy in &applicable {
-                if let Some(rule) = first_match(policy, subject, req) {
-                    decided = true;
-                    hits.push(Hit {
-                        action: rule.action,
-                        policy,
-                        rule,
-                    });
-                }
+            if !seen.insert(subject) {
+                continue;
             }
-            defaulted |= !decided;
+            self.first_matches(subject, req, &applicable, &mut slots);
+            let before = hits.len();
+            self.collect(&mut slots, &mut hits, |_| true);
+            defaulted |= hits.len() == before;
         }
 
         // Pieces seen through sudo/doas: only deny and ask count.
+        let mut seen_privileged: HashSet<&str> = HashSet::new();
         for piece in pieces.iter().filter(|p| p.privileged) {
-            for policy in &applicable {
-                if let Some(rule) = first_match(policy, &piece.text, req)
-                    && matches!(rule.action, Action::Deny | Action::Ask)
-                {
-                    hits.push(Hit {
-                        action: rule.action,
-                        policy,
-                        rule,
-                    });
-                }
+            if !seen_privileged.insert(piece.text.as_str()) {
+                continue;
             }
+            self.first_matches(&piece.text, req, &applicable, &mut slots);
+            self.collect(&mut slots, &mut hits, |a| matches!(a, Action::Deny | Action::Ask));
         }
 
+        let mut best: Option<Hit<'_>> = None;
         for hit in &hits {
             if best.is_none_or(|b| hit.action.severity() > b.action.severity()) {
                 best = Some(*hit);
             }
         }
-        let default_wins =
-            defaulted && best.is_none_or(|b| self.default_action.severity() > b.action.severity());
+        let default_wins = defaulted
+            && best.is_none_or(|b| self.default_action.severity() > b.action.severity());
         match best {
             Some(hit) if !default_wins => {
                 let mut matched: Vec<String> = Vec::new();
@@ -241,6 +225,207 @@ impl PolicySet {
                 rule: None,
             },
         }
+    }
+
+    /// Fills `slots[policy]` with the first rule of each applicable policy that matches
+    /// `subject` (`default: true` rules last). Only rules the index says could match
+    /// are tested: the rest cannot, so first-match order is kept.
+    fn first_matches<'p>(
+        &'p self,
+        subject: &str,
+        req: &Request<'_>,
+        applicable: &[bool],
+        slots: &mut [Option<&'p Rule>],
+    ) {
+        for id in self.index.candidates(subject) {
+            let Some(&(pi, ri)) = self.index.rules.get(id as usize) else {
+                continue;
+            };
+            let (pi, ri) = (pi as usize, ri as usize);
+            if !applicable.get(pi).copied().unwrap_or(false) || slots.get(pi).is_none_or(|s| s.is_some()) {
+                continue;
+            }
+            if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
+                && conditions_hold(&rule.when, subject, req)
+                && let Some(slot) = slots.get_mut(pi)
+            {
+                *slot = Some(rule);
+            }
+        }
+        for (pi, policy) in self.policies.iter().enumerate() {
+            if applicable.get(pi).copied().unwrap_or(false)
+                && let Some(slot) = slots.get_mut(pi)
+                && slot.is_none()
+            {
+                *slot = policy.rules.iter().find(|r| r.is_default);
+            }
+        }
+    }
+
+    /// Moves the filled slots into `hits` (in policy order) when `keep` accepts their
+    /// action, and clears every slot.
+    fn collect<'p>(&'p self, slots: &mut [Option<&'p Rule>], hits: &mut Vec<Hit<'p>>, keep: impl Fn(Action) -> bool) {
+        for (policy, slot) in self.policies.iter().zip(slots.iter_mut()) {
+            if let Some(rule) = slot.take()
+                && keep(rule.action)
+            {
+                hits.push(Hit {
+                    action: rule.action,
+                    policy,
+                    rule,
+                });
+            }
+        }
+    }
+}
+
+/// Which rules could match a subject, found by the subject's first word.
+///
+/// A command glob is anchored, so its literal prefix (up to the first wildcard) must
+/// start every match: `rm -rf /*` can only match subjects whose first word is `rm`. With
+/// hundreds of patterns in the standard profile, testing only those rules is what keeps
+/// evaluation in microseconds.
+#[derive(Debug, Clone, Default)]
+struct RuleIndex {
+    /// `(policy, rule)` of every non-default rule, in evaluation order; ids index this.
+    rules: Vec<(u32, u32)>,
+    /// Rules with a pattern whose first word is literal, by that word.
+    by_word: HashMap<String, Vec<u32>>,
+    /// Rules with a pattern whose literal prefix ends inside the first word (`mkfs.*`).
+    by_prefix: Vec<(String, u32)>,
+    /// Literals that must occur for a rule to match (the longest literal run of a pattern
+    /// with a leading wildcard, or a `command_contains` needle), searched in one pass.
+    literals: Option<aho_corasick::AhoCorasick>,
+    /// For each literal, the rules it may trigger.
+    literal_rules: Vec<Vec<u32>>,
+    /// Rules that any subject could match (no command condition, or a pattern without
+    /// any literal).
+    always: Vec<u32>,
+    /// Collected while building, before the automaton exists.
+    pending_literals: Vec<(String, u32)>,
+}
+
+enum Entry {
+    Word(String),
+    Prefix(String),
+    Literal(String),
+}
+
+impl RuleIndex {
+    fn build(policies: &[Policy]) -> RuleIndex {
+        let mut index = RuleIndex::default();
+        for (pi, policy) in policies.iter().enumerate() {
+            for (ri, rule) in policy.rules.iter().enumerate() {
+                if rule.is_default {
+                    continue;
+                }
+                let id = u32::try_from(index.rules.len()).unwrap_or(u32::MAX);
+                index
+                    .rules
+                    .push((u32::try_from(pi).unwrap_or(u32::MAX), u32::try_from(ri).unwrap_or(u32::MAX)));
+                index.add(id, &rule.when);
+            }
+        }
+        for list in index.by_word.values_mut() {
+            list.dedup();
+        }
+        let mut literals: Vec<String> = Vec::new();
+        let mut literal_rules: Vec<Vec<u32>> = Vec::new();
+        let mut positions: HashMap<String, usize> = HashMap::new();
+        for (literal, id) in std::mem::take(&mut index.pending_literals) {
+            let at = *positions.entry(literal.clone()).or_insert_with(|| {
+                literals.push(literal);
+                literal_rules.push(Vec::new());
+                literal_rules.len() - 1
+            });
+            if let Some(rules) = literal_rules.get_mut(at)
+                && rules.last() != Some(&id)
+            {
+                rules.push(id);
+            }
+        }
+        match aho_corasick::AhoCorasick::new(&literals) {
+            Ok(ac) => {
+                index.literals = Some(ac);
+                index.literal_rules = literal_rules;
+            }
+            // Cannot happen for a few hundred short literals; if it did, checking those
+            // rules every time is slower but still right.
+            Err(_) => index.always.extend(literal_rules.into_iter().flatten()),
+        }
+        index.always.sort_unstable();
+        index.always.dedup();
+        index
+    }
+
+    fn add(&mut self, id: u32, when: &Conditions) {
+        // command_matches and command_contains must both hold when present: either one
+        // narrows the candidates; prefer the anchored patterns, which index by word.
+        if !when.command_matches.is_empty() {
+            let mut entries = Vec::new();
+            for pattern in &when.command_matches {
+                let Some((prefix, complete)) = pattern.glob.literal_prefix() else {
+                    return self.always.push(id);
+                };
+                if let Some(space) = prefix.find(' ') {
+                    entries.push(Entry::Word(prefix[..space].to_owned()));
+                } else if complete {
+                    entries.push(Entry::Word(prefix.to_owned()));
+                } else if !prefix.is_empty() {
+                    entries.push(Entry::Prefix(prefix.to_owned()));
+                } else {
+                    let literal = pattern.glob.required_literal();
+                    if literal.is_empty() {
+                        return self.always.push(id);
+                    }
+                    entries.push(Entry::Literal(literal.to_owned()));
+                }
+            }
+            for entry in entries {
+                match entry {
+                    Entry::Word(word) => self.by_word.entry(word).or_default().push(id),
+                    Entry::Prefix(prefix) => self.by_prefix.push((prefix, id)),
+                    Entry::Literal(literal) => self.pending_literals.push((literal, id)),
+                }
+            }
+        } else if !when.command_contains.is_empty() && when.command_contains.iter().all(|n| !n.text.is_empty()) {
+            for needle in &when.command_contains {
+                self.pending_literals.push((needle.text.clone(), id));
+            }
+        } else {
+            self.always.push(id);
+        }
+    }
+
+    /// Ids of the rules that could match `subject`, ascending (evaluation order).
+    fn candidates(&self, subject: &str) -> Vec<u32> {
+        let word = subject.split(' ').next().unwrap_or("");
+        let mut ids: Vec<u32> = self.always.clone();
+        if let Some(list) = self.by_word.get(word) {
+            ids.extend_from_slice(list);
+        }
+        for (prefix, id) in &self.by_prefix {
+            if subject.starts_with(prefix.as_str()) {
+                ids.push(*id);
+            }
+        }
+        if let Some(ac) = &self.literals {
+            let mut seen = vec![false; self.literal_rules.len()];
+            for found in ac.find_overlapping_iter(subject) {
+                let at = found.pattern().as_usize();
+                if let Some(flag) = seen.get_mut(at)
+                    && !*flag
+                {
+                    *flag = true;
+                    if let Some(rules) = self.literal_rules.get(at) {
+                        ids.extend_from_slice(rules);
+                    }
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }
 
@@ -273,16 +458,6 @@ fn scope_covers(scope: &Scope, req: &Request<'_>) -> bool {
 
 fn any_or_empty(patterns: &[crate::model::Pattern], subject: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.glob.is_match(subject))
-}
-
-/// The first rule of `policy` that matches `subject`; `default: true` rules come last.
-fn first_match<'p>(policy: &'p Policy, subject: &str, req: &Request<'_>) -> Option<&'p Rule> {
-    policy
-        .rules
-        .iter()
-        .filter(|r| !r.is_default)
-        .find(|r| conditions_hold(&r.when, subject, req))
-        .or_else(|| policy.rules.iter().find(|r| r.is_default))
 }
 
 fn conditions_hold(when: &Conditions, subject: &str, req: &Request<'_>) -> bool {

@@ -41,6 +41,8 @@ struct Segment {
     wildcards: usize,
     /// Length in characters (each `?` is one).
     chars: usize,
+    /// Substring searcher built once (building one per match dominated evaluation time).
+    finder: Option<memchr::memmem::Finder<'static>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -129,6 +131,31 @@ impl Glob {
         &self.text
     }
 
+    /// For a command glob: the literal text every match starts with (up to the first `*`
+    /// or `?`), and whether that is the whole pattern. Used to index rules by first word.
+    pub fn literal_prefix(&self) -> Option<(&str, bool)> {
+        match &self.kind {
+            Kind::Command { .. } => {
+                let end = self.text.find(['*', '?']).unwrap_or(self.text.len());
+                Some((&self.text[..end], end == self.text.len()))
+            }
+            Kind::Path { .. } => None,
+        }
+    }
+
+    /// For a command glob: the longest literal run (between wildcards) that every match
+    /// must contain; empty when there is none (`*`, `?*`).
+    pub fn required_literal(&self) -> &str {
+        match &self.kind {
+            Kind::Command { .. } => self
+                .text
+                .split(['*', '?'])
+                .max_by_key(|part| part.len())
+                .unwrap_or(""),
+            Kind::Path { .. } => "",
+        }
+    }
+
     /// True when the pattern has no wildcard at all.
     pub fn is_literal(&self) -> bool {
         match &self.kind {
@@ -174,10 +201,13 @@ impl fmt::Display for Glob {
 
 impl Segment {
     fn new(text: &str) -> Segment {
+        let wildcards = text.chars().filter(|&c| c == '?').count();
         Segment {
             text: text.to_owned(),
-            wildcards: text.chars().filter(|&c| c == '?').count(),
+            wildcards,
             chars: text.chars().count(),
+            finder: (wildcards == 0 && !text.is_empty())
+                .then(|| memchr::memmem::Finder::new(text.as_bytes()).into_owned()),
         }
     }
 
@@ -207,8 +237,10 @@ impl Segment {
     fn find(&self, subject: &str, from: usize, limit: usize) -> Option<usize> {
         let hay = subject.get(from..limit)?;
         if self.wildcards == 0 {
-            return memchr::memmem::find(hay.as_bytes(), self.text.as_bytes())
-                .map(|i| from + i + self.text.len());
+            return match &self.finder {
+                Some(finder) => finder.find(hay.as_bytes()).map(|i| from + i + self.text.len()),
+                None => Some(from),
+            };
         }
         for (i, _) in hay.char_indices() {
             if let Some(end) = self.match_at(subject, from + i)
@@ -264,8 +296,60 @@ fn match_command(segments: &[Segment], starred: bool, subject: &str) -> bool {
 }
 
 /// NFA simulation with a state set per input character. States are token indices;
-/// reaching `tokens.len()` after the last character means a match.
+/// reaching `tokens.len()` after the last character means a match. Patterns of up to 63
+/// tokens (nearly all) keep their state set in one `u64`, with no allocation.
 fn match_path(tokens: &[PathToken], subject: &str) -> bool {
+    if tokens.len() < 64 {
+        match_path_small(tokens, subject)
+    } else {
+        match_path_large(tokens, subject)
+    }
+}
+
+fn match_path_small(tokens: &[PathToken], subject: &str) -> bool {
+    let close = |mut states: u64| {
+        for (i, tok) in tokens.iter().enumerate() {
+            if states & (1 << i) != 0
+                && matches!(tok, PathToken::Star | PathToken::DoubleStar | PathToken::DoubleStarSlash)
+            {
+                states |= 1 << (i + 1);
+            }
+        }
+        states
+    };
+    let mut current = close(1);
+    for c in subject.chars() {
+        let mut next = 0u64;
+        for (i, &tok) in tokens.iter().enumerate() {
+            if current & (1 << i) == 0 {
+                continue;
+            }
+            next |= step(tok, c, i) ;
+        }
+        current = close(next);
+        if current == 0 {
+            return false;
+        }
+    }
+    current & (1 << tokens.len()) != 0
+}
+
+/// The states reached from state `i` (token `tok`) on character `c`, as a bit set.
+fn step(tok: PathToken, c: char, i: usize) -> u64 {
+    let stay = 1u64 << i;
+    let advance = 1u64 << (i + 1);
+    match tok {
+        PathToken::Char(p) if p == c => advance,
+        PathToken::AnyChar if c != '/' => advance,
+        PathToken::Star if c != '/' => stay,
+        PathToken::DoubleStar => stay,
+        PathToken::DoubleStarSlash if c == '/' => stay | advance,
+        PathToken::DoubleStarSlash => stay,
+        _ => 0,
+    }
+}
+
+fn match_path_large(tokens: &[PathToken], subject: &str) -> bool {
     let n = tokens.len();
     let mut current = vec![false; n + 1];
     let mut next = vec![false; n + 1];
@@ -273,18 +357,14 @@ fn match_path(tokens: &[PathToken], subject: &str) -> bool {
     close(tokens, &mut current);
     for c in subject.chars() {
         next.iter_mut().for_each(|s| *s = false);
-        let mut any = false;
         for (i, &tok) in tokens.iter().enumerate() {
             if !current[i] {
                 continue;
             }
             match tok {
                 PathToken::Char(p) if p == c => next[i + 1] = true,
-                PathToken::Char(_) => {}
                 PathToken::AnyChar if c != '/' => next[i + 1] = true,
-                PathToken::AnyChar => {}
                 PathToken::Star if c != '/' => next[i] = true,
-                PathToken::Star => {}
                 PathToken::DoubleStar => next[i] = true,
                 PathToken::DoubleStarSlash => {
                     next[i] = true;
@@ -292,14 +372,12 @@ fn match_path(tokens: &[PathToken], subject: &str) -> bool {
                         next[i + 1] = true;
                     }
                 }
+                _ => {}
             }
         }
         close(tokens, &mut next);
         std::mem::swap(&mut current, &mut next);
-        for s in current.iter() {
-            any |= *s;
-        }
-        if !any {
+        if !current.iter().any(|s| *s) {
             return false;
         }
     }

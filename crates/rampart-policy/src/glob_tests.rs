@@ -89,3 +89,14 @@ fn literal_and_everything() {
     assert!(Glob::command("***").matches_everything());
     assert!(!Glob::command("*a*").matches_everything());
 }
+
+#[test]
+fn long_path_patterns_use_the_general_matcher_and_agree() {
+    // 70 tokens: beyond the u64 fast path.
+    let pattern = format!("/{}/**/x", "a".repeat(66));
+    let yes = format!("/{}/b/c/x", "a".repeat(66));
+    let no = format!("/{}/b/c/y", "a".repeat(66));
+    assert!(path(&pattern, &yes));
+    assert!(!path(&pattern, &no));
+    assert!(path(&pattern, &format!("/{}/x", "a".repeat(66))));
+}
