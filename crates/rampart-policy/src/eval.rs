@@ -153,7 +153,11 @@ impl PolicySet {
 
     /// Like [`PolicySet::evaluate`] with the pieces already computed (the CLI prints them).
     pub fn evaluate_pieces(&self, req: &Request<'_>, pieces: &[Piece]) -> Decision {
-        let applicable: Vec<bool> = self.policies.iter().map(|p| scope_covers(&p.scope, req)).collect();
+        let applicable: Vec<bool> = self
+            .policies
+            .iter()
+            .map(|p| scope_covers(&p.scope, req))
+            .collect();
         let mut slots: Vec<Option<&Rule>> = vec![None; self.policies.len()];
         let mut hits: Vec<Hit<'_>> = Vec::new();
 
@@ -169,7 +173,10 @@ impl PolicySet {
         // Identical pieces decide identically: each distinct text is evaluated once.
         let mut defaulted = false;
         let mut seen: HashSet<&str> = HashSet::new();
-        let ordinary = pieces.iter().filter(|p| !p.privileged).map(|p| p.text.as_str());
+        let ordinary = pieces
+            .iter()
+            .filter(|p| !p.privileged)
+            .map(|p| p.text.as_str());
         let subjects: Box<dyn Iterator<Item = &str>> = if has_ordinary {
             Box::new(ordinary)
         } else {
@@ -192,7 +199,9 @@ impl PolicySet {
                 continue;
             }
             self.first_matches(&piece.text, req, &applicable, &mut slots);
-            self.collect(&mut slots, &mut hits, |a| matches!(a, Action::Deny | Action::Ask));
+            self.collect(&mut slots, &mut hits, |a| {
+                matches!(a, Action::Deny | Action::Ask)
+            });
         }
 
         let mut best: Option<Hit<'_>> = None;
@@ -201,8 +210,8 @@ impl PolicySet {
                 best = Some(*hit);
             }
         }
-        let default_wins = defaulted
-            && best.is_none_or(|b| self.default_action.severity() > b.action.severity());
+        let default_wins =
+            defaulted && best.is_none_or(|b| self.default_action.severity() > b.action.severity());
         match best {
             Some(hit) if !default_wins => {
                 let mut matched: Vec<String> = Vec::new();
@@ -242,7 +251,9 @@ impl PolicySet {
                 continue;
             };
             let (pi, ri) = (pi as usize, ri as usize);
-            if !applicable.get(pi).copied().unwrap_or(false) || slots.get(pi).is_none_or(|s| s.is_some()) {
+            if !applicable.get(pi).copied().unwrap_or(false)
+                || slots.get(pi).is_none_or(|s| s.is_some())
+            {
                 continue;
             }
             if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
@@ -264,7 +275,12 @@ impl PolicySet {
 
     /// Moves the filled slots into `hits` (in policy order) when `keep` accepts their
     /// action, and clears every slot.
-    fn collect<'p>(&'p self, slots: &mut [Option<&'p Rule>], hits: &mut Vec<Hit<'p>>, keep: impl Fn(Action) -> bool) {
+    fn collect<'p>(
+        &'p self,
+        slots: &mut [Option<&'p Rule>],
+        hits: &mut Vec<Hit<'p>>,
+        keep: impl Fn(Action) -> bool,
+    ) {
         for (policy, slot) in self.policies.iter().zip(slots.iter_mut()) {
             if let Some(rule) = slot.take()
                 && keep(rule.action)
@@ -320,9 +336,10 @@ impl RuleIndex {
                     continue;
                 }
                 let id = u32::try_from(index.rules.len()).unwrap_or(u32::MAX);
-                index
-                    .rules
-                    .push((u32::try_from(pi).unwrap_or(u32::MAX), u32::try_from(ri).unwrap_or(u32::MAX)));
+                index.rules.push((
+                    u32::try_from(pi).unwrap_or(u32::MAX),
+                    u32::try_from(ri).unwrap_or(u32::MAX),
+                ));
                 index.add(id, &rule.when);
             }
         }
@@ -388,7 +405,9 @@ impl RuleIndex {
                     Entry::Literal(literal) => self.pending_literals.push((literal, id)),
                 }
             }
-        } else if !when.command_contains.is_empty() && when.command_contains.iter().all(|n| !n.text.is_empty()) {
+        } else if !when.command_contains.is_empty()
+            && when.command_contains.iter().all(|n| !n.text.is_empty())
+        {
             for needle in &when.command_contains {
                 self.pending_literals.push((needle.text.clone(), id));
             }

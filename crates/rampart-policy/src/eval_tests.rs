@@ -68,7 +68,10 @@ fn any_piece_can_deny_and_allow_must_cover_every_piece() {
     let seed = set(SEED);
     assert_eq!(action(&seed, "git status && rm -rf /tmp/x"), Action::Deny);
     assert_eq!(action(&seed, "bash -c 'rm -rf /home'"), Action::Deny);
-    assert_eq!(action(&seed, "env -i nice -n 5 /bin/rm -rf /etc"), Action::Deny);
+    assert_eq!(
+        action(&seed, "env -i nice -n 5 /bin/rm -rf /etc"),
+        Action::Deny
+    );
     assert_eq!(action(&seed, "echo $(rm -rf /var)"), Action::Deny);
 
     let strict = set(r#"
@@ -87,7 +90,10 @@ policies:
     assert_eq!(action(&strict, "sudo git push"), Action::Deny);
     assert_eq!(action(&strict, "git log | less"), Action::Deny);
     let d = decide(&strict, "make");
-    assert_eq!(d.message, "No rule allows this command; default action is deny");
+    assert_eq!(
+        d.message,
+        "No rule allows this command; default action is deny"
+    );
 }
 
 #[test]
@@ -236,8 +242,16 @@ policies:
 
 #[test]
 fn strictest_default_action_wins_across_files() {
-    let a = parse_str(Path::new("a.yaml"), "version: \"1\"\ndefault_action: allow\npolicies: []\n").unwrap();
-    let b = parse_str(Path::new("b.yaml"), "version: \"1\"\ndefault_action: ask\npolicies: []\n").unwrap();
+    let a = parse_str(
+        Path::new("a.yaml"),
+        "version: \"1\"\ndefault_action: allow\npolicies: []\n",
+    )
+    .unwrap();
+    let b = parse_str(
+        Path::new("b.yaml"),
+        "version: \"1\"\ndefault_action: ask\npolicies: []\n",
+    )
+    .unwrap();
     let s = PolicySet::new(vec![a, b]).unwrap();
     assert_eq!(s.default_action(), Action::Ask);
     assert_eq!(s.files().len(), 2);
@@ -249,7 +263,10 @@ fn duplicate_policy_names_across_files_are_an_error() {
     let a = parse_str(Path::new("a.yaml"), yaml).unwrap();
     let b = parse_str(Path::new("b.yaml"), yaml).unwrap();
     let err = PolicySet::new(vec![a, b]).unwrap_err();
-    assert_eq!(err.to_string(), "policy `same` is defined twice: a.yaml:3 and b.yaml:3");
+    assert_eq!(
+        err.to_string(),
+        "policy `same` is defined twice: a.yaml:3 and b.yaml:3"
+    );
 }
 
 #[test]

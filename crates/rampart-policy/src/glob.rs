@@ -238,7 +238,9 @@ impl Segment {
         let hay = subject.get(from..limit)?;
         if self.wildcards == 0 {
             return match &self.finder {
-                Some(finder) => finder.find(hay.as_bytes()).map(|i| from + i + self.text.len()),
+                Some(finder) => finder
+                    .find(hay.as_bytes())
+                    .map(|i| from + i + self.text.len()),
                 None => Some(from),
             };
         }
@@ -310,7 +312,10 @@ fn match_path_small(tokens: &[PathToken], subject: &str) -> bool {
     let close = |mut states: u64| {
         for (i, tok) in tokens.iter().enumerate() {
             if states & (1 << i) != 0
-                && matches!(tok, PathToken::Star | PathToken::DoubleStar | PathToken::DoubleStarSlash)
+                && matches!(
+                    tok,
+                    PathToken::Star | PathToken::DoubleStar | PathToken::DoubleStarSlash
+                )
             {
                 states |= 1 << (i + 1);
             }
@@ -324,7 +329,7 @@ fn match_path_small(tokens: &[PathToken], subject: &str) -> bool {
             if current & (1 << i) == 0 {
                 continue;
             }
-            next |= step(tok, c, i) ;
+            next |= step(tok, c, i);
         }
         current = close(next);
         if current == 0 {
