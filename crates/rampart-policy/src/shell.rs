@@ -22,6 +22,10 @@
 //!   (`bash -c "echo $(id)"` yields `id` from the outer and from the re-parsed body).
 //! - `sudo`/`doas` keep their own piece (`sudo git push`) and add the inner command's
 //!   pieces marked privileged.
+//! - Subshells, groups, `if`/`while`/`for`/`case` bodies and function bodies yield their
+//!   commands; `for x in …`, `case … in`, case patterns and function names yield nothing,
+//!   nor do redirections of compound commands (`done < list`). Here-document bodies are
+//!   data, not commands.
 //!
 //! Decisions for odd input: an unterminated quote or substitution runs to the end of the
 //! input; a trailing backslash is kept as a literal `\`; an empty word (`''`) is kept as
@@ -30,7 +34,7 @@
 //! are ordinary characters. Nesting deeper than [`MAX_DEPTH`], or re-parsing more text
 //! than a budget proportional to the input, stops extraction: the unexamined body
 //! becomes one piece as written, so adversarial input costs linear time and never
-//! disappears from view.
+//! disappears from view; [`normalize_checked`] reports when that happened.
 
 use memchr::{memchr, memrchr};
 
