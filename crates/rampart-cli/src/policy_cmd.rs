@@ -56,8 +56,9 @@ pub fn test(args: &TestArgs) -> Result<Outcome> {
         path: None,
     };
     let started = Instant::now();
-    let pieces = shell::normalize(&args.command);
-    let decision = set.evaluate_pieces(&req, &pieces);
+    let normalized = shell::normalize_checked(&args.command);
+    let decision = set.evaluate_normalized(&req, &normalized);
+    let pieces = normalized.pieces;
     let elapsed = started.elapsed();
 
     let rule = decision.rule.as_ref().map(|o| o.to_string());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::error::PolicyError;
 use crate::model::{Action, Conditions, Origin, Policy, PolicyFile, Rule, Scope};
-use crate::shell::{self, Piece};
+use crate::shell::{self, Normalized};
 
 /// All loaded policies, merged and ordered by priority, ready to evaluate.
 #[derive(Debug, Clone)]
@@ -147,12 +147,15 @@ impl PolicySet {
 
     /// Decides one call. Never fails, never panics; linear in the command's length.
     pub fn evaluate(&self, req: &Request<'_>) -> Decision {
-        let pieces = shell::normalize(req.command);
-        self.evaluate_pieces(req, &pieces)
+        self.evaluate_normalized(req, &shell::normalize_checked(req.command))
     }
 
-    /// Like [`PolicySet::evaluate`] with the pieces already computed (the CLI prints them).
-    pub fn evaluate_pieces(&self, req: &Request<'_>, pieces: &[Piece]) -> Decision {
+    /// Like [`PolicySet::evaluate`] with the command already normalised (the CLI prints
+    /// the pieces). When normalisation gave up on adversarial nesting (`truncated`), allow
+    /// rules cannot grant the command: a piece that was not looked into may hide anything,
+    /// so it takes `default_action` unless a deny or ask already applies.
+    pub fn evaluate_normalized(&self, req: &Request<'_>, normalized: &Normalized) -> Decision {
+        let pieces = normalized.pieces.as_slice();
         let applicable: Vec<bool> = self
             .policies
             .iter()
@@ -171,7 +174,7 @@ impl PolicySet {
 
         // Every ordinary piece must be decided by some rule, else it takes the default.
         // Identical pieces decide identically: each distinct text is evaluated once.
-        let mut defaulted = false;
+        let mut defaulted = normalized.truncated;
         let mut seen: HashSet<&str> = HashSet::new();
         let ordinary = pieces
             .iter()

@@ -275,3 +275,21 @@ fn empty_and_whitespace_commands_take_the_default() {
     assert_eq!(action(&seed, ""), Action::Allow);
     assert_eq!(action(&seed, "   "), Action::Allow);
 }
+
+#[test]
+fn truncated_normalisation_never_allows_by_rule() {
+    let strict = set(r#"
+version: "1"
+default_action: deny
+policies:
+  - name: dev
+    rules:
+      - action: allow
+        when: { command_matches: ["echo *"] }
+"#);
+    assert_eq!(action(&strict, "echo hi"), Action::Allow);
+    let deep = format!("echo {}rm -rf /{}", "$(".repeat(200), ")".repeat(200));
+    let normalized = shell::normalize_checked(&deep);
+    assert!(normalized.truncated);
+    assert_eq!(action(&strict, &deep), Action::Deny);
+}

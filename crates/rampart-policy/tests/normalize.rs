@@ -708,17 +708,3 @@ proptest! {
         prop_assert_eq!(render(&normalize(&input)), [inner]);
     }
 }
-
-/// Cost report for the adversarial inputs at 100K units:
-/// `cargo test --release -p rampart-policy --test normalize -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn print_adversarial_costs() {
-    for (name, input) in adversarial(100 * 1024) {
-        let (t, out) = timed(&input);
-        println!(
-            "{name:32} {:>8} bytes -> {out:>9} output bytes  {t:?}",
-            input.len()
-        );
-    }
-}

@@ -413,8 +413,8 @@ async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
     };
     let policy = state.policy();
     let started = Instant::now();
-    let pieces = rampart_policy::shell::normalize(&req.command);
-    let decision = policy.evaluate_pieces(
+    let normalized = rampart_policy::shell::normalize_checked(&req.command);
+    let decision = policy.evaluate_normalized(
         &Request {
             tool: req.tool.as_deref().unwrap_or("exec"),
             agent: req.agent.as_deref().unwrap_or("preload"),
@@ -422,7 +422,7 @@ async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
             command: &req.command,
             path: None,
         },
-        &pieces,
+        &normalized,
     );
     let eval_us = duration_us(started.elapsed());
     axum::Json(TestResponse {
@@ -431,7 +431,7 @@ async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
         message: decision.message,
         matched_policies: decision.matched_policies,
         rule: decision.rule.map(|o| o.to_string()),
-        pieces: pieces.into_iter().map(|p| p.text).collect(),
+        pieces: normalized.pieces.into_iter().map(|p| p.text).collect(),
         eval_duration_us: eval_us,
     })
     .into_response()
