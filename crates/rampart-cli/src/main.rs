@@ -1,10 +1,12 @@
 //! The `rampart` binary: argument parsing and glue. Logic lives in the library crates.
 
+mod agent_args;
 mod approvals_cmd;
 mod audit_cmd;
 mod duration;
 mod home;
 mod policy_cmd;
+mod preload_cmd;
 mod serve_cmd;
 mod show;
 mod token_cmd;
@@ -29,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the policy server (HTTP on 127.0.0.1:9090 and $RAMPART_HOME/rampart.sock)
     Serve(serve_cmd::ServeArgs),
+    /// Run a command with every program it starts checked by the policy server
+    Preload(preload_cmd::PreloadArgs),
     /// Evaluate a command against the policy in force, without running it
     Test(policy_cmd::TestArgs),
     /// Check or print policy files
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::serve(args),
+        Command::Preload(args) => preload_cmd::run(args),
         Command::Test(args) => policy_cmd::test(&args),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Pending => approvals_cmd::pending(),
