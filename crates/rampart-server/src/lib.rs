@@ -10,6 +10,7 @@ mod approvals;
 mod auth;
 pub mod client;
 pub mod config;
+mod dashboard;
 mod events;
 mod metrics;
 mod reload;

@@ -109,6 +109,8 @@ where
         tcp: tcp.local_addr()?,
         socket: config.socket.clone(),
     };
+    // `rampart dashboard` reads the port from here to build the page's URL.
+    let _ = std::fs::write(config.home.join("serve.port"), format!("{}\n", bound.tcp.port()));
 
     let state = Arc::new(AppState {
         policy: RwLock::new(Loaded {
