@@ -3,6 +3,7 @@
 mod agent_args;
 mod approvals_cmd;
 mod audit_cmd;
+mod dashboard_cmd;
 mod duration;
 mod home;
 mod policy_cmd;
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Create $RAMPART_HOME with the standard profile and a commented custom.yaml starter
     Init,
+    /// Print (and try to open) the live dashboard's URL, logged in
+    Dashboard,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
             command: PolicyCommand::Show,
         } => policy_cmd::show(),
         Command::Init => policy_cmd::init(),
+        Command::Dashboard => dashboard_cmd::run(),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
