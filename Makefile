@@ -3,22 +3,34 @@
 
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.local
+RAMPART_HOME ?= $(HOME)/.rampart
 RAMPART := target/release/rampart
 
-.PHONY: all build demo test lint fmt bench install clean
+.PHONY: all build preload demo test test-rust test-preload lint fmt bench install clean
 
 all: build
 
-build:
+# The rampart binary and librampart.so (preload/ is its own cargo workspace).
+build: preload
 	$(CARGO) build --release --workspace
+
+preload:
+	$(MAKE) -C preload release
 
 demo: build
 	./examples/demo.sh
 
-# Every test, plus the formatting and lint checks CI enforces.
-test: lint
+# Every test: formatting and lints, the Rust workspace (unit tests and end-to-end tests
+# against real `rampart serve` processes and the real library), then the preload
+# library's own contract tests.
+test: lint preload test-rust test-preload
+
+test-rust:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+
+test-preload:
+	$(MAKE) -C preload test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,18 +38,21 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+	cd preload && $(CARGO) fmt
 
 # Policy evaluation micro-benchmarks (divan), then the whole-system harness in bench/,
 # which writes bench/RESULTS.md. Numbers are only comparable within one run.
-bench:
+bench: build
 	$(CARGO) bench -p rampart-policy --bench evaluate
-	$(CARGO) build --release -p rampart-cli -p rampart-bench
+	$(CARGO) build --release -p rampart-bench
 	./target/release/rampart-bench
 
 install: build
 	install -d $(PREFIX)/bin
 	install -m 0755 $(RAMPART) $(PREFIX)/bin/rampart
-	@echo "installed $(PREFIX)/bin/rampart"
+	$(MAKE) -C preload install RAMPART_HOME=$(RAMPART_HOME)
+	@echo "installed $(PREFIX)/bin/rampart and $(RAMPART_HOME)/lib/librampart.so"
 
 clean:
 	$(CARGO) clean
+	cd preload && $(CARGO) clean && rm -rf build
