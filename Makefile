@@ -6,7 +6,7 @@ PREFIX ?= $(HOME)/.local
 RAMPART_HOME ?= $(HOME)/.rampart
 RAMPART := target/release/rampart
 
-.PHONY: all build preload demo test test-rust test-preload lint fmt bench install clean
+.PHONY: all build preload demo test test-rust test-preload test-browser test-browser-if-chromium lint fmt bench install clean
 
 all: build
 
@@ -23,7 +23,7 @@ demo: build
 # Every test: formatting and lints, the Rust workspace (unit tests and end-to-end tests
 # against real `rampart serve` processes and the real library), then the preload
 # library's own contract tests.
-test: lint preload test-rust test-preload
+test: lint preload test-rust test-preload test-browser-if-chromium
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -31,6 +31,19 @@ test-rust:
 
 test-preload:
 	$(MAKE) -C preload test
+
+# The dashboard in headless Debian Chromium against a real server (tests/browser/).
+# .ci/run installs chromium and the npm package; `make test` skips this, loudly, without them.
+test-browser: preload
+	$(CARGO) build -p rampart-cli
+	[ -d tests/browser/node_modules/playwright-core ] || \
+		(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+	cd tests/browser && RAMPART_BIN=$(CURDIR)/target/debug/rampart PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+		node --test --test-concurrency=1 dashboard.test.mjs
+
+test-browser-if-chromium:
+	@if [ -x /usr/bin/chromium ]; then $(MAKE) test-browser; \
+	else echo "SKIPPED browser test: /usr/bin/chromium not installed (.ci/run installs it)"; fi
 
 lint:
 	$(CARGO) fmt --all -- --check
