@@ -110,7 +110,10 @@ where
         socket: config.socket.clone(),
     };
     // `rampart dashboard` reads the port from here to build the page's URL.
-    let _ = std::fs::write(config.home.join("serve.port"), format!("{}\n", bound.tcp.port()));
+    let _ = std::fs::write(
+        config.home.join("serve.port"),
+        format!("{}\n", bound.tcp.port()),
+    );
 
     let state = Arc::new(AppState {
         policy: RwLock::new(Loaded {
