@@ -68,6 +68,7 @@ let base;
 let context;
 let page;
 let agent;
+let userDataDir;
 const pageErrors = [];
 
 function startServer() {
@@ -190,7 +191,8 @@ before(async () => {
     assert.equal(r.status, 200);
   }
 
-  context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'rampart-chromium-')), {
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rampart-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
@@ -206,6 +208,7 @@ after(async () => {
   if (context) await context.close().catch(() => {});
   if (server) server.kill('SIGTERM');
   if (home) fs.rmSync(home, { recursive: true, force: true });
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 });
 
 // The preload agent's own start (`agent.sh …`) is audited too: pick rows by decision.
