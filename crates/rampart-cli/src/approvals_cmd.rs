@@ -18,7 +18,7 @@ pub fn pending() -> Result<Outcome> {
     let list: Vec<ApprovalInfo> =
         serde_json::from_value(response.json().map_err(anyhow::Error::msg)?["approvals"].take())?;
     if list.is_empty() {
-        println!("No pending approvals.");
+        outln!("No pending approvals.");
         return Ok(Outcome::Success);
     }
     let now = jiff::Timestamp::now();
@@ -28,7 +28,7 @@ pub fn pending() -> Result<Outcome> {
             .parse::<jiff::Timestamp>()
             .map(|t| (t.as_second() - now.as_second()).max(0))
             .unwrap_or(0);
-        println!(
+        outln!(
             "{}  {}s left  {}  {}  {}  — {}",
             a.id, left, a.agent, a.session, a.command, a.message
         );
@@ -55,7 +55,7 @@ pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcom
         200 => {
             let info: ApprovalInfo =
                 serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)?;
-            println!(
+            outln!(
                 "{} {}: {}",
                 if approved { "Approved" } else { "Denied" },
                 info.id,

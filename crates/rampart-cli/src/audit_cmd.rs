@@ -208,7 +208,7 @@ pub fn stats_block(agent: &str, c: &Counts) -> String {
 fn stats(since_arg: Option<&str>, agent: Option<&str>, dir: &std::path::Path) -> Result<Outcome> {
     let stats = rampart_audit::stats(dir, since(since_arg)?, agent)?;
     if stats.agents.is_empty() {
-        println!(
+        outln!(
             "No audit events{}.",
             if since_arg.is_some() {
                 " in that period"
@@ -223,14 +223,14 @@ fn stats(since_arg: Option<&str>, agent: Option<&str>, dir: &std::path::Path) ->
         .iter()
         .map(|(a, c)| stats_block(a, c))
         .collect();
-    print!("{}", blocks.join("\n"));
+    out!("{}", blocks.join("\n"));
     Ok(Outcome::Success)
 }
 
 fn verify(dir: &std::path::Path) -> Result<Outcome> {
     let report = rampart_audit::verify(dir)?;
     if let Some(torn) = &report.torn_tail {
-        println!(
+        outln!(
             "note: {}:{}: incomplete last line ({} bytes, from an interrupted write) ignored",
             torn.file.display(),
             torn.line,
@@ -239,7 +239,7 @@ fn verify(dir: &std::path::Path) -> Result<Outcome> {
     }
     match &report.first_broken {
         None => {
-            println!(
+            outln!(
                 "ok: {} events in {} file(s), hash chain intact",
                 thousands(report.events),
                 report.files
@@ -247,7 +247,7 @@ fn verify(dir: &std::path::Path) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
         Some(broken) => {
-            println!(
+            outln!(
                 "BROKEN: {}:{}: {}",
                 broken.file.display(),
                 broken.line,

@@ -1,5 +1,26 @@
 //! The `rampart` binary: argument parsing and glue. Logic lives in the library crates.
 
+/// `println!`/`print!` that end the program quietly when stdout is closed early
+/// (`rampart audit search x | head -1`) instead of panicking, and with exit 1 and a
+/// message on any other write error.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*)) };
+}
+
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("rampart: error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 mod agent_args;
 mod approvals_cmd;
 mod audit_cmd;

@@ -73,20 +73,20 @@ pub fn test(args: &TestArgs) -> Result<Outcome> {
             "pieces": pieces.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
             "eval_duration_ns": u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
         let policy = if decision.matched_policies.is_empty() {
             "(none: default_action)".to_owned()
         } else {
             decision.matched_policies.join(", ")
         };
-        println!("decision: {}", decision.action);
-        println!("policy:   {policy}");
-        println!("message:  {}", decision.message);
+        outln!("decision: {}", decision.action);
+        outln!("policy:   {policy}");
+        outln!("message:  {}", decision.message);
         if let Some(rule) = rule {
-            println!("rule:     {rule}");
+            outln!("rule:     {rule}");
         }
-        println!("time:     {}", format_duration(elapsed));
+        outln!("time:     {}", format_duration(elapsed));
     }
     Ok(match decision.action {
         Action::Allow | Action::Log => Outcome::Success,
@@ -124,7 +124,7 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
         }
         found.sort();
         if found.is_empty() {
-            println!(
+            outln!(
                 "no policy files in {}; the embedded standard profile applies",
                 dir.display()
             );
@@ -141,7 +141,7 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
             Ok(policy_file) => loaded.push(policy_file),
             Err(err) => {
                 errors += 1;
-                println!("{}", error_line(&err));
+                outln!("{}", error_line(&err));
             }
         }
     }
@@ -155,7 +155,7 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
             Ok(set) => Some(set),
             Err(err) => {
                 errors += 1;
-                println!("{}", error_line(&err));
+                outln!("{}", error_line(&err));
                 None
             }
         }
@@ -164,16 +164,16 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
     if let Some(set) = &set {
         for warning in lint::lint(set) {
             warnings += 1;
-            println!("{}: warning: {}", warning.origin, warning.message);
+            outln!("{}: warning: {}", warning.origin, warning.message);
         }
-        println!(
+        outln!(
             "{} file(s), {} policies, {} rules: {errors} error(s), {warnings} warning(s)",
             set.files().len().max(files.len()),
             set.policies().len(),
             set.rule_count()
         );
     } else {
-        println!(
+        outln!(
             "{} file(s): {errors} error(s), {warnings} warning(s)",
             files.len()
         );
@@ -202,7 +202,7 @@ fn error_line(err: &rampart_policy::PolicyError) -> String {
 
 pub fn show() -> Result<Outcome> {
     let (set, from) = effective()?;
-    print!("{}", crate::show::render(&set, &from));
+    out!("{}", crate::show::render(&set, &from));
     Ok(Outcome::Success)
 }
 
@@ -220,7 +220,7 @@ pub fn init() -> Result<Outcome> {
         profiles::text("standard").unwrap_or_default(),
     )?;
     write_new(&policies.join("custom.yaml"), CUSTOM_STARTER)?;
-    println!(
+    outln!(
         "Edit {} and check it with `rampart policy lint`.",
         policies.join("custom.yaml").display()
     );
@@ -238,11 +238,11 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
         Ok(mut file) => {
             file.write_all(text.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("created {}", path.display());
+            outln!("created {}", path.display());
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            println!("kept    {} (already exists)", path.display());
+            outln!("kept    {} (already exists)", path.display());
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),

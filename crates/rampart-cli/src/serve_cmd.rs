@@ -129,7 +129,7 @@ fn run_foreground(config: ServerConfig) -> Result<Outcome> {
         };
         rampart_server::run(config, shutdown, |bound| {
             // One line a script (or a test) can wait for and read the port from.
-            println!(
+            outln!(
                 "rampart: listening on http://{} and unix:{} (mode {})",
                 bound.tcp,
                 bound.socket.display(),
@@ -167,7 +167,7 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     if let Some(pid) = read_pid(home)
         && alive(pid)
     {
-        println!("rampart: a background server is already running (pid {pid})");
+        outln!("rampart: a background server is already running (pid {pid})");
         return Ok(Outcome::Success);
     }
     let exe = std::env::current_exe().context("finding the rampart binary")?;
@@ -225,7 +225,7 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
             );
         }
         if client::healthy(&endpoint) {
-            println!(
+            outln!(
                 "rampart: server started in the background (pid {pid}, port {}, log {})",
                 args.port,
                 log_path.display()
@@ -249,7 +249,7 @@ fn last_lines(path: &Path, n: usize) -> String {
 fn stop() -> Result<Outcome> {
     let home = home::dir()?;
     let Some(pid) = read_pid(&home) else {
-        println!(
+        outln!(
             "rampart: no background server (no {})",
             pid_path(&home).display()
         );
@@ -257,7 +257,7 @@ fn stop() -> Result<Outcome> {
     };
     if !alive(pid) {
         let _ = std::fs::remove_file(pid_path(&home));
-        println!("rampart: the background server (pid {pid}) is not running");
+        outln!("rampart: the background server (pid {pid}) is not running");
         return Ok(Outcome::Code(1));
     }
     let status = std::process::Command::new("kill")
@@ -276,7 +276,7 @@ fn stop() -> Result<Outcome> {
         bail!("the server (pid {pid}) did not stop within 10 s");
     }
     let _ = std::fs::remove_file(pid_path(&home));
-    println!("rampart: server stopped (pid {pid})");
+    outln!("rampart: server stopped (pid {pid})");
     Ok(Outcome::Success)
 }
 
@@ -335,7 +335,7 @@ fn reload() -> Result<Outcome> {
         serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)
             .with_context(|| format!("unexpected reload answer ({})", response.status))?;
     if result.ok {
-        println!(
+        outln!(
             "rampart: policies reloaded: {} policies, {} rules from {}",
             result.policies, result.rules, result.source
         );
@@ -355,7 +355,7 @@ fn status() -> Result<Outcome> {
     let home = home::dir()?;
     let endpoint = home::endpoint(&home, None)?;
     if !client::healthy(&endpoint) {
-        println!(
+        outln!(
             "rampart: not running (nothing answers at {})",
             endpoint.url()
         );
@@ -365,22 +365,22 @@ fn status() -> Result<Outcome> {
     let s: rampart_server::wire::Status =
         serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)
             .with_context(|| format!("unexpected status answer ({})", response.status))?;
-    println!("rampart: running at {}", endpoint.url());
+    outln!("rampart: running at {}", endpoint.url());
     if let Some(pid) = read_pid(&home).filter(|p| alive(*p)) {
-        println!("  pid:      {pid}");
+        outln!("  pid:      {pid}");
     }
-    println!("  version:  {}", s.version);
-    println!("  mode:     {}", s.mode);
-    println!("  uptime:   {}s", s.uptime_secs);
-    println!(
+    outln!("  version:  {}", s.version);
+    outln!("  mode:     {}", s.mode);
+    outln!("  uptime:   {}s", s.uptime_secs);
+    outln!(
         "  policy:   {} policies, {} rules from {}",
         s.policies, s.rules, s.policy_source
     );
     if let Some(err) = &s.last_reload_error {
-        println!("  reload:   last reload failed: {err}");
+        outln!("  reload:   last reload failed: {err}");
     }
-    println!("  pending:  {} approval(s)", s.pending_approvals);
-    println!("  audit:    {}", s.audit_dir);
+    outln!("  pending:  {} approval(s)", s.pending_approvals);
+    outln!("  audit:    {}", s.audit_dir);
     Ok(Outcome::Success)
 }
 
@@ -448,7 +448,7 @@ fn install(dry_run: bool, port: u16) -> Result<Outcome> {
         systemd_unit(&exe, &home, port)
     };
     if dry_run {
-        print!("{text}");
+        out!("{text}");
         return Ok(Outcome::Success);
     }
     if cfg!(target_os = "macos") {
@@ -456,7 +456,7 @@ fn install(dry_run: bool, port: u16) -> Result<Outcome> {
             .join("Library/LaunchAgents/dev.rampart.serve.plist");
         write_file(&plist, &text)?;
         run_checked("launchctl", &["load", "-w", &plist.to_string_lossy()])?;
-        println!("rampart: installed and started {}", plist.display());
+        outln!("rampart: installed and started {}", plist.display());
         return Ok(Outcome::Success);
     }
     let systemd_ok = std::process::Command::new("systemctl")
@@ -480,7 +480,7 @@ fn install(dry_run: bool, port: u16) -> Result<Outcome> {
         "systemctl",
         &["--user", "enable", "--now", "rampart.service"],
     )?;
-    println!(
+    outln!(
         "rampart: installed and started {} (port {port})",
         path.display()
     );
@@ -497,7 +497,7 @@ fn uninstall() -> Result<Outcome> {
     }
     let path = unit_path()?;
     if !path.exists() {
-        println!(
+        outln!(
             "rampart: no service installed ({} does not exist)",
             path.display()
         );
@@ -509,7 +509,7 @@ fn uninstall() -> Result<Outcome> {
     );
     remove_if_exists(&path)?;
     let _ = run_checked("systemctl", &["--user", "daemon-reload"]);
-    println!("rampart: removed {}", path.display());
+    outln!("rampart: removed {}", path.display());
     Ok(Outcome::Success)
 }
 

@@ -25,7 +25,7 @@ pub fn run(command: TokenCommand) -> Result<Outcome> {
             let token = rampart_server::token::ensure(&home).with_context(|| {
                 format!("reading {}", rampart_server::token::path(&home).display())
             })?;
-            println!("{token}");
+            outln!("{token}");
         }
         TokenCommand::Rotate => {
             home::create_private_dir(&home)?;
@@ -47,7 +47,7 @@ pub fn run(command: TokenCommand) -> Result<Outcome> {
                 )
                 .is_ok_and(|r| r.status == 200 || r.status == 422)
             });
-            println!("{new}");
+            outln!("{new}");
             if told {
                 eprintln!("rampart: the running server now uses the new token");
             }
