@@ -324,6 +324,9 @@ struct RuleIndex {
     pending_literals: Vec<(String, u32)>,
 }
 
+/// Shorter required literals are not worth indexing (see [`RuleIndex::add`]).
+const MIN_LITERAL: usize = 3;
+
 enum Entry {
     Word(String),
     Prefix(String),
@@ -364,7 +367,12 @@ impl RuleIndex {
                 rules.push(id);
             }
         }
-        match aho_corasick::AhoCorasick::new(&literals) {
+        // A DFA: a few hundred short literals make a small one, and it is the fastest
+        // automaton for the overlapping search `candidates` does on every subject.
+        let built = aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&literals);
+        match built {
             Ok(ac) => {
                 index.literals = Some(ac);
                 index.literal_rules = literal_rules;
@@ -395,7 +403,9 @@ impl RuleIndex {
                     entries.push(Entry::Prefix(prefix.to_owned()));
                 } else {
                     let literal = pattern.glob.required_literal();
-                    if literal.is_empty() {
+                    // One- and two-byte literals (`/`, ` -`) occur in nearly every command:
+                    // searching for them costs more than just testing the rule.
+                    if literal.len() < MIN_LITERAL {
                         return self.always.push(id);
                     }
                     entries.push(Entry::Literal(literal.to_owned()));
@@ -409,7 +419,10 @@ impl RuleIndex {
                 }
             }
         } else if !when.command_contains.is_empty()
-            && when.command_contains.iter().all(|n| !n.text.is_empty())
+            && when
+                .command_contains
+                .iter()
+                .all(|n| n.text.len() >= MIN_LITERAL)
         {
             for needle in &when.command_contains {
                 self.pending_literals.push((needle.text.clone(), id));
