@@ -4,6 +4,7 @@
 /// (`rampart audit search x | head -1`) instead of panicking, and with exit 1 and a
 /// message on any other write error.
 macro_rules! outln {
+    () => { $crate::write_stdout(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 macro_rules! out {
@@ -25,6 +26,7 @@ mod agent_args;
 mod approvals_cmd;
 mod audit_cmd;
 mod dashboard_cmd;
+mod doctor_cmd;
 mod duration;
 mod home;
 mod policy_cmd;
@@ -88,6 +90,8 @@ enum Command {
         #[command(subcommand)]
         command: token_cmd::TokenCommand,
     },
+    /// Check the installation: server, token, policies, library, audit, socket
+    Doctor,
     /// Create $RAMPART_HOME with the standard profile and a commented custom.yaml starter
     Init,
     /// Print (and try to open) the live dashboard's URL, logged in
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Show,
         } => policy_cmd::show(),
+        Command::Doctor => doctor_cmd::run(),
         Command::Init => policy_cmd::init(),
         Command::Dashboard => dashboard_cmd::run(),
     };

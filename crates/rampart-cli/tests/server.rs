@@ -933,3 +933,45 @@ fn token_show_and_rotate() {
     .unwrap();
     assert_eq!(ok.status, 200);
 }
+
+#[test]
+fn doctor_passes_with_a_running_server_and_names_fixes_without_one() {
+    let home = seed_home();
+    let run = home.run(&["doctor"]);
+    assert_eq!(run.code(), 1);
+    let out = run.stdout();
+    assert!(
+        out.contains("  FAIL  server    nothing answers at "),
+        "{out}"
+    );
+    assert!(out.contains("fix: rampart serve --background"), "{out}");
+    assert!(
+        out.contains("  ok    policies  3 policies, 3 rules from "),
+        "{out}"
+    );
+
+    let server = Server::start(&home, &[]);
+    // The CLI finds the server through the home's socket.
+    let run = home.run(&["doctor"]);
+    let out = run.stdout();
+    assert_eq!(run.code(), 0, "{out}");
+    for check in [
+        "home", "policies", "token", "server", "auth", "socket", "library", "audit",
+    ] {
+        assert!(
+            out.contains(&format!("  ok    {check:<9} ")),
+            "{check}: {out}"
+        );
+    }
+    assert!(out.ends_with("All checks passed.\n"));
+    drop(server);
+
+    // A broken policy file is named with its line.
+    home.policy("custom.yaml", "version: \"1\"\npolicies:\n  - nme: x\n");
+    let out = home.run(&["doctor"]).stdout();
+    assert!(
+        out.contains("  FAIL  policies  ") && out.contains("custom.yaml:3:5: unknown key `nme`"),
+        "{out}"
+    );
+    assert!(out.contains("fix: rampart policy lint"), "{out}");
+}

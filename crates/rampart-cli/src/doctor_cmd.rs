@@ -1,0 +1,231 @@
+//! `rampart doctor`: is everything in place? Each failed check names the command that
+//! fixes it, and the honest limits of the preload library are said out loud.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use rampart_policy::profiles::{self, Source};
+use rampart_server::client;
+
+use crate::{Outcome, agent_args, home};
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: &str, detail: impl AsRef<str>) {
+        outln!("  ok    {what:<9} {}", detail.as_ref());
+    }
+
+    fn fail(&mut self, what: &str, detail: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.problems += 1;
+        outln!("  FAIL  {what:<9} {}", detail.as_ref());
+        outln!("        {:<9} fix: {}", "", fix.as_ref());
+    }
+}
+
+fn audit_result(r: &mut Report, audit: &Path, writable: std::io::Result<()>) {
+    match writable {
+        Ok(()) => r.ok("audit", format!("{} is writable", audit.display())),
+        Err(e) => r.fail(
+            "audit",
+            format!("{} is not writable: {e}", audit.display()),
+            format!("chown -R $USER {0} && chmod 700 {0}", audit.display()),
+        ),
+    }
+}
+
+fn mode(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+pub fn run() -> Result<Outcome> {
+    let home = home::dir()?;
+    let mut r = Report { problems: 0 };
+    outln!("rampart doctor ({})", home.display());
+
+    match mode(&home) {
+        Some(0o700) => r.ok("home", format!("{} (mode 0700)", home.display())),
+        Some(m) => r.fail(
+            "home",
+            format!(
+                "{} has mode {m:04o}; others can read the token and audit",
+                home.display()
+            ),
+            format!("chmod 700 {}", home.display()),
+        ),
+        None => r.fail(
+            "home",
+            format!("{} does not exist", home.display()),
+            "rampart init && rampart serve --background",
+        ),
+    }
+
+    match profiles::load_effective(&home.join("policies")) {
+        Ok((set, source)) => {
+            let from = match source {
+                Source::Directory(dir) => dir.display().to_string(),
+                Source::EmbeddedStandard => {
+                    "the embedded standard profile (no policy files)".to_owned()
+                }
+            };
+            r.ok(
+                "policies",
+                format!(
+                    "{} policies, {} rules from {from}",
+                    set.policies().len(),
+                    set.rule_count()
+                ),
+            );
+        }
+        Err(e) => r.fail(
+            "policies",
+            e.to_string(),
+            "rampart policy lint (then fix the file it names)",
+        ),
+    }
+
+    let token_path = rampart_server::token::path(&home);
+    let token = rampart_server::token::read(&home).ok();
+    match (&token, mode(&token_path)) {
+        (Some(t), Some(0o600)) if rampart_server::token::is_well_formed(t) => {
+            r.ok("token", format!("{} (mode 0600)", token_path.display()))
+        }
+        (Some(t), Some(m)) if rampart_server::token::is_well_formed(t) => r.fail(
+            "token",
+            format!("{} has mode {m:04o}", token_path.display()),
+            format!("chmod 600 {}", token_path.display()),
+        ),
+        (Some(_), _) => r.fail(
+            "token",
+            "the token file is malformed",
+            "rampart token rotate",
+        ),
+        (None, _) => r.fail(
+            "token",
+            format!("{} does not exist", token_path.display()),
+            "rampart serve --background (the first start creates it)",
+        ),
+    }
+
+    let endpoint = home::endpoint(&home, None)?;
+    if client::healthy(&endpoint) {
+        r.ok("server", format!("answers at {}", endpoint.url()));
+        let status = client::request(
+            &endpoint,
+            "GET",
+            "/v1/status",
+            token.as_deref(),
+            None,
+            Duration::from_secs(5),
+        );
+        match status {
+            Ok(resp) if resp.status == 200 => {
+                let v = resp.json().unwrap_or_default();
+                r.ok(
+                    "auth",
+                    format!(
+                        "token accepted; mode {}, {} pending approval(s)",
+                        v["mode"].as_str().unwrap_or("?"),
+                        v["pending_approvals"]
+                    ),
+                );
+            }
+            Ok(resp) => r.fail(
+                "auth",
+                format!("the server refused the token ({})", resp.status),
+                "rampart serve stop && rampart serve --background (it reads the token at start)",
+            ),
+            Err(e) => r.fail(
+                "auth",
+                format!("status request failed: {e}"),
+                "rampart serve status",
+            ),
+        }
+    } else {
+        r.fail(
+            "server",
+            format!("nothing answers at {}", endpoint.url()),
+            "rampart serve --background   (or: rampart serve install)",
+        );
+    }
+
+    let socket = home.join("rampart.sock");
+    match mode(&socket) {
+        Some(0o600) => r.ok("socket", format!("{} (mode 0600)", socket.display())),
+        Some(m) => r.fail(
+            "socket",
+            format!("{} has mode {m:04o}", socket.display()),
+            format!("chmod 600 {}", socket.display()),
+        ),
+        None => r.fail(
+            "socket",
+            format!("{} does not exist", socket.display()),
+            "rampart serve --background",
+        ),
+    }
+
+    match agent_args::find_library(&home) {
+        Ok(lib) => {
+            // Loadable: run /bin/true with it, disabled so that nothing is asked.
+            let out = std::process::Command::new("/bin/true")
+                .env("LD_PRELOAD", &lib)
+                .env("RAMPART_MODE", "disabled")
+                .output();
+            match out {
+                Ok(o) if o.status.success() && o.stderr.is_empty() => r.ok(
+                    "library",
+                    format!("{} loads (LD_PRELOAD=… /bin/true)", lib.display()),
+                ),
+                Ok(o) => r.fail(
+                    "library",
+                    format!(
+                        "{} does not load: {}",
+                        lib.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    "make -C preload install   (rebuild for this machine's architecture)",
+                ),
+                Err(e) => r.fail(
+                    "library",
+                    format!("cannot run /bin/true: {e}"),
+                    "check /bin/true exists",
+                ),
+            }
+        }
+        Err(e) => r.fail("library", e.to_string(), "make -C preload install"),
+    }
+
+    let audit = home.join("audit");
+    let probe = audit.join(".doctor-probe");
+    if !audit.exists() {
+        r.ok(
+            "audit",
+            format!(
+                "{} does not exist yet (the server creates it)",
+                audit.display()
+            ),
+        );
+    } else {
+        let writable = std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe));
+        audit_result(&mut r, &audit, writable);
+    }
+
+    outln!();
+    outln!("Limits: the preload library sees dynamically linked programs only; static binaries,");
+    outln!(
+        "raw execve syscalls and Go's os/exec bypass it. Use `rampart supervise -- CMD` for those."
+    );
+    if r.problems == 0 {
+        outln!("All checks passed.");
+        Ok(Outcome::Success)
+    } else {
+        outln!("{} problem(s) found.", r.problems);
+        Ok(Outcome::Code(1))
+    }
+}
