@@ -33,6 +33,7 @@ mod policy_cmd;
 mod preload_cmd;
 mod serve_cmd;
 mod show;
+mod supervise_cmd;
 mod token_cmd;
 
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Run a command with every program it starts checked by the policy server
     Preload(preload_cmd::PreloadArgs),
+    /// Run a command under the seccomp supervisor: every exec in its tree is checked,
+    /// static binaries, raw syscalls and Go programs included (Linux x86_64)
+    Supervise(supervise_cmd::SuperviseArgs),
     /// Evaluate a command against the policy in force, without running it
     Test(policy_cmd::TestArgs),
     /// Check or print policy files
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::serve(args),
         Command::Preload(args) => preload_cmd::run(args),
+        Command::Supervise(args) => supervise_cmd::run(args),
         Command::Test(args) => policy_cmd::test(&args),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Pending => approvals_cmd::pending(),

@@ -123,19 +123,47 @@ pub fn quote(word: &str) -> String {
     }
 }
 
-/// Asks the server about CMD, applying the library's failure rules (DESIGN.md §6):
-/// unreachable, timeouts and 5xx follow fail-open; 401/403 and unreadable answers refuse
-/// in enforce mode; monitor never refuses; disabled never asks.
+/// Asks the server about CMD, applying the library's failure rules (see [`ask`]).
 pub fn check(args: &AgentArgs, resolved: &Resolved, command: &[OsString]) -> Result<Verdict> {
-    if args.mode == "disabled" {
-        return Ok(Verdict::Run);
-    }
-    let enforce = args.mode == "enforce";
     let argv: Vec<String> = command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let exe = argv.first().and_then(|p| which(p)).unwrap_or_default();
+    ask(
+        args,
+        resolved,
+        &ExecCall {
+            command: command_string(&argv, &exe),
+            argv,
+            exe,
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.to_string_lossy().into_owned()),
+            pid: Some(i64::from(std::process::id())),
+            ppid: Some(i64::from(std::os::unix::process::parent_id())),
+            via: "rampart-preload",
+        },
+    )
+}
+
+/// One exec to be checked: what the library sends about it (DESIGN.md §5, §6).
+#[derive(Debug)]
+pub struct ExecCall {
+    /// `params.command`, usually [`command_string`].
+    pub command: String,
+    pub argv: Vec<String>,
+    /// The resolved program path; empty when unknown.
+    pub exe: String,
+    pub cwd: Option<String>,
+    pub pid: Option<i64>,
+    pub ppid: Option<i64>,
+    pub via: &'static str,
+}
+
+/// The command string the library sends: argv quoted where needed, argv[0] replaced by
+/// the program path when it is neither that path nor its basename.
+pub fn command_string(argv: &[String], exe: &str) -> String {
     let mut words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
     if let Some(first) = words.first_mut()
         && !exe.is_empty()
@@ -143,25 +171,38 @@ pub fn check(args: &AgentArgs, resolved: &Resolved, command: &[OsString]) -> Res
             .first()
             .is_some_and(|a0| *a0 != exe && !exe.ends_with(&format!("/{a0}")))
     {
-        *first = quote(&exe);
+        *first = quote(exe);
     }
+    if words.is_empty() && !exe.is_empty() {
+        words.push(quote(exe));
+    }
+    words.join(" ")
+}
+
+/// Asks the server about one exec with the library's failure rules (DESIGN.md §6):
+/// unreachable, timeouts and 5xx follow fail-open; 401/403 and unreadable answers refuse
+/// in enforce mode; monitor never refuses; disabled never asks. Used by `rampart preload`
+/// for CMD and by `rampart supervise` for every exec in the tree.
+pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Verdict> {
+    if args.mode == "disabled" {
+        return Ok(Verdict::Run);
+    }
+    let enforce = args.mode == "enforce";
     let wait_ms = u64::try_from(args.ask_timeout.as_millis()).unwrap_or(u64::MAX);
     let request = PreflightRequest {
         agent: Some(args.agent.clone()),
         session: Some(resolved.session.clone()),
         params: Params {
-            command: Some(words.join(" ")),
+            command: Some(call.command.clone()),
             path: None,
         },
         enforce,
-        argv,
-        exe: (!exe.is_empty()).then_some(exe),
-        cwd: std::env::current_dir()
-            .ok()
-            .map(|d| d.to_string_lossy().into_owned()),
-        pid: Some(i64::from(std::process::id())),
-        ppid: Some(i64::from(std::os::unix::process::parent_id())),
-        via: Some("rampart-preload".to_owned()),
+        argv: call.argv.clone(),
+        exe: (!call.exe.is_empty()).then(|| call.exe.clone()),
+        cwd: call.cwd.clone(),
+        pid: call.pid,
+        ppid: call.ppid,
+        via: Some(call.via.to_owned()),
         wait_ms: (enforce && wait_ms > 0).then_some(wait_ms),
     };
     let body = serde_json::to_value(&request).context("encoding the preflight request")?;

@@ -7,4 +7,5 @@
 mod dashboard;
 mod policy_cli;
 mod server;
+mod supervise;
 mod util;

@@ -1,0 +1,587 @@
+//! `rampart supervise`: the seccomp supervisor against a real `rampart serve`, with the
+//! programs the preload library cannot see — a `gcc -static` binary making raw `execve`
+//! and `execveat` syscalls, `memfd_create` + `fexecve`, an emptied environment, Go's
+//! `os/exec` — and the everyday ones (Python, Node, bash) behaving as under preload.
+//!
+//! Nothing here ever runs a destructive command: the test policy blocks `touch`, and a
+//! block is proven by the file it would have created staying absent.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::util::{Home, Server, wait_until};
+
+const POLICY: &str = r#"version: "1"
+default_action: allow
+policies:
+  - name: test-block-touch
+    match:
+      tool: ["exec"]
+    rules:
+      - action: deny
+        when:
+          command_matches: ["touch *"]
+        message: "touch is blocked"
+  - name: test-ask
+    match:
+      tool: ["exec"]
+    rules:
+      - action: ask
+        when:
+          command_contains: ["ask-marker"]
+        message: "Needs a person"
+"#;
+
+const DENIED: &str = "rampart: [ERROR] Policy denied: touch is blocked\n";
+
+fn helpers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("supervise")
+}
+
+fn sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supervise_helpers")
+}
+
+/// `exec_helper.c`, linked statically (no dynamic loader, so no preload is possible).
+fn exec_helper() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = helpers_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(format!("exec_helper-{}", std::process::id()));
+        let status = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&out)
+            .arg(sources().join("exec_helper.c"))
+            .status()
+            .expect("gcc is needed for the supervise tests");
+        assert!(
+            status.success(),
+            "gcc -static failed (is libc6-dev installed?)"
+        );
+        assert!(!has_interpreter(&out), "the helper must be static");
+        out
+    })
+}
+
+/// Whether an ELF64 file names a dynamic loader (a PT_INTERP program header).
+fn has_interpreter(path: &Path) -> bool {
+    let image = std::fs::read(path).unwrap();
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([image[at], image[at + 1]]));
+    let phoff = u64::from_le_bytes(image[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let at = phoff + i * size;
+        u32::from_le_bytes(image[at..at + 4].try_into().unwrap()) == 3
+    })
+}
+
+/// `gorun.go`, built with the Go toolchain (golang-go, installed by .ci/run).
+fn go_helper() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = helpers_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(format!("gorun-{}", std::process::id()));
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(sources().join("gorun.go"))
+            .env("GOCACHE", dir.join("go-cache"))
+            .env("GOPATH", dir.join("go-path"))
+            .env("GOFLAGS", "-buildvcs=false")
+            .env("CGO_ENABLED", "0")
+            .status()
+            .expect("go is needed for the supervise tests (apt-get install golang-go)");
+        assert!(status.success(), "go build failed");
+        out
+    })
+}
+
+struct Setup {
+    home: Home,
+    server: Server,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let home = Home::new();
+        home.policy("custom.yaml", POLICY);
+        let server = Server::start(&home, &[]);
+        Setup { home, server }
+    }
+
+    /// A file the blocked `touch` would create.
+    fn target(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn supervise(&self, flags: &[&str], command: &[&str]) -> Command {
+        let mut cmd = self.home.cmd();
+        cmd.arg("supervise")
+            .args(["--port", &self.server.port.to_string(), "--no-autostart"])
+            .args(flags)
+            .arg("--")
+            .args(command)
+            .current_dir(self.home.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, command: &[&str]) -> Output {
+        self.supervise(&[], command).output().unwrap()
+    }
+
+    /// Audit events written for execs the supervisor asked about.
+    fn seccomp_events(&self) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.home.path().join("audit")) else {
+            return events;
+        };
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if v["via"] == "seccomp" {
+                    events.push(v);
+                }
+            }
+        }
+        events
+    }
+
+    /// The one audit event for a command, which must have been denied via seccomp.
+    fn assert_denied_in_audit(&self, command: &str) {
+        let events = self.seccomp_events();
+        let hits: Vec<_> = events.iter().filter(|e| e["command"] == command).collect();
+        assert_eq!(hits.len(), 1, "{command:?} in {events:#?}");
+        assert_eq!(hits[0]["decision"], "deny");
+        assert_eq!(hits[0]["policy"], "test-block-touch");
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A static helper's exec was refused: its own EPERM exit (77), the supervisor's line,
+/// no file, one audit event.
+fn assert_blocked(setup: &Setup, out: &Output, file: &Path) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "stderr: {stderr}");
+    assert!(stderr.starts_with(DENIED), "stderr: {stderr}");
+    assert!(
+        stderr.contains("Operation not permitted"),
+        "stderr: {stderr}"
+    );
+    assert!(!file.exists());
+    setup.assert_denied_in_audit(&format!("/usr/bin/touch {}", file.display()));
+}
+
+#[test]
+fn allowed_programs_keep_their_exit_code_and_stdio() {
+    let setup = Setup::new();
+    let out = setup.run(&["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    let mut child = setup
+        .supervise(&[], &["cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through the supervisor\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "through the supervisor\n");
+
+    // Killed by a signal: 128 + n, like a shell.
+    let out = setup.run(&["sh", "-c", "kill -TERM $$"]);
+    assert_eq!(out.status.code(), Some(128 + 15));
+
+    let events = setup.seccomp_events();
+    let sh = events
+        .iter()
+        .find(|e| e["command"] == "sh -c 'echo out; echo err >&2; exit 7'")
+        .unwrap();
+    assert_eq!(sh["decision"], "allow");
+    assert_eq!(sh["exe"], "/usr/bin/sh");
+    assert_eq!(sh["cwd"], setup.home.path().to_str().unwrap());
+}
+
+#[test]
+fn the_command_itself_is_checked() {
+    let setup = Setup::new();
+    let file = setup.target("top");
+    let out = setup.run(&["touch", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(text(&out.stderr), DENIED);
+    assert!(!file.exists());
+    let command = format!("touch {}", file.display());
+    let events = setup.seccomp_events();
+    let hit = events.iter().find(|e| e["command"] == command).unwrap();
+    assert_eq!(hit["decision"], "deny");
+    assert_eq!(hit["exe"], "/usr/bin/touch");
+    assert_eq!(hit["argv"], json!(["touch", file.to_str().unwrap()]));
+
+    let out = setup.run(&["no-such-program-xyz"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        text(&out.stderr),
+        "rampart: cannot run no-such-program-xyz: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn static_binary_raw_execve_is_stopped() {
+    let setup = Setup::new();
+    let helper = exec_helper().to_str().unwrap();
+    let file = setup.target("raw");
+    let out = setup.run(&[helper, "execve", "/usr/bin/touch", file.to_str().unwrap()]);
+    assert_blocked(&setup, &out, &file);
+
+    // The same exec of an allowed program runs.
+    let out = setup.run(&[helper, "execve", "/bin/echo", "fine"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "fine\n");
+}
+
+#[test]
+fn execveat_is_stopped() {
+    let setup = Setup::new();
+    let file = setup.target("at");
+    let out = setup.run(&[
+        exec_helper().to_str().unwrap(),
+        "execveat",
+        "/usr/bin/touch",
+        file.to_str().unwrap(),
+    ]);
+    assert_blocked(&setup, &out, &file);
+}
+
+#[test]
+fn memfd_fexecve_is_stopped() {
+    let setup = Setup::new();
+    let file = setup.target("memfd");
+    let out = setup.run(&[
+        exec_helper().to_str().unwrap(),
+        "memfd",
+        "/usr/bin/touch",
+        file.to_str().unwrap(),
+    ]);
+    assert_blocked(&setup, &out, &file);
+    let events = setup.seccomp_events();
+    let hit = events.iter().find(|e| e["decision"] == "deny").unwrap();
+    assert_eq!(hit["exe"], "/memfd:payload (deleted)");
+}
+
+#[test]
+fn children_with_an_empty_environment_are_still_checked() {
+    let setup = Setup::new();
+    let file = setup.target("noenv");
+    let out = setup.run(&[
+        exec_helper().to_str().unwrap(),
+        "noenv",
+        "/usr/bin/touch",
+        file.to_str().unwrap(),
+    ]);
+    assert_blocked(&setup, &out, &file);
+
+    // Grandchildren too: env -i drops everything, the filter stays.
+    let file = setup.target("env-i");
+    // (`$t`: the policy sees through `sh -c` and `env`; this must reach the inner exec.)
+    let script = format!("t=touch; env -i /usr/bin/$t {}; echo rc=$?", file.display());
+    let out = setup.run(&["sh", "-c", &script]);
+    assert!(
+        text(&out.stdout).contains("rc=126"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!file.exists());
+}
+
+#[test]
+fn forked_children_are_stopped() {
+    let setup = Setup::new();
+    let file = setup.target("fork");
+    let out = setup.run(&[
+        exec_helper().to_str().unwrap(),
+        "fork",
+        "/usr/bin/touch",
+        file.to_str().unwrap(),
+    ]);
+    assert_blocked(&setup, &out, &file);
+}
+
+#[test]
+fn python_node_and_bash_behave_as_under_preload() {
+    let setup = Setup::new();
+    let file = setup.target("py");
+    let script = format!(
+        "import subprocess\ntry:\n    subprocess.run(['touch', {:?}])\nexcept PermissionError as e:\n    print('PermissionError', e.errno)\nprint(subprocess.run(['sh', '-c', 'exit 3']).returncode)",
+        file.to_str().unwrap()
+    );
+    let out = setup.run(&["python3", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "PermissionError 1\n3\n");
+    assert_eq!(text(&out.stderr), DENIED);
+    assert!(!file.exists());
+
+    let file = setup.target("bash");
+    let script = format!(
+        "t=touch; $t {}; echo rc=$?; /bin/true && echo ok",
+        file.display()
+    );
+    let out = setup.run(&["bash", "-c", &script]);
+    assert_eq!(text(&out.stdout), "rc=126\nok\n");
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with(DENIED), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert!(!file.exists());
+
+    if Command::new("node").arg("--version").output().is_ok() {
+        let file = setup.target("node");
+        let script = format!(
+            "const cp = require('child_process'); const r = cp.spawnSync('touch', [{:?}]); console.log(r.error ? r.error.code : 'ran'); console.log(cp.spawnSync('sh', ['-c', 'exit 4']).status)",
+            file.to_str().unwrap()
+        );
+        let out = setup.run(&["node", "-e", &script]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "EPERM\n4\n");
+        assert!(!file.exists());
+    }
+}
+
+#[test]
+fn go_os_exec_is_stopped() {
+    let setup = Setup::new();
+    let gorun = go_helper().to_str().unwrap();
+    let file = setup.target("go");
+    let out = setup.run(&[gorun, "/usr/bin/touch", file.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(stderr.starts_with(DENIED), "{stderr}");
+    assert!(stderr.contains("operation not permitted"), "{stderr}");
+    assert!(!file.exists());
+    // Exactly one decision for the exec, however often Go's runtime signals the thread.
+    setup.assert_denied_in_audit(&format!("/usr/bin/touch {}", file.display()));
+
+    let out = setup.run(&[gorun, "sh", "-c", "echo from go; exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(text(&out.stdout), "from go\n");
+}
+
+#[test]
+fn a_slow_ask_does_not_hold_up_other_execs() {
+    let setup = Setup::new();
+    let mut child = setup
+        .supervise(
+            &["--ask-timeout", "20s"],
+            &[
+                "sh",
+                "-c",
+                "m=ask; /bin/echo $m-marker & sleep 0.3; /bin/echo fast; wait",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let started = Instant::now();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "fast\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The ask is still pending (long enough for the [WAIT] line); a person denies it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut id = String::new();
+    assert!(wait_until(10, || {
+        let list = setup
+            .server
+            .call("GET", "/v1/approvals", None)
+            .json()
+            .unwrap();
+        let list = list.get("approvals").cloned().unwrap_or(list);
+        match list.as_array().and_then(|a| a.first()) {
+            Some(a) => {
+                id = a["id"].as_str().unwrap().to_owned();
+                true
+            }
+            None => false,
+        }
+    }));
+    let r = setup.server.call(
+        "POST",
+        &format!("/v1/approvals/{id}/resolve"),
+        Some(json!({"approved": false, "resolved_by": "test"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    stdout.read_line(&mut rest).unwrap();
+    assert_eq!(rest, "", "the asked command must not run");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("rampart: [WAIT] Waiting for approval of: /bin/echo ask-marker"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rampart: [ERROR] Policy denied: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreadable_memory_is_refused_in_enforce_and_reported_in_monitor() {
+    // As root the supervisor may read any process (CAP_SYS_PTRACE); as an unprivileged
+    // user it cannot read a non-dumpable one, which is the case to prove.
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return;
+    }
+    let setup = Setup::new();
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-nobody-")
+        .tempdir()
+        .unwrap();
+    let helper = dir.path().join("exec_helper");
+    std::fs::copy(exec_helper(), &helper).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = setup.server.port.to_string();
+    let run = |mode: &str, how: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_rampart"))
+            .args([
+                "supervise",
+                "--port",
+                &port,
+                "--no-autostart",
+                "--mode",
+                mode,
+            ])
+            .args(["--token", &setup.server.token, "--"])
+            .arg(&helper)
+            .args([how, "/bin/echo", "ran"])
+            .env("RAMPART_HOME", dir.path().join("home"))
+            .env_remove("LD_PRELOAD")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("enforce", "nodump");
+    let stderr = text(&out.stderr);
+    if stderr.contains("setpriv:") {
+        return; // no permission to change user here
+    }
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        stderr.starts_with(
+            "rampart: [ERROR] Policy denied: cannot read the exec's arguments from pid "
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(refused in enforce mode)"), "{stderr}");
+
+    let out = run("monitor", "nodump");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ran\n");
+    assert!(text(&out.stderr).starts_with("rampart: [WARN] cannot read the exec's arguments"));
+
+    // A dumpable process of the same user is read normally.
+    let out = run("enforce", "execve");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ran\n");
+}
+
+#[test]
+fn when_the_supervisor_dies_later_execs_fail() {
+    let setup = Setup::new();
+    let mut child = setup
+        .supervise(
+            &[],
+            &[exec_helper().to_str().unwrap(), "wait", "/bin/echo", "ran"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let mut stdin = child.stdin.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The helper, orphaned, now tries its exec: the kernel answers ENOSYS.
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "", "nothing may run unsupervised");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr, "exec_helper: wait: Function not implemented\n");
+}
+
+#[test]
+fn fail_closed_without_a_server_refuses_the_command() {
+    let home = Home::new();
+    let out = home
+        .cmd()
+        .args([
+            "supervise",
+            "--port",
+            "1",
+            "--no-autostart",
+            "--fail-open=false",
+            "--",
+        ])
+        .args(["echo", "test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "rampart: [ERROR] Policy denied: policy server unreachable at http://127.0.0.1:1 ("
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("and fail-open is off\n"), "{stderr}");
+    assert_eq!(text(&out.stdout), "");
+
+    // Fail-open (the default) runs it.
+    let out = home
+        .cmd()
+        .args([
+            "supervise",
+            "--port",
+            "1",
+            "--no-autostart",
+            "--",
+            "echo",
+            "test",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "test\n");
+}
