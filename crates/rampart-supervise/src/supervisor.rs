@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::memory::{ReadError, Task};
 use crate::notify::Listener;
@@ -73,10 +73,17 @@ impl Refusals {
     }
 }
 
-/// Receives notifications forever; each is decided on its own thread, so a slow `ask`
-/// never holds up the rest of a parallel build.
+/// Receives notifications forever and hands each to an idle worker, starting a new worker
+/// when none is idle: a slow `ask` occupies one worker and never holds up the rest of a
+/// parallel build, and the common case reuses a warm thread instead of creating one.
 fn serve(listener: &Arc<Listener>, decider: &Arc<dyn Decider>) {
-    let refusals = Arc::new(Refusals::default());
+    let pool = Arc::new(Pool {
+        decider: Arc::clone(decider),
+        listener: Arc::clone(listener),
+        refusals: Refusals::default(),
+        queue: Mutex::new(Queue::default()),
+        ready: Condvar::new(),
+    });
     loop {
         let notif = match listener.recv() {
             Ok(n) => n,
@@ -84,18 +91,69 @@ fn serve(listener: &Arc<Listener>, decider: &Arc<dyn Decider>) {
             // EBADF and friends: nothing more will ever arrive.
             Err(_) => return,
         };
-        let (l, d, r) = (
-            Arc::clone(listener),
-            Arc::clone(decider),
-            Arc::clone(&refusals),
-        );
+        let mut queue = pool.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.pending.push_back(notif);
+        if queue.idle > queue.pending.len() - 1 {
+            drop(queue);
+            pool.ready.notify_one();
+            continue;
+        }
+        drop(queue);
+        let worker = Arc::clone(&pool);
         let spawned = std::thread::Builder::new()
             .name("rampart-exec".to_owned())
-            .spawn(move || handle(&l, d.as_ref(), &r, &notif));
+            .spawn(move || worker.work());
         if spawned.is_err() {
             // Out of threads: decide here rather than leave the task waiting forever.
-            handle(listener, decider.as_ref(), &refusals, &notif);
+            let next = pool
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pending
+                .pop_front();
+            if let Some(notif) = next {
+                pool.handle(&notif);
+            }
         }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: std::collections::VecDeque<libc::seccomp_notif>,
+    idle: usize,
+}
+
+struct Pool {
+    decider: Arc<dyn Decider>,
+    listener: Arc<Listener>,
+    refusals: Refusals,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Pool {
+    fn work(&self) {
+        loop {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let notif = loop {
+                if let Some(n) = queue.pending.pop_front() {
+                    break n;
+                }
+                queue.idle += 1;
+                queue = self
+                    .ready
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.idle -= 1;
+            };
+            drop(queue);
+            self.handle(&notif);
+        }
+    }
+
+    fn handle(&self, notif: &libc::seccomp_notif) {
+        handle(&self.listener, self.decider.as_ref(), &self.refusals, notif);
     }
 }
 
