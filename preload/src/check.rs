@@ -240,6 +240,23 @@ pub fn check(call: &Call) -> bool {
     decide(cfg, verdict)
 }
 
+/// The debug lines for a repeat of a command this process was just denied (`repeat`):
+/// no request, and no second `[ERROR]` line for what the user already saw refused.
+pub fn repeat_denied(call: &Call) {
+    if config::get().debug {
+        stderr_line(
+            b"rampart: [DEBUG] Intercepted ",
+            &|s: &mut dyn Sink| {
+                s.put(call.via);
+                s.put(b": ");
+                call.put_display(s);
+            },
+            b"",
+        );
+        config::debug(&[b"Decision: deny (the same program and arguments were just denied)"]);
+    }
+}
+
 enum Verdict<'a> {
     Answer {
         allowed: bool,

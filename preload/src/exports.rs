@@ -10,10 +10,11 @@
 
 use core::ffi::{c_char, c_int};
 
-use crate::check::{Call, check};
+use crate::check::{self, Call, check};
 use crate::config::{self, environ_ptr, set_environ};
 use crate::env::with_env;
 use crate::path::{self, PATH_MAX};
+use crate::repeat;
 use crate::sys::{self, CArray, cstr, set_errno};
 
 type Strs = *const *const c_char;
@@ -85,7 +86,23 @@ unsafe fn exec_path(via: &[u8], path: *const c_char, argv: Strs, envp: Option<St
         shell: None,
         may_cache: false,
     };
-    run_exec(saved, &call, src, |env| {
+    // A caller walking PATH itself (CPython, dash) comes back with the next candidate,
+    // often the same file: one spawn is one question (see `repeat`).
+    let key = repeat::key(path, argv_arr);
+    if key.is_some_and(repeat::denied_recently) {
+        check::repeat_denied(&call);
+        set_errno(libc::EPERM);
+        return -1;
+    }
+    if !check(&call) {
+        if let Some(key) = key {
+            repeat::remember_denial(key);
+        }
+        set_errno(libc::EPERM);
+        return -1;
+    }
+    with_env(src, |env, _| {
+        set_errno(saved);
         // SAFETY: caller's path/argv and our NULL-terminated env array, alive for the call.
         unsafe { real(path, argv, env) }
     })

@@ -28,6 +28,7 @@ mod env;
 mod http;
 mod json;
 mod path;
+mod repeat;
 mod sink;
 mod sys;
 
