@@ -6,6 +6,7 @@
 
 mod dashboard;
 mod policy_cli;
+mod preload;
 mod server;
 mod supervise;
 mod util;
