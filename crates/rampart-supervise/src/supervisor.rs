@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::memory::{ReadError, Task};
 use crate::notify::Listener;
@@ -73,87 +73,58 @@ impl Refusals {
     }
 }
 
-/// Receives notifications forever and hands each to an idle worker, starting a new worker
-/// when none is idle: a slow `ask` occupies one worker and never holds up the rest of a
-/// parallel build, and the common case reuses a warm thread instead of creating one.
+/// Serves notifications forever. Every worker thread blocks in `SECCOMP_IOCTL_NOTIF_RECV`
+/// itself (the kernel hands each notification to exactly one receiver), so an exec costs
+/// no hand-over between threads; a worker that takes a notification while no other is
+/// waiting starts one more first. A slow `ask` thus occupies one worker and never holds up
+/// the rest of a parallel build, and a sequential loop reuses one warm thread.
 fn serve(listener: &Arc<Listener>, decider: &Arc<dyn Decider>) {
     let pool = Arc::new(Pool {
         decider: Arc::clone(decider),
         listener: Arc::clone(listener),
         refusals: Refusals::default(),
-        queue: Mutex::new(Queue::default()),
-        ready: Condvar::new(),
+        receiving: AtomicUsize::new(0),
     });
-    loop {
-        let notif = match listener.recv() {
-            Ok(n) => n,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOENT)) => continue,
-            // EBADF and friends: nothing more will ever arrive.
-            Err(_) => return,
-        };
-        let mut queue = pool.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.pending.push_back(notif);
-        if queue.idle > queue.pending.len() - 1 {
-            drop(queue);
-            pool.ready.notify_one();
-            continue;
-        }
-        drop(queue);
-        let worker = Arc::clone(&pool);
-        let spawned = std::thread::Builder::new()
-            .name("rampart-exec".to_owned())
-            .spawn(move || worker.work());
-        if spawned.is_err() {
-            // Out of threads: decide here rather than leave the task waiting forever.
-            let next = pool
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pending
-                .pop_front();
-            if let Some(notif) = next {
-                pool.handle(&notif);
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    pending: std::collections::VecDeque<libc::seccomp_notif>,
-    idle: usize,
+    pool.work();
 }
 
 struct Pool {
     decider: Arc<dyn Decider>,
     listener: Arc<Listener>,
     refusals: Refusals,
-    queue: Mutex<Queue>,
-    ready: Condvar,
+    /// Workers currently waiting in RECV.
+    receiving: AtomicUsize,
 }
 
 impl Pool {
-    fn work(&self) {
+    fn work(self: &Arc<Self>) {
         loop {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let notif = loop {
-                if let Some(n) = queue.pending.pop_front() {
-                    break n;
+            self.receiving.fetch_add(1, Ordering::SeqCst);
+            let notif = self.listener.recv();
+            let still_waiting = self.receiving.fetch_sub(1, Ordering::SeqCst) - 1;
+            let notif = match notif {
+                Ok(n) => n,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOENT)) => {
+                    continue;
                 }
-                queue.idle += 1;
-                queue = self
-                    .ready
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
-                queue.idle -= 1;
+                // EBADF and friends: nothing more will ever arrive.
+                Err(_) => return,
             };
-            drop(queue);
-            self.handle(&notif);
+            if still_waiting == 0 {
+                let next = Arc::clone(self);
+                // If no thread can be started, this one still decides its exec and goes
+                // back to receiving: slower, never stuck.
+                let _ = std::thread::Builder::new()
+                    .name("rampart-exec".to_owned())
+                    .spawn(move || next.work());
+            }
+            handle(
+                &self.listener,
+                self.decider.as_ref(),
+                &self.refusals,
+                &notif,
+            );
         }
-    }
-
-    fn handle(&self, notif: &libc::seccomp_notif) {
-        handle(&self.listener, self.decider.as_ref(), &self.refusals, notif);
     }
 }
 
