@@ -585,3 +585,25 @@ fn fail_closed_without_a_server_refuses_the_command() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), "test\n");
 }
+
+#[test]
+fn supervise_cannot_be_nested() {
+    let setup = Setup::new();
+    let port = setup.server.port.to_string();
+    let out = setup.run(&[
+        env!("CARGO_BIN_EXE_rampart"),
+        "supervise",
+        "--port",
+        &port,
+        "--no-autostart",
+        "--",
+        "echo",
+        "nested",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "rampart: error: rampart supervise: this process is already under a seccomp supervisor (rampart supervise cannot be nested: a process can have only one)\n"
+    );
+    assert_eq!(text(&out.stdout), "");
+}

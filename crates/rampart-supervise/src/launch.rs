@@ -213,6 +213,7 @@ fn receive_listener(sock: RawFd) -> Result<OwnedFd, Error> {
     let errno = i32::from_ne_bytes([data[1], data[2], data[3], data[4]]);
     match data[0] {
         TAG_LISTENER if n == 5 => {}
+        TAG_SETUP_FAILED if n == 5 && errno == libc::EBUSY => return Err(Error::Nested),
         TAG_SETUP_FAILED if n == 5 => {
             return Err(Error::Filter(io::Error::from_raw_os_error(errno)));
         }

@@ -53,6 +53,10 @@ pub enum Error {
         "the kernel refused the seccomp filter ({0}); seccomp user notification needs Linux 5.5+ built with CONFIG_SECCOMP_FILTER, and is often unavailable inside containers that install their own filter"
     )]
     Filter(std::io::Error),
+    #[error(
+        "this process is already under a seccomp supervisor (rampart supervise cannot be nested: a process can have only one)"
+    )]
+    Nested,
 }
 
 /// How the supervised command ended.
