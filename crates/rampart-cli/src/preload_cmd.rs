@@ -143,6 +143,7 @@ pub fn check(args: &AgentArgs, resolved: &Resolved, command: &[OsString]) -> Res
             pid: Some(i64::from(std::process::id())),
             ppid: Some(i64::from(std::os::unix::process::parent_id())),
             via: "rampart-preload",
+            unchecked: None,
         },
     )
 }
@@ -159,6 +160,9 @@ pub struct ExecCall {
     pub pid: Option<i64>,
     pub ppid: Option<i64>,
     pub via: &'static str,
+    /// Why the caller could not read this exec, when it could not (see
+    /// `PreflightRequest::unchecked`): the server then records it without evaluating.
+    pub unchecked: Option<String>,
 }
 
 /// The command string the library sends: argv quoted where needed, argv[0] replaced by
@@ -203,7 +207,8 @@ pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Ver
         pid: call.pid,
         ppid: call.ppid,
         via: Some(call.via.to_owned()),
-        wait_ms: (enforce && wait_ms > 0).then_some(wait_ms),
+        wait_ms: (enforce && wait_ms > 0 && call.unchecked.is_none()).then_some(wait_ms),
+        unchecked: call.unchecked.clone(),
     };
     let body = serde_json::to_value(&request).context("encoding the preflight request")?;
     let timeout = Duration::from_millis(wait_ms.saturating_add(2000));

@@ -104,6 +104,7 @@ impl Decider for ServerDecider {
             pid: Some(i64::from(exec.pid)),
             ppid: exec.ppid.map(i64::from),
             via: "seccomp",
+            unchecked: None,
         };
         let asks = self.args.mode == "enforce" && !self.args.ask_timeout.is_zero();
         if asks {
@@ -130,7 +131,25 @@ impl Decider for ServerDecider {
         }
     }
 
-    fn unchecked(&self, _pid: u32, why: &str) -> Verdict {
+    fn unchecked(&self, pid: u32, why: &str) -> Verdict {
+        // Recorded in the audit trail (the server does not evaluate it); the verdict below
+        // stands whatever the answer, so an unreachable server changes nothing here.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let call = ExecCall {
+            command: format!("<unreadable exec by pid {pid}> {exe}")
+                .trim_end()
+                .to_owned(),
+            argv: Vec::new(),
+            exe,
+            cwd: None,
+            pid: Some(i64::from(pid)),
+            ppid: None,
+            via: "seccomp",
+            unchecked: Some(why.to_owned()),
+        };
+        let _ = preload_cmd::ask(&self.args, &self.resolved, &call);
         match self.args.mode.as_str() {
             "enforce" => self.deny(format!("{why} (refused in enforce mode)")),
             "monitor" => {

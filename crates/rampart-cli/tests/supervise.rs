@@ -498,6 +498,28 @@ fn unreadable_memory_is_refused_in_enforce_and_reported_in_monitor() {
         "{stderr}"
     );
     assert!(stderr.contains("(refused in enforce mode)"), "{stderr}");
+    // The refusal is in the audit trail like any decision, with its reason.
+    let r = setup
+        .server
+        .call("GET", "/v1/audit/events?decision=deny", None);
+    let events = r.json().unwrap()["events"].as_array().unwrap().clone();
+    let unread: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("exec not checked: cannot read the exec's arguments")
+        })
+        .collect();
+    assert_eq!(unread.len(), 1, "{events:?}");
+    assert_eq!(unread[0]["via"], "seccomp");
+    assert!(
+        unread[0]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("<unreadable exec by pid ")
+    );
 
     let out = run("monitor", "nodump");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -160,6 +160,12 @@ async fn preflight(
     }
     let enforce = mode == Mode::Enforce && req.enforce;
 
+    if let Some(why) = req.unchecked.as_deref() {
+        return unchecked(
+            &state, &req, &tool, &agent, &session, &command, why, enforce,
+        );
+    }
+
     let policy = state.policy();
     let started = Instant::now();
     let decision = policy.evaluate(&Request {
@@ -200,6 +206,46 @@ async fn preflight(
         eval_duration_us: eval_us,
         audit_id: stored,
         policy_decision,
+        approval_id: None,
+    })
+    .into_response()
+}
+
+/// Records a call its caller could not check (see `PreflightRequest::unchecked`):
+/// denied in enforce mode, logged in monitor mode, never evaluated.
+#[allow(clippy::too_many_arguments)]
+fn unchecked(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    command: &str,
+    why: &str,
+    enforce: bool,
+) -> Response {
+    let decision = Decision {
+        action: if enforce { Action::Deny } else { Action::Log },
+        message: format!("exec not checked: {why}"),
+        matched_policies: Vec::new(),
+        rule: None,
+    };
+    state.metrics.decision(decision.action, 0);
+    let event = new_event(
+        req, tool, agent, session, command, &decision, 0, None, enforce,
+    );
+    let audit_id = match append(state, event) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    axum::Json(PreflightResponse {
+        allowed: !enforce,
+        decision: decision.action.as_str().to_owned(),
+        message: decision.message,
+        matched_policies: Vec::new(),
+        eval_duration_us: 0,
+        audit_id,
+        policy_decision: (!enforce).then(|| "deny".to_owned()),
         approval_id: None,
     })
     .into_response()

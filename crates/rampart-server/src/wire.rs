@@ -29,6 +29,12 @@ pub struct PreflightRequest {
     /// Hold an `ask` open this long for a person to decide; absent or 0 answers at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// Set by a caller that could not read the exec it reports (the supervisor, for a task
+    /// whose memory is unreadable): why. The server does not evaluate it; it records the
+    /// call as denied (enforce) or logged (monitor) with that reason, so the refusal is in
+    /// the audit trail like any other decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<String>,
 }
 
 fn default_true() -> bool {
