@@ -30,7 +30,12 @@ pub fn pending() -> Result<Outcome> {
             .unwrap_or(0);
         outln!(
             "{}  {}s left  {}  {}  {}  — {}",
-            a.id, left, a.agent, a.session, a.command, a.message
+            a.id,
+            left,
+            a.agent,
+            a.session,
+            a.command,
+            a.message
         );
     }
     Ok(Outcome::Success)

@@ -337,7 +337,9 @@ fn reload() -> Result<Outcome> {
     if result.ok {
         outln!(
             "rampart: policies reloaded: {} policies, {} rules from {}",
-            result.policies, result.rules, result.source
+            result.policies,
+            result.rules,
+            result.source
         );
         Ok(Outcome::Success)
     } else {
@@ -374,7 +376,9 @@ fn status() -> Result<Outcome> {
     outln!("  uptime:   {}s", s.uptime_secs);
     outln!(
         "  policy:   {} policies, {} rules from {}",
-        s.policies, s.rules, s.policy_source
+        s.policies,
+        s.rules,
+        s.policy_source
     );
     if let Some(err) = &s.last_reload_error {
         outln!("  reload:   last reload failed: {err}");
