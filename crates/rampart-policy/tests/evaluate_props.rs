@@ -3,6 +3,8 @@
 //! bounds below are deliberately loose (a shared 2-core machine is noisy) but a quadratic
 //! algorithm fails them by orders of magnitude. Speed itself is measured by `make bench`.
 
+#![allow(clippy::panic, clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
