@@ -156,21 +156,20 @@ impl PolicySet {
     /// so it takes `default_action` unless a deny or ask already applies.
     pub fn evaluate_normalized(&self, req: &Request<'_>, normalized: &Normalized) -> Decision {
         let pieces = normalized.pieces.as_slice();
-        let applicable: Vec<bool> = self
-            .policies
-            .iter()
-            .map(|p| scope_covers(&p.scope, req))
-            .collect();
-        let mut slots: Vec<Option<&Rule>> = vec![None; self.policies.len()];
+        let mut scratch = Scratch::new(self, req);
         let mut hits: Vec<Hit<'_>> = Vec::new();
 
         // The raw command: deny/ask/log rules fire on it; an allow there grants nothing
-        // (it still shadows later rules of its policy, as first-match says).
+        // (it still shadows later rules of its policy, as first-match says). A plain
+        // command is its own only piece, so the raw text's rules are kept for reuse.
         let has_ordinary = pieces.iter().any(|p| !p.privileged);
-        if has_ordinary {
-            self.first_matches(req.command, req, &applicable, &mut slots);
-            self.collect(&mut slots, &mut hits, |a| a != Action::Allow);
-        }
+        let raw: Vec<Option<&Rule>> = if has_ordinary {
+            self.first_matches(req.command, req, &mut scratch);
+            self.collect(&scratch.slots, &mut hits, |a| a != Action::Allow);
+            scratch.slots.clone()
+        } else {
+            Vec::new()
+        };
 
         // Every ordinary piece must be decided by some rule, else it takes the default.
         // Identical pieces decide identically: each distinct text is evaluated once.
@@ -185,24 +184,26 @@ impl PolicySet {
         } else {
             Box::new(std::iter::once(req.command))
         };
+        // With one piece there is nothing to deduplicate (and a long one is not hashed).
+        let dedup = pieces.len() > 1;
         for subject in subjects {
-            if !seen.insert(subject) {
+            if dedup && !seen.insert(subject) {
                 continue;
             }
-            self.first_matches(subject, req, &applicable, &mut slots);
+            self.decide(subject, req, &raw, &mut scratch);
             let before = hits.len();
-            self.collect(&mut slots, &mut hits, |_| true);
+            self.collect(&scratch.slots, &mut hits, |_| true);
             defaulted |= hits.len() == before;
         }
 
         // Pieces seen through sudo/doas: only deny and ask count.
         let mut seen_privileged: HashSet<&str> = HashSet::new();
         for piece in pieces.iter().filter(|p| p.privileged) {
-            if !seen_privileged.insert(piece.text.as_str()) {
+            if dedup && !seen_privileged.insert(piece.text.as_str()) {
                 continue;
             }
-            self.first_matches(&piece.text, req, &applicable, &mut slots);
-            self.collect(&mut slots, &mut hits, |a| {
+            self.decide(&piece.text, req, &raw, &mut scratch);
+            self.collect(&scratch.slots, &mut hits, |a| {
                 matches!(a, Action::Deny | Action::Ask)
             });
         }
@@ -239,36 +240,49 @@ impl PolicySet {
         }
     }
 
-    /// Fills `slots[policy]` with the first rule of each applicable policy that matches
-    /// `subject` (`default: true` rules last). Only rules the index says could match
-    /// are tested: the rest cannot, so first-match order is kept.
-    fn first_matches<'p>(
+    /// [`PolicySet::first_matches`], reusing the raw command's result (`raw`, empty when
+    /// not computed) for a subject with the same text.
+    fn decide<'p>(
         &'p self,
         subject: &str,
         req: &Request<'_>,
-        applicable: &[bool],
-        slots: &mut [Option<&'p Rule>],
+        raw: &[Option<&'p Rule>],
+        scratch: &mut Scratch<'p>,
     ) {
-        for id in self.index.candidates(subject) {
-            let Some(&(pi, ri)) = self.index.rules.get(id as usize) else {
+        if raw.len() == scratch.slots.len() && subject == req.command {
+            scratch.slots.copy_from_slice(raw);
+        } else {
+            self.first_matches(subject, req, scratch);
+        }
+    }
+
+    /// Fills `scratch.slots[policy]` with the first rule of each applicable policy that
+    /// matches `subject` (`default: true` rules last), `None` elsewhere. Only rules the
+    /// index says could match are tested: the rest cannot, so first-match order is kept.
+    fn first_matches<'p>(&'p self, subject: &str, req: &Request<'_>, scratch: &mut Scratch<'p>) {
+        scratch.slots.fill(None);
+        self.index.candidates(subject, &mut scratch.candidates);
+        for id in ones(&scratch.candidates) {
+            let Some(&(pi, ri)) = self.index.rules.get(id) else {
                 continue;
             };
             let (pi, ri) = (pi as usize, ri as usize);
-            if !applicable.get(pi).copied().unwrap_or(false)
-                || slots.get(pi).is_none_or(|s| s.is_some())
+            if !scratch.applicable.get(pi).copied().unwrap_or(false)
+                || scratch.slots.get(pi).is_none_or(|s| s.is_some())
             {
                 continue;
             }
+            let needles = self.index.needles.get(id).map_or(&[][..], Vec::as_slice);
             if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
-                && conditions_hold(&rule.when, subject, req)
-                && let Some(slot) = slots.get_mut(pi)
+                && conditions_hold(&rule.when, needles, subject, req)
+                && let Some(slot) = scratch.slots.get_mut(pi)
             {
                 *slot = Some(rule);
             }
         }
         for (pi, policy) in self.policies.iter().enumerate() {
-            if applicable.get(pi).copied().unwrap_or(false)
-                && let Some(slot) = slots.get_mut(pi)
+            if scratch.applicable.get(pi).copied().unwrap_or(false)
+                && let Some(slot) = scratch.slots.get_mut(pi)
                 && slot.is_none()
             {
                 *slot = policy.rules.iter().find(|r| r.is_default);
@@ -276,16 +290,16 @@ impl PolicySet {
         }
     }
 
-    /// Moves the filled slots into `hits` (in policy order) when `keep` accepts their
-    /// action, and clears every slot.
+    /// Appends the filled slots to `hits` (in policy order) when `keep` accepts their
+    /// action.
     fn collect<'p>(
         &'p self,
-        slots: &mut [Option<&'p Rule>],
+        slots: &[Option<&'p Rule>],
         hits: &mut Vec<Hit<'p>>,
         keep: impl Fn(Action) -> bool,
     ) {
-        for (policy, slot) in self.policies.iter().zip(slots.iter_mut()) {
-            if let Some(rule) = slot.take()
+        for (policy, slot) in self.policies.iter().zip(slots) {
+            if let Some(rule) = *slot
                 && keep(rule.action)
             {
                 hits.push(Hit {
@@ -295,6 +309,57 @@ impl PolicySet {
                 });
             }
         }
+    }
+}
+
+/// Per-call working memory, allocated once per evaluation and reused for every subject.
+struct Scratch<'p> {
+    /// Whether each policy's `match:` scope covers the call.
+    applicable: Vec<bool>,
+    /// The first matching rule of each policy, for the current subject.
+    slots: Vec<Option<&'p Rule>>,
+    /// Bit set of rule ids that could match the current subject.
+    candidates: Vec<u64>,
+}
+
+impl<'p> Scratch<'p> {
+    fn new(set: &'p PolicySet, req: &Request<'_>) -> Scratch<'p> {
+        // Most policies share a scope (`tool: [exec]`): each distinct one is tested once.
+        let mut applicable: Vec<bool> = Vec::with_capacity(set.policies.len());
+        for (pi, policy) in set.policies.iter().enumerate() {
+            let same = set.index.same_scope.get(pi).copied().unwrap_or(pi);
+            let covers = match applicable.get(same) {
+                Some(&covers) if same < pi => covers,
+                _ => scope_covers(&policy.scope, req),
+            };
+            applicable.push(covers);
+        }
+        Scratch {
+            applicable,
+            slots: vec![None; set.policies.len()],
+            candidates: vec![0; set.index.rules.len().div_ceil(64)],
+        }
+    }
+}
+
+/// The set bits of `bits`, ascending.
+fn ones(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    bits.iter().enumerate().flat_map(|(k, &word)| {
+        let mut rest = word;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            Some(k * 64 + bit)
+        })
+    })
+}
+
+fn set_bit(bits: &mut [u64], id: u32) {
+    if let Some(word) = bits.get_mut(id as usize / 64) {
+        *word |= 1 << (id % 64);
     }
 }
 
@@ -308,13 +373,17 @@ impl PolicySet {
 struct RuleIndex {
     /// `(policy, rule)` of every non-default rule, in evaluation order; ids index this.
     rules: Vec<(u32, u32)>,
+    /// For each rule id, a searcher per `command_contains` needle, built once.
+    needles: Vec<Vec<memchr::memmem::Finder<'static>>>,
+    /// For each policy, the first policy with an identical `match:` scope.
+    same_scope: Vec<usize>,
     /// Rules with a pattern whose first word is literal, by that word.
     by_word: HashMap<String, Vec<u32>>,
     /// Rules with a pattern whose literal prefix ends inside the first word (`mkfs.*`).
     by_prefix: Vec<(String, u32)>,
     /// Literals that must occur for a rule to match (the longest literal run of a pattern
     /// with a leading wildcard, or a `command_contains` needle), searched in one pass.
-    literals: Option<aho_corasick::AhoCorasick>,
+    literals: Option<aho_corasick::dfa::DFA>,
     /// For each literal, the rules it may trigger.
     literal_rules: Vec<Vec<u32>>,
     /// Rules that any subject could match (no command condition, or a pattern without
@@ -337,6 +406,11 @@ impl RuleIndex {
     fn build(policies: &[Policy]) -> RuleIndex {
         let mut index = RuleIndex::default();
         for (pi, policy) in policies.iter().enumerate() {
+            let same = policies
+                .iter()
+                .position(|other| same_scope(&other.scope, &policy.scope))
+                .unwrap_or(pi);
+            index.same_scope.push(same);
             for (ri, rule) in policy.rules.iter().enumerate() {
                 if rule.is_default {
                     continue;
@@ -346,6 +420,13 @@ impl RuleIndex {
                     u32::try_from(pi).unwrap_or(u32::MAX),
                     u32::try_from(ri).unwrap_or(u32::MAX),
                 ));
+                index.needles.push(
+                    rule.when
+                        .command_contains
+                        .iter()
+                        .map(|n| memchr::memmem::Finder::new(n.text.as_bytes()).into_owned())
+                        .collect(),
+                );
                 index.add(id, &rule.when);
             }
         }
@@ -367,14 +448,16 @@ impl RuleIndex {
                 rules.push(id);
             }
         }
-        // A DFA: a few hundred short literals make a small one, and it is the fastest
-        // automaton for the overlapping search `candidates` does on every subject.
-        let built = aho_corasick::AhoCorasick::builder()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        // A DFA: a few hundred short literals make a small one, and `candidates` walks it
+        // one table lookup per byte, reporting every literal that occurs.
+        let built = aho_corasick::dfa::Builder::new()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .start_kind(aho_corasick::StartKind::Unanchored)
+            .prefilter(false)
             .build(&literals);
         match built {
-            Ok(ac) => {
-                index.literals = Some(ac);
+            Ok(dfa) => {
+                index.literals = Some(dfa);
                 index.literal_rules = literal_rules;
             }
             // Cannot happen for a few hundred short literals; if it did, checking those
@@ -432,36 +515,111 @@ impl RuleIndex {
         }
     }
 
-    /// Ids of the rules that could match `subject`, ascending (evaluation order).
-    fn candidates(&self, subject: &str) -> Vec<u32> {
+    /// Sets in `bits` (cleared first) the ids of the rules that could match `subject`.
+    fn candidates(&self, subject: &str, bits: &mut [u64]) {
+        bits.fill(0);
+        for &id in &self.always {
+            set_bit(bits, id);
+        }
         let word = subject.split(' ').next().unwrap_or("");
-        let mut ids: Vec<u32> = self.always.clone();
-        if let Some(list) = self.by_word.get(word) {
-            ids.extend_from_slice(list);
+        for &id in self.by_word.get(word).map_or(&[][..], Vec::as_slice) {
+            set_bit(bits, id);
         }
         for (prefix, id) in &self.by_prefix {
             if subject.starts_with(prefix.as_str()) {
-                ids.push(*id);
+                set_bit(bits, *id);
             }
         }
-        if let Some(ac) = &self.literals {
-            let mut seen = vec![false; self.literal_rules.len()];
-            for found in ac.find_overlapping_iter(subject) {
-                let at = found.pattern().as_usize();
-                if let Some(flag) = seen.get_mut(at)
-                    && !*flag
-                {
-                    *flag = true;
-                    if let Some(rules) = self.literal_rules.get(at) {
-                        ids.extend_from_slice(rules);
+        if let Some(dfa) = &self.literals {
+            self.scan_literals(dfa, subject.as_bytes(), bits);
+        }
+    }
+
+    /// Sets in `bits` the rules of every literal that occurs in `hay`.
+    ///
+    /// One DFA walk is a chain of dependent table lookups, a few cycles per byte however
+    /// simple each step is. A long subject is therefore cut into [`LANES`] parts walked
+    /// in step, so that the processor overlaps their lookups; each part also reads the
+    /// first `longest literal - 1` bytes of the next, so every occurrence lies wholly
+    /// inside some part. Finding a literal twice changes nothing.
+    fn scan_literals(&self, dfa: &aho_corasick::dfa::DFA, hay: &[u8], bits: &mut [u64]) {
+        use aho_corasick::Anchored::No;
+        use aho_corasick::automaton::Automaton;
+
+        let Ok(start) = dfa.start_state(No) else {
+            return;
+        };
+        // Without a prefilter only match states (and the dead state, which an unanchored
+        // standard search never reaches) are special.
+        let mut mark = |state| {
+            if dfa.is_special(state) && dfa.is_match(state) {
+                for k in 0..dfa.match_len(state) {
+                    let literal = dfa.match_pattern(state, k).as_usize();
+                    for &id in self
+                        .literal_rules
+                        .get(literal)
+                        .map_or(&[][..], Vec::as_slice)
+                    {
+                        set_bit(bits, id);
                     }
                 }
             }
+        };
+        let overlap = dfa.max_pattern_len().saturating_sub(1);
+        let part = hay.len() / LANES;
+        if part < LANE_MIN.max(overlap) {
+            let mut state = start;
+            for &byte in hay {
+                state = dfa.next_state(No, state, byte);
+                mark(state);
+            }
+            return;
         }
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        let (p0, rest) = hay.split_at(part);
+        let (p1, rest) = rest.split_at(part);
+        let (p2, rest) = rest.split_at(part);
+        let p3 = rest.get(..part).unwrap_or_default();
+        let [mut s0, mut s1, mut s2, mut s3] = [start; LANES];
+        for (((&b0, &b1), &b2), &b3) in p0.iter().zip(p1).zip(p2).zip(p3) {
+            s0 = dfa.next_state(No, s0, b0);
+            s1 = dfa.next_state(No, s1, b1);
+            s2 = dfa.next_state(No, s2, b2);
+            s3 = dfa.next_state(No, s3, b3);
+            if dfa.is_special(s0) | dfa.is_special(s1) | dfa.is_special(s2) | dfa.is_special(s3) {
+                for state in [s0, s1, s2, s3] {
+                    mark(state);
+                }
+            }
+        }
+        for (lane, state) in [s0, s1, s2, s3].iter_mut().enumerate() {
+            let from = (lane + 1) * part;
+            let to = if lane + 1 == LANES {
+                hay.len()
+            } else {
+                (from + overlap).min(hay.len())
+            };
+            for &byte in hay.get(from..to).unwrap_or_default() {
+                *state = dfa.next_state(No, *state, byte);
+                mark(*state);
+            }
+        }
     }
+}
+
+/// Parts a long subject's literal scan is cut into (see [`RuleIndex::scan_literals`])…
+const LANES: usize = 4;
+/// …when each part is at least this long.
+const LANE_MIN: usize = 256;
+
+/// Whether two scopes are written identically (then they cover the same calls).
+fn same_scope(a: &Scope, b: &Scope) -> bool {
+    let same = |x: &[crate::model::Pattern], y: &[crate::model::Pattern]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| p.glob.as_str() == q.glob.as_str())
+    };
+    same(&a.agent, &b.agent) && same(&a.tool, &b.tool) && same(&a.session, &b.session)
 }
 
 fn default_message(action: Action) -> String {
@@ -495,7 +653,14 @@ fn any_or_empty(patterns: &[crate::model::Pattern], subject: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.glob.is_match(subject))
 }
 
-fn conditions_hold(when: &Conditions, subject: &str, req: &Request<'_>) -> bool {
+/// Whether `when` holds for `subject`; `needles` are the prebuilt searchers of its
+/// `command_contains`, in order.
+fn conditions_hold(
+    when: &Conditions,
+    needles: &[memchr::memmem::Finder<'_>],
+    subject: &str,
+    req: &Request<'_>,
+) -> bool {
     if !when.command_matches.is_empty()
         && !when
             .command_matches
@@ -505,10 +670,7 @@ fn conditions_hold(when: &Conditions, subject: &str, req: &Request<'_>) -> bool 
         return false;
     }
     if !when.command_contains.is_empty()
-        && !when
-            .command_contains
-            .iter()
-            .any(|n| memchr::memmem::find(subject.as_bytes(), n.text.as_bytes()).is_some())
+        && !needles.iter().any(|n| n.find(subject.as_bytes()).is_some())
     {
         return false;
     }
@@ -528,15 +690,24 @@ fn conditions_hold(when: &Conditions, subject: &str, req: &Request<'_>) -> bool 
         return false;
     }
     if !when.path_matches.is_empty() {
-        let mut paths = req
-            .path
-            .into_iter()
-            .chain(subject.split(' ').filter(|w| looks_like_path(w)));
+        let mut paths = req.path.into_iter().chain(path_words(subject));
         if !paths.any(|path| when.path_matches.iter().any(|p| p.glob.is_match(path))) {
             return false;
         }
     }
     true
+}
+
+/// The words of `subject` (split at single spaces) that [`looks_like_path`], in order.
+/// Only words starting with `/`, `~` or `.` are looked at, found with `memchr`, so a long
+/// command of relative paths is skipped quickly.
+fn path_words(subject: &str) -> impl Iterator<Item = &str> {
+    let bytes = subject.as_bytes();
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b' ', bytes).map(|space| space + 1))
+        .filter(move |&start| matches!(bytes.get(start), Some(b'/' | b'~' | b'.')))
+        .filter_map(move |start| subject.get(start..)?.split(' ').next())
+        .filter(|word| looks_like_path(word))
 }
 
 fn looks_like_path(word: &str) -> bool {

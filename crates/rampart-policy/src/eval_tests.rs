@@ -293,3 +293,38 @@ policies:
     assert!(normalized.truncated);
     assert_eq!(action(&strict, &deep), Action::Deny);
 }
+
+#[test]
+fn literals_are_found_anywhere_in_long_commands() {
+    // Long subjects are scanned in parts; a literal across a part boundary still counts.
+    let set = set(r#"
+version: "1"
+policies:
+  - name: p
+    rules:
+      - action: deny
+        when:
+          command_matches: ["*fsockopen*"]
+"#);
+    let len = 4096;
+    let part = len / 4;
+    let needle = "fsockopen";
+    let last = len - needle.len();
+    for boundary in [part, 2 * part, 3 * part, last] {
+        for at in boundary - 10..=(boundary + 10).min(last) {
+            let mut command = format!("echo {}", "x".repeat(len - 5));
+            command.replace_range(at..at + needle.len(), needle);
+            assert_eq!(command.len(), len);
+            assert_eq!(action(&set, &command), Action::Deny, "literal at {at}");
+        }
+    }
+    assert_eq!(action(&set, &"x".repeat(len)), Action::Allow);
+}
+
+#[test]
+fn path_words_are_the_path_like_words() {
+    let words: Vec<&str> = path_words("cat /a ~/b ./c ../d .e x/y  /f ~").collect();
+    assert_eq!(words, vec!["/a", "~/b", "./c", "../d", "/f", "~"]);
+    assert_eq!(path_words("/x").collect::<Vec<_>>(), vec!["/x"]);
+    assert_eq!(path_words("").count(), 0);
+}
