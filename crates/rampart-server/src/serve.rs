@@ -147,15 +147,56 @@ where
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let tcp_server = axum::serve(tcp, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let unix_server = axum::serve(unix, app).with_graceful_shutdown(stopped(stop_rx));
+    let unix_server = serve_unix_on_own_thread(unix, app, stopped(stop_rx))?;
     on_ready(&bound);
-    let (a, b) = tokio::join!(tcp_server.into_future(), unix_server.into_future());
+    let (a, b) = tokio::join!(tcp_server.into_future(), unix_server);
     let _ = std::fs::remove_file(&state.config.socket);
     // Every returned decision was already written; make sure it is on disk too.
     state.audit.flush_sync()?;
     a?;
     b?;
     Ok(())
+}
+
+/// Serves the Unix socket — the preload library's path, one request per spawn — on a
+/// thread of its own with a single-threaded runtime.
+///
+/// Why: a spawn loop asks one question per ~1 ms and the server is idle in between. On
+/// the shared multi-threaded runtime, a request arriving at an idle server wakes the
+/// parked worker, which then wakes a second worker to look for work to steal; on a small
+/// (virtual) machine each wake of an idle CPU costs tens of microseconds and competes
+/// with the child being spawned. Here exactly one thread wakes, reads, evaluates, writes
+/// the audit line and answers. The TCP listener and everything else stay on the main
+/// runtime; both share the state, so decisions and the audit chain are the same.
+///
+/// Returns a future that completes with the server's result after `shutdown`.
+fn serve_unix_on_own_thread(
+    listener: tokio::net::UnixListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = std::io::Result<()>>, ServerError> {
+    // The listener is registered with the main runtime's reactor; hand its socket over.
+    let listener = listener.into_std()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("rampart-unix".into())
+        .spawn(move || {
+            let result = runtime.block_on(async move {
+                let listener = tokio::net::UnixListener::from_std(listener)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            });
+            let _ = done_tx.send(result);
+        })?;
+    Ok(async move {
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the Unix socket server thread died")))
+    })
 }
 
 /// Binds the Unix socket with mode 0600, replacing a stale socket file left by a crash
