@@ -182,11 +182,12 @@ pub fn check(call: &Call) -> bool {
     let wait_ms = if enforce { cfg.ask_timeout_ms } else { 0 };
     let mut cwd_buf = [0u8; PATH_MAX];
     let cwd = path::getcwd(&mut cwd_buf).unwrap_or(&[]);
+    let pid = sys::getpid();
     let body = Body {
         cfg,
         call,
         cwd,
-        pid: sys::getpid(),
+        pid,
         ppid: sys::getppid(),
         enforce,
         wait_ms,
@@ -203,6 +204,7 @@ pub fn check(call: &Call) -> bool {
     };
     let result = http::post(
         cfg,
+        pid,
         b"/v1/preflight/exec",
         &|s: &mut dyn Sink| body.write(s),
         wait_ms,

@@ -77,8 +77,9 @@ fn inode(fd: c_int) -> Option<u64> {
     Some(st.st_ino)
 }
 
-/// Takes this process's cached connection, if it is still ours and still open.
-fn take_cached(pid: i32) -> Option<c_int> {
+/// Takes this process's cached connection, if it is still ours and still open; with
+/// the socket's inode, so that putting it back needs no second `fstat`.
+fn take_cached(pid: i32) -> Option<(c_int, u64)> {
     let v = CONN.load(Ordering::Acquire);
     if (v >> 32) as u32 != pid as u32 || v as u32 == 0 {
         return None;
@@ -88,7 +89,8 @@ fn take_cached(pid: i32) -> Option<c_int> {
     let fd = (v as u32).wrapping_sub(1) as c_int;
     // The program may have closed our fd and reused the number: only use it if it is
     // still the very socket we stored.
-    if inode(fd)? != CONN_INO.load(Ordering::Acquire) {
+    let ino = CONN_INO.load(Ordering::Acquire);
+    if inode(fd)? != ino {
         return None;
     }
     let mut pfd = libc::pollfd {
@@ -103,11 +105,13 @@ fn take_cached(pid: i32) -> Option<c_int> {
         close(fd);
         return None;
     }
-    Some(fd)
+    Some((fd, ino))
 }
 
-fn put_cached(pid: i32, fd: c_int) {
-    let Some(ino) = inode(fd) else {
+/// Leaves `fd` as this process's idle connection. `ino` is its inode when already known
+/// (a connection taken from the cache), else it is looked up.
+fn put_cached(pid: i32, fd: c_int, ino: Option<u64>) {
+    let Some(ino) = ino.or_else(|| inode(fd)) else {
         return close(fd);
     };
     let cur = CONN.load(Ordering::Acquire);
@@ -274,8 +278,11 @@ fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
 /// Sends one `POST` request whose body `body` writes (it is called twice: to count, then
 /// to send), and reads the answer into `buf`. `wait_ms` > 0 extends the answer timeout
 /// for server-side approval holds; `on_wait` runs once after a second without an answer.
+/// `pid` is the caller's pid from the kernel (`sys::getpid`), which tags the cache.
+#[allow(clippy::too_many_arguments)]
 pub fn post(
     cfg: &Config,
+    pid: i32,
     path: &[u8],
     body: &dyn Fn(&mut dyn Sink),
     wait_ms: u64,
@@ -283,16 +290,16 @@ pub fn post(
     buf: &mut [u8; RESPONSE_MAX],
     on_wait: &mut dyn FnMut(),
 ) -> Result<Response, Fail> {
-    let pid = sys::getpid();
     let mut counter = Counter(0);
     body(&mut counter);
     let answer_ms = ANSWER_TIMEOUT_MS.saturating_add(wait_ms.min(i64::MAX as u64 / 2) as i64);
     let mut waited = false;
     for _attempt in 0..2 {
-        let (fd, reused) = match take_cached(pid) {
-            Some(fd) => (fd, true),
-            None => (connect(cfg)?, false),
+        let (fd, known_ino) = match take_cached(pid) {
+            Some((fd, ino)) => (fd, Some(ino)),
+            None => (connect(cfg)?, None),
         };
+        let reused = known_ino.is_some();
         let r = exchange(cfg, fd, path, counter.0, body, answer_ms, buf, &mut || {
             if !waited {
                 waited = true;
@@ -304,7 +311,7 @@ pub fn post(
                 // A fresh connection may be kept only where storing it cannot touch a
                 // parent's memory (see the module comment); a taken one was ours already.
                 if keep && (may_cache || reused) {
-                    put_cached(pid, fd);
+                    put_cached(pid, fd, known_ino);
                 } else {
                     close(fd);
                 }

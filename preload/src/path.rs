@@ -36,7 +36,11 @@ pub fn exists_at(dirfd: c_int, path: *const c_char, flags: c_int) -> bool {
 pub fn absolute<'a>(path: &[u8], out: &'a mut [u8; PATH_MAX]) -> &'a [u8] {
     let mut cwd = [0u8; PATH_MAX];
     let mut w = SliceWriter::new(out);
-    if let (false, Some(dir)) = (path.starts_with(b"/"), getcwd(&mut cwd)) {
+    // Only a relative path needs the directory: no getcwd(2) on the common absolute path.
+    if let Some(dir) = (!path.starts_with(b"/"))
+        .then(|| getcwd(&mut cwd))
+        .flatten()
+    {
         w.put(dir);
         if dir != b"/" {
             w.put(b"/");
