@@ -31,23 +31,36 @@ const PER_ROUND: usize = 200;
 
 fn main() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let rampart = root.join("target/release/rampart");
+    // Overridable to compare two builds on one machine, run after run.
+    let rampart = std::env::var_os("RAMPART_BENCH_RAMPART")
+        .map_or_else(|| root.join("target/release/rampart"), PathBuf::from);
     if !rampart.exists() {
         bail!(
             "{} is missing: run `cargo build --release` first (make bench does)",
             rampart.display()
         );
     }
-    let library = root.join("preload/build/librampart.so");
+    let library = std::env::var_os("RAMPART_BENCH_LIBRARY")
+        .map_or_else(|| root.join("preload/build/librampart.so"), PathBuf::from);
     if !library.exists() {
         bail!(
             "{} is missing: run `make -C preload` first (make bench does)",
             library.display()
         );
     }
+    // `RAMPART_BENCH_ONLY=spawn` or `=server` runs one part (quicker while tuning); the
+    // table and bench/RESULTS.md are only written by a full run.
+    let only = std::env::var("RAMPART_BENCH_ONLY").unwrap_or_default();
     let mut table = Vec::new();
-    spawn::run(&root, &rampart, &library, &mut table)?;
-    evaluation(&mut table);
+    if only.is_empty() || only == "spawn" {
+        spawn::run(&root, &rampart, &library, &mut table)?;
+    }
+    if only == "spawn" {
+        return Ok(());
+    }
+    if only.is_empty() {
+        evaluation(&mut table);
+    }
     let size = std::fs::metadata(&library)?.len();
     table.push(format!(
         "| size of librampart.so | {:.1} KiB | libc only |",
@@ -96,6 +109,9 @@ fn main() -> Result<()> {
 
     let report = render(&table)?;
     print!("{report}");
+    if !only.is_empty() {
+        return Ok(());
+    }
     std::fs::write(root.join("bench/RESULTS.md"), &report).context("writing bench/RESULTS.md")?;
     Ok(())
 }
