@@ -10,6 +10,21 @@ use rampart_server::client::{self, Endpoint};
 
 use crate::home;
 
+/// `rampart preload|supervise [FLAGS] -- CMD [ARGS...]`.
+#[derive(Debug, Args)]
+pub struct GuardedCommand {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// The program to run and its arguments (after `--`)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Policy server URL: http://HOST:PORT or unix:/path/to/rampart.sock

@@ -57,10 +57,10 @@ enum Command {
     /// Run the policy server (HTTP on 127.0.0.1:9090 and $RAMPART_HOME/rampart.sock)
     Serve(serve_cmd::ServeArgs),
     /// Run a command with every program it starts checked by the policy server
-    Preload(preload_cmd::PreloadArgs),
+    Preload(agent_args::GuardedCommand),
     /// Run a command under the seccomp supervisor: every exec in its tree is checked,
     /// static binaries, raw syscalls and Go programs included (Linux x86_64)
-    Supervise(supervise_cmd::SuperviseArgs),
+    Supervise(agent_args::GuardedCommand),
     /// Evaluate a command against the policy in force, without running it
     Test(policy_cmd::TestArgs),
     /// Check or print policy files

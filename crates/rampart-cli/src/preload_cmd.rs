@@ -8,31 +8,16 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use rampart_server::client;
 use rampart_server::wire::{Params, PreflightRequest};
 
 use crate::Outcome;
-use crate::agent_args::{self, AgentArgs, Resolved};
-
-#[derive(Debug, Args)]
-pub struct PreloadArgs {
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    /// The program to run and its arguments (after `--`)
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    pub command: Vec<OsString>,
-}
+use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
 
 /// Exit status when Rampart refuses CMD itself (like a shell's "cannot execute").
 pub const REFUSED: u8 = 126;
 
-pub fn run(args: PreloadArgs) -> Result<Outcome> {
+pub fn run(args: GuardedCommand) -> Result<Outcome> {
     let home = agent_args::rampart_home()?;
     let library = agent_args::find_library(&home)?;
     let mut resolved = args.agent.resolve(&home)?;

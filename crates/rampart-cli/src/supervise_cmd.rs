@@ -5,34 +5,18 @@
 //! library does (same request with `via: "seccomp"`, same failure rules, same output).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::Args;
 use rampart_supervise::{Decider, ExecRequest, Verdict};
 
 use crate::Outcome;
-use crate::agent_args::{self, AgentArgs, Resolved};
+use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
 use crate::preload_cmd::{self, ExecCall, quote};
 
-#[derive(Debug, Args)]
-pub struct SuperviseArgs {
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    /// The program to run and its arguments (after `--`)
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    pub command: Vec<OsString>,
-}
-
-pub fn run(args: SuperviseArgs) -> Result<Outcome> {
+pub fn run(args: GuardedCommand) -> Result<Outcome> {
     let home = agent_args::rampart_home()?;
     let mut resolved = args.agent.resolve(&home)?;
     // Before the supervisor forks or starts threads: a server started here daemonises
