@@ -261,8 +261,10 @@ impl PolicySet {
     /// index says could match are tested: the rest cannot, so first-match order is kept.
     fn first_matches<'p>(&'p self, subject: &str, req: &Request<'_>, scratch: &mut Scratch<'p>) {
         scratch.slots.fill(None);
-        self.index.candidates(subject, &mut scratch.candidates);
-        for id in ones(&scratch.candidates) {
+        let (candidates, found) = scratch.bits.split_at_mut(scratch.split);
+        self.index.candidates(subject, candidates, found);
+        let (candidates, found) = (&*candidates, &*found);
+        for id in ones(candidates) {
             let Some(&(pi, ri)) = self.index.rules.get(id) else {
                 continue;
             };
@@ -274,7 +276,7 @@ impl PolicySet {
             }
             let needles = self.index.needles.get(id).map_or(&[][..], Vec::as_slice);
             if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
-                && conditions_hold(&rule.when, needles, subject, req)
+                && conditions_hold(&rule.when, needles, found, subject, req)
                 && let Some(slot) = scratch.slots.get_mut(pi)
             {
                 *slot = Some(rule);
@@ -318,8 +320,10 @@ struct Scratch<'p> {
     applicable: Vec<bool>,
     /// The first matching rule of each policy, for the current subject.
     slots: Vec<Option<&'p Rule>>,
-    /// Bit set of rule ids that could match the current subject.
-    candidates: Vec<u64>,
+    /// Two bit sets in one allocation: the rule ids that could match the current
+    /// subject, then (from `split`) the indexed literals that occur in it.
+    bits: Vec<u64>,
+    split: usize,
 }
 
 impl<'p> Scratch<'p> {
@@ -334,10 +338,12 @@ impl<'p> Scratch<'p> {
             };
             applicable.push(covers);
         }
+        let split = set.index.rules.len().div_ceil(64);
         Scratch {
             applicable,
             slots: vec![None; set.policies.len()],
-            candidates: vec![0; set.index.rules.len().div_ceil(64)],
+            bits: vec![0; split + set.index.literal_rules.len().div_ceil(64)],
+            split,
         }
     }
 }
@@ -373,8 +379,8 @@ fn set_bit(bits: &mut [u64], id: u32) {
 struct RuleIndex {
     /// `(policy, rule)` of every non-default rule, in evaluation order; ids index this.
     rules: Vec<(u32, u32)>,
-    /// For each rule id, a searcher per `command_contains` needle, built once.
-    needles: Vec<Vec<memchr::memmem::Finder<'static>>>,
+    /// For each rule id, how to test each of its `command_contains` needles.
+    needles: Vec<Vec<Needle>>,
     /// For each policy, the first policy with an identical `match:` scope.
     same_scope: Vec<usize>,
     /// Rules with a pattern whose first word is literal, by that word.
@@ -395,6 +401,26 @@ struct RuleIndex {
 
 /// Shorter required literals are not worth indexing (see [`RuleIndex::add`]).
 const MIN_LITERAL: usize = 3;
+
+/// How a `command_contains` needle is tested against a subject.
+#[derive(Debug, Clone)]
+enum Needle {
+    /// Whether the literal scan found it (the literal's index in the automaton): the
+    /// scan already walks every subject, and a rule like protect-secrets' exception has
+    /// eighteen needles, each a separate memmem search otherwise.
+    Found(usize),
+    /// A needle shorter than [`MIN_LITERAL`] (it would be a match state on nearly every
+    /// subject's walk), or any needle when the automaton could not be built.
+    Search(Box<memchr::memmem::Finder<'static>>),
+}
+
+impl Needle {
+    fn search(needle: &str) -> Needle {
+        Needle::Search(Box::new(
+            memchr::memmem::Finder::new(needle.as_bytes()).into_owned(),
+        ))
+    }
+}
 
 enum Entry {
     Word(String),
@@ -420,13 +446,7 @@ impl RuleIndex {
                     u32::try_from(pi).unwrap_or(u32::MAX),
                     u32::try_from(ri).unwrap_or(u32::MAX),
                 ));
-                index.needles.push(
-                    rule.when
-                        .command_contains
-                        .iter()
-                        .map(|n| memchr::memmem::Finder::new(n.text.as_bytes()).into_owned())
-                        .collect(),
-                );
+                index.needles.push(Vec::new());
                 index.add(id, &rule.when);
             }
         }
@@ -436,16 +456,44 @@ impl RuleIndex {
         let mut literals: Vec<String> = Vec::new();
         let mut literal_rules: Vec<Vec<u32>> = Vec::new();
         let mut positions: HashMap<String, usize> = HashMap::new();
-        for (literal, id) in std::mem::take(&mut index.pending_literals) {
-            let at = *positions.entry(literal.clone()).or_insert_with(|| {
-                literals.push(literal);
+        // A literal's index in the automaton, adding it when new.
+        fn position(
+            positions: &mut HashMap<String, usize>,
+            literals: &mut Vec<String>,
+            literal_rules: &mut Vec<Vec<u32>>,
+            literal: &str,
+        ) -> usize {
+            *positions.entry(literal.to_owned()).or_insert_with(|| {
+                literals.push(literal.to_owned());
                 literal_rules.push(Vec::new());
                 literal_rules.len() - 1
-            });
+            })
+        }
+        for (literal, id) in std::mem::take(&mut index.pending_literals) {
+            let at = position(&mut positions, &mut literals, &mut literal_rules, &literal);
             if let Some(rules) = literal_rules.get_mut(at)
                 && rules.last() != Some(&id)
             {
                 rules.push(id);
+            }
+        }
+        // Every long enough needle is scanned for, whatever indexes its rule.
+        for (needles, &(pi, ri)) in index.needles.iter_mut().zip(&index.rules) {
+            let contains = policies
+                .get(pi as usize)
+                .and_then(|p| p.rules.get(ri as usize))
+                .map_or(&[][..], |r| r.when.command_contains.as_slice());
+            for needle in contains {
+                needles.push(if needle.text.len() >= MIN_LITERAL {
+                    Needle::Found(position(
+                        &mut positions,
+                        &mut literals,
+                        &mut literal_rules,
+                        &needle.text,
+                    ))
+                } else {
+                    Needle::search(&needle.text)
+                });
             }
         }
         // A DFA: a few hundred short literals make a small one, and `candidates` walks it
@@ -462,7 +510,14 @@ impl RuleIndex {
             }
             // Cannot happen for a few hundred short literals; if it did, checking those
             // rules every time is slower but still right.
-            Err(_) => index.always.extend(literal_rules.into_iter().flatten()),
+            Err(_) => {
+                index.always.extend(literal_rules.into_iter().flatten());
+                for needle in index.needles.iter_mut().flatten() {
+                    if let Needle::Found(literal) = *needle {
+                        *needle = Needle::search(literals.get(literal).map_or("", String::as_str));
+                    }
+                }
+            }
         }
         index.always.sort_unstable();
         index.always.dedup();
@@ -515,9 +570,11 @@ impl RuleIndex {
         }
     }
 
-    /// Sets in `bits` (cleared first) the ids of the rules that could match `subject`.
-    fn candidates(&self, subject: &str, bits: &mut [u64]) {
+    /// Sets in `bits` (cleared first) the ids of the rules that could match `subject`, and
+    /// in `found` (cleared first) the literals that occur in it.
+    fn candidates(&self, subject: &str, bits: &mut [u64], found: &mut [u64]) {
         bits.fill(0);
+        found.fill(0);
         for &id in &self.always {
             set_bit(bits, id);
         }
@@ -531,18 +588,24 @@ impl RuleIndex {
             }
         }
         if let Some(dfa) = &self.literals {
-            self.scan_literals(dfa, subject.as_bytes(), bits);
+            self.scan_literals(dfa, subject.as_bytes(), bits, found);
         }
     }
 
-    /// Sets in `bits` the rules of every literal that occurs in `hay`.
+    /// Sets in `found` every literal that occurs in `hay`, and in `bits` its rules.
     ///
     /// One DFA walk is a chain of dependent table lookups, a few cycles per byte however
     /// simple each step is. A long subject is therefore cut into [`LANES`] parts walked
     /// in step, so that the processor overlaps their lookups; each part also reads the
     /// first `longest literal - 1` bytes of the next, so every occurrence lies wholly
     /// inside some part. Finding a literal twice changes nothing.
-    fn scan_literals(&self, dfa: &aho_corasick::dfa::DFA, hay: &[u8], bits: &mut [u64]) {
+    fn scan_literals(
+        &self,
+        dfa: &aho_corasick::dfa::DFA,
+        hay: &[u8],
+        bits: &mut [u64],
+        found: &mut [u64],
+    ) {
         use aho_corasick::Anchored::No;
         use aho_corasick::automaton::Automaton;
 
@@ -555,6 +618,9 @@ impl RuleIndex {
             if dfa.is_special(state) && dfa.is_match(state) {
                 for k in 0..dfa.match_len(state) {
                     let literal = dfa.match_pattern(state, k).as_usize();
+                    if let Some(word) = found.get_mut(literal / 64) {
+                        *word |= 1 << (literal % 64);
+                    }
                     for &id in self
                         .literal_rules
                         .get(literal)
@@ -653,11 +719,12 @@ fn any_or_empty(patterns: &[crate::model::Pattern], subject: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.glob.is_match(subject))
 }
 
-/// Whether `when` holds for `subject`; `needles` are the prebuilt searchers of its
-/// `command_contains`, in order.
+/// Whether `when` holds for `subject`; `needles` test its `command_contains`, in order,
+/// `found` being the literals the scan found in `subject`.
 fn conditions_hold(
     when: &Conditions,
-    needles: &[memchr::memmem::Finder<'_>],
+    needles: &[Needle],
+    found: &[u64],
     subject: &str,
     req: &Request<'_>,
 ) -> bool {
@@ -670,7 +737,12 @@ fn conditions_hold(
         return false;
     }
     if !when.command_contains.is_empty()
-        && !needles.iter().any(|n| n.find(subject.as_bytes()).is_some())
+        && !needles.iter().any(|n| match n {
+            Needle::Found(literal) => found
+                .get(literal / 64)
+                .is_some_and(|word| word & (1 << (literal % 64)) != 0),
+            Needle::Search(finder) => finder.find(subject.as_bytes()).is_some(),
+        })
     {
         return false;
     }

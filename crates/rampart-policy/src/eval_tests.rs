@@ -328,3 +328,32 @@ fn path_words_are_the_path_like_words() {
     assert_eq!(path_words("/x").collect::<Vec<_>>(), vec!["/x"]);
     assert_eq!(path_words("").count(), 0);
 }
+
+#[test]
+fn command_contains_beside_an_anchored_pattern_is_tested_per_piece() {
+    // The rule is indexed by `cat`; its needles are tested from the literal scan (long
+    // ones) or searched (short ones), for each piece and for long subjects alike.
+    let p = set(r#"
+version: "1"
+default_action: allow
+policies:
+  - name: p
+    rules:
+      - action: deny
+        when:
+          command_matches: ["cat *"]
+          command_contains: [".secret", "> "]
+"#);
+    assert_eq!(action(&p, "cat a.secret"), Action::Deny);
+    assert_eq!(action(&p, "cat a > b"), Action::Deny);
+    assert_eq!(action(&p, "cat a.txt"), Action::Allow);
+    assert_eq!(action(&p, "ls x.secret && cat a.txt"), Action::Allow);
+    assert_eq!(action(&p, "ls x.secret && cat a.secret"), Action::Deny);
+    let mut long = String::from("cat");
+    while long.len() < 4096 {
+        long.push_str(" file.txt");
+    }
+    assert_eq!(action(&p, &long), Action::Allow);
+    long.push_str(" x.secret");
+    assert_eq!(action(&p, &long), Action::Deny);
+}
