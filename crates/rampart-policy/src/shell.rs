@@ -44,6 +44,11 @@ pub const MAX_DEPTH: usize = 64;
 /// Word buffers kept for reuse; enough for any ordinary command.
 const SPARE_BUFFERS: usize = 64;
 
+/// Initial capacity of a word buffer…
+const WORD_BUFFER: usize = 64;
+/// …and of a command's word texts (at most the rest of the input).
+const WORDS_BUFFER: usize = 256;
+
 /// Bytes that end a run of literal characters outside quotes…
 const SPECIAL_UNQUOTED: [bool; 256] = byte_set(b" \t\n;&|()<>\\'\"$`");
 /// …and inside double quotes.
@@ -131,24 +136,52 @@ impl Word {
         }
     }
 
+    fn view(&self) -> WordRef<'_> {
+        WordRef {
+            text: &self.text,
+            quoted_at: self.quoted_at,
+            base: self.base,
+        }
+    }
+
     /// The text, if the word was written without any quoting.
     fn plain(&self) -> Option<&[u8]> {
+        self.view().plain()
+    }
+
+    /// The word so far is `NAME=`, so a `(` starts an array literal, not a subshell.
+    fn opens_array(&self) -> bool {
+        self.quoted_at.is_none() && self.text.last() == Some(&b'=') && self.view().is_assignment()
+    }
+}
+
+/// A scanned word as its command's consumers read it (see [`Word`] for the fields).
+#[derive(Debug, Clone, Copy)]
+struct WordRef<'a> {
+    text: &'a [u8],
+    quoted_at: Option<usize>,
+    base: usize,
+}
+
+impl<'a> WordRef<'a> {
+    /// The text, if the word was written without any quoting.
+    fn plain(&self) -> Option<&'a [u8]> {
         match self.quoted_at {
-            None => Some(&self.text),
+            None => Some(self.text),
             Some(_) => None,
         }
     }
 
-    fn program_name(&self) -> &[u8] {
+    fn program_name(&self) -> &'a [u8] {
         match self.text.get(self.base..) {
             Some(name) if !name.is_empty() => name,
-            _ => &self.text,
+            _ => self.text,
         }
     }
 
     /// `NAME=value` (or `NAME+=value`) with the name and `=` unquoted.
     fn is_assignment(&self) -> bool {
-        let Some(eq) = memchr(b'=', &self.text) else {
+        let Some(eq) = memchr(b'=', self.text) else {
             return false;
         };
         if self.quoted_at.is_some_and(|q| q <= eq) {
@@ -157,10 +190,97 @@ impl Word {
         let name = &self.text[..eq];
         is_name(name.strip_suffix(b"+").unwrap_or(name))
     }
+}
 
-    /// The word so far is `NAME=`, so a `(` starts an array literal, not a subshell.
-    fn opens_array(&self) -> bool {
-        self.quoted_at.is_none() && self.text.last() == Some(&b'=') && self.is_assignment()
+/// Where a stored word's text lies in its command's buffer.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    start: usize,
+    end: usize,
+    quoted_at: Option<usize>,
+    base: usize,
+}
+
+/// The words of one simple command. Their texts lie one after the other in one buffer,
+/// separated by single spaces: a command of thousands of words allocates no buffer per
+/// word, and the words after the program are already the text of its piece.
+#[derive(Debug, Default)]
+struct Words {
+    buf: Vec<u8>,
+    list: Vec<Stored>,
+}
+
+impl Words {
+    fn push(&mut self, word: &Word) {
+        if !self.list.is_empty() {
+            self.buf.push(b' ');
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&word.text);
+        self.list.push(Stored {
+            start,
+            end: self.buf.len(),
+            quoted_at: word.quoted_at,
+            base: word.base,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.list.clear();
+    }
+
+    fn view(&self) -> WordList<'_> {
+        WordList {
+            buf: &self.buf,
+            list: &self.list,
+        }
+    }
+}
+
+/// A command's words from some index on: a borrowed view of [`Words`].
+#[derive(Debug, Clone, Copy, Default)]
+struct WordList<'a> {
+    buf: &'a [u8],
+    list: &'a [Stored],
+}
+
+impl<'a> WordList<'a> {
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn get(&self, i: usize) -> Option<WordRef<'a>> {
+        let s = self.list.get(i)?;
+        Some(WordRef {
+            text: self.buf.get(s.start..s.end).unwrap_or_default(),
+            quoted_at: s.quoted_at,
+            base: s.base,
+        })
+    }
+
+    /// The words from index `i` on (like `slice.get(i..)`).
+    fn from(&self, i: usize) -> Option<WordList<'a>> {
+        Some(WordList {
+            buf: self.buf,
+            list: self.list.get(i..)?,
+        })
+    }
+
+    fn iter(self) -> impl Iterator<Item = WordRef<'a>> {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+
+    /// The words after the first, joined by single spaces (as stored).
+    fn tail_text(&self) -> &'a [u8] {
+        match (self.list.get(1), self.list.last()) {
+            (Some(second), Some(last)) => self.buf.get(second.start..last.end).unwrap_or_default(),
+            _ => &[],
+        }
     }
 }
 
@@ -196,10 +316,10 @@ fn is_reserved(word: &[u8]) -> bool {
 }
 
 /// The first unquoted word after reserved words other than `esac`, to spot `case`/`esac`.
-fn head_word(words: &[Word]) -> Option<&[u8]> {
+fn head_word(words: WordList<'_>) -> Option<&[u8]> {
     words
         .iter()
-        .map(Word::plain)
+        .map(|w| w.plain())
         .find(|w| !matches!(w, Some(word) if is_reserved(word) && *word != b"esac"))
         .flatten()
 }
@@ -217,7 +337,7 @@ fn into_string(bytes: Vec<u8>) -> String {
 /// A simple command as scanned, before wrappers and assignments are peeled.
 #[derive(Debug, Default)]
 struct Simple {
-    words: Vec<Word>,
+    words: Words,
     redirs: Vec<Vec<u8>>,
     /// Pieces of substitutions inside this command; they follow its own piece.
     subs: Vec<Piece>,
@@ -315,11 +435,14 @@ impl<'a> Parser<'a> {
         let mut open_cases = 0usize;
         let mut held: Vec<Simple> = Vec::new();
         // One command buffer, cleared and reused: most of the cost of long commands
-        // would otherwise be allocating words.
+        // would otherwise be allocating words. Sized once for ordinary commands.
         let mut cmd = Simple::default();
+        let rest = self.src.len().saturating_sub(self.pos);
+        cmd.words.buf.reserve(rest.min(WORDS_BUFFER));
+        cmd.words.list.reserve(8);
         loop {
             let stop = self.simple(&mut cmd, open_cases > 0);
-            let head = head_word(&cmd.words);
+            let head = head_word(cmd.words.view());
             let mut closes = stop == Stop::Close;
             if head == Some(b"case") {
                 open_cases += 1;
@@ -367,16 +490,15 @@ impl<'a> Parser<'a> {
         self.recycle(cmd);
     }
 
-    /// Empties `cmd`, keeping word buffers for reuse.
+    /// Empties `cmd`, keeping its buffers (and its redirections' for other words).
     fn recycle(&mut self, cmd: &mut Simple) {
-        let mut words = std::mem::take(&mut cmd.words);
         let mut redirs = std::mem::take(&mut cmd.redirs);
-        for buf in words.drain(..).map(|w| w.text).chain(redirs.drain(..)) {
+        for buf in redirs.drain(..) {
             self.give_back(buf);
         }
         // The emptied vectors keep their capacity for the next command.
-        cmd.words = words;
         cmd.redirs = redirs;
+        cmd.words.clear();
         cmd.compound = false;
     }
 
@@ -389,7 +511,12 @@ impl<'a> Parser<'a> {
 
     fn new_word(&mut self) -> Word {
         Word {
-            text: self.spare.pop().unwrap_or_default(),
+            // Only words being scanned hold a buffer (a command's words are copied into
+            // its own), so a few roomy ones serve the whole input.
+            text: self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(WORD_BUFFER)),
             ..Word::default()
         }
     }
@@ -446,7 +573,8 @@ impl<'a> Parser<'a> {
                     if fd {
                         self.redirect(Some(word.text), cmd);
                     } else {
-                        cmd.words.push(word);
+                        cmd.words.push(&word);
+                        self.give_back(word.text);
                     }
                 }
             }
@@ -475,8 +603,9 @@ impl<'a> Parser<'a> {
     /// `(` inside a simple command: function definition, case pattern, arithmetic
     /// command or subshell.
     fn open_paren(&mut self, cmd: &mut Simple, in_case: bool) {
-        let n = cmd.words.len();
-        let named = n == 1 || (n == 2 && cmd.words[0].plain() == Some(b"function"));
+        let n = cmd.words.list.len();
+        let first = cmd.words.view().get(0).and_then(|w| w.plain());
+        let named = n == 1 || (n == 2 && first == Some(b"function"));
         if named {
             let mut p = self.pos + 1;
             while matches!(self.src.get(p), Some(b' ' | b'\t')) {
@@ -497,7 +626,7 @@ impl<'a> Parser<'a> {
             return;
         }
         cmd.compound = true;
-        let arith_allowed = n == 0 || (n == 1 && cmd.words[0].plain() == Some(b"for"));
+        let arith_allowed = n == 0 || (n == 1 && first == Some(b"for"));
         if arith_allowed && self.peek(1) == Some(b'(') {
             self.pos += 2;
             let mut scratch = Word::default();
@@ -1069,7 +1198,7 @@ impl<'a> Parser<'a> {
 
     fn finish(&mut self, cmd: &mut Simple, out: &mut Vec<Piece>) {
         let privileged = self.privileged;
-        self.command(&cmd.words, &cmd.redirs, privileged, cmd.compound, out);
+        self.command(cmd.words.view(), &cmd.redirs, privileged, cmd.compound, out);
         out.append(&mut cmd.subs);
         self.recycle(cmd);
     }
@@ -1078,7 +1207,7 @@ impl<'a> Parser<'a> {
     /// what remains.
     fn command(
         &mut self,
-        words: &[Word],
+        words: WordList<'_>,
         redirs: &[Vec<u8>],
         privileged: bool,
         mut compound: bool,
@@ -1100,13 +1229,13 @@ impl<'a> Parser<'a> {
             }
         }
         loop {
-            let Some(rest) = words.get(i..).filter(|r| !r.is_empty()) else {
+            let Some(rest) = words.from(i).filter(|r| !r.is_empty()) else {
                 if !compound {
-                    emit(&[], redirs, privileged, out);
+                    emit(WordList::default(), redirs, privileged, out);
                 }
                 return;
             };
-            let name = rest[0].program_name();
+            let name = rest.get(0).map_or(&[][..], |w| w.program_name());
             let inner = match name {
                 b"env" => match env_options(rest) {
                     EnvArgs::Inner(j) => j,
@@ -1114,9 +1243,9 @@ impl<'a> Parser<'a> {
                         // `env -S STRING ARGS…` runs env on STRING split into words.
                         let mut line = b"env ".to_vec();
                         line.extend_from_slice(string);
-                        for w in rest.get(from..).unwrap_or_default() {
+                        for w in rest.from(from).unwrap_or_default().iter() {
                             line.push(b' ');
-                            line.extend_from_slice(&w.text);
+                            line.extend_from_slice(w.text);
                         }
                         if !self.reparse(&line, privileged, out) {
                             emit(rest, redirs, privileged, out);
@@ -1158,7 +1287,7 @@ impl<'a> Parser<'a> {
                     let o = options(rest, &SHELL);
                     let body = rest.get(o.next).filter(|_| o.has(b'c'));
                     if let Some(body) = body
-                        && self.reparse(&body.text, privileged, out)
+                        && self.reparse(body.text, privileged, out)
                     {
                         return;
                     }
@@ -1171,7 +1300,7 @@ impl<'a> Parser<'a> {
                         if k > 1 {
                             line.push(b' ');
                         }
-                        line.extend_from_slice(&w.text);
+                        line.extend_from_slice(w.text);
                     }
                     if rest.len() < 2 || !self.reparse(&line, privileged, out) {
                         emit(rest, redirs, privileged, out);
@@ -1187,7 +1316,7 @@ impl<'a> Parser<'a> {
                     };
                     let o = options(rest, spec);
                     let runs = !no_run.iter().any(|&c| o.has(c));
-                    if let Some(inner) = rest.get(o.next..).filter(|r| runs && !r.is_empty()) {
+                    if let Some(inner) = rest.from(o.next).filter(|r| runs && !r.is_empty()) {
                         let cost = inner.iter().map(|w| w.text.len() + 1).sum::<usize>();
                         if self.depth < MAX_DEPTH && self.budget >= cost {
                             self.budget -= cost;
@@ -1216,23 +1345,19 @@ impl<'a> Parser<'a> {
 }
 
 /// Appends the piece for `words` (program basename first) and `redirs`, unless empty.
-fn emit(words: &[Word], redirs: &[Vec<u8>], privileged: bool, out: &mut Vec<Piece>) {
+fn emit(words: WordList<'_>, redirs: &[Vec<u8>], privileged: bool, out: &mut Vec<Piece>) {
     if redirs.is_empty() && words.iter().all(|w| w.text.is_empty()) {
         return;
     }
-    let len = words.iter().map(|w| w.text.len() + 1).sum::<usize>()
+    let name = words.get(0).map(|w| w.program_name());
+    let tail = Some(words.tail_text()).filter(|_| words.len() > 1);
+    let len = name.map_or(0, |n| n.len() + 1)
+        + tail.map_or(0, |t| t.len() + 1)
         + redirs.iter().map(|r| r.len() + 1).sum::<usize>();
     let mut text = Vec::with_capacity(len);
-    let parts = words
-        .iter()
-        .enumerate()
-        .map(|(k, w)| {
-            if k == 0 {
-                w.program_name()
-            } else {
-                &w.text[..]
-            }
-        })
+    let parts = name
+        .into_iter()
+        .chain(tail)
         .chain(redirs.iter().map(Vec::as_slice));
     for (k, part) in parts.enumerate() {
         if k > 0 {
@@ -1374,7 +1499,7 @@ impl Opts {
 
 /// Reads the options after `words[0]`. Unknown options are taken as flags: guessing an
 /// argument wrongly would hide the command, guessing a flag wrongly only shows more.
-fn options(words: &[Word], spec: &Spec) -> Opts {
+fn options(words: WordList<'_>, spec: &Spec) -> Opts {
     let mut j = 1;
     let mut flags = 0u128;
     let mut set = |c: u8| {
@@ -1383,7 +1508,7 @@ fn options(words: &[Word], spec: &Spec) -> Opts {
         }
     };
     while let Some(w) = words.get(j) {
-        let t = w.text.as_slice();
+        let t = w.text;
         if t == b"--" {
             j += 1;
             break;
@@ -1435,10 +1560,10 @@ enum EnvArgs<'w> {
 
 /// GNU/BSD `env` options, then `NAME=value` assignments (quoted or not: env sees them
 /// after the shell removed quotes).
-fn env_options(words: &[Word]) -> EnvArgs<'_> {
+fn env_options(words: WordList<'_>) -> EnvArgs<'_> {
     let mut j = 1;
     while let Some(w) = words.get(j) {
-        let t = w.text.as_slice();
+        let t = w.text;
         if t == b"--" {
             j += 1;
             break;
@@ -1454,7 +1579,7 @@ fn env_options(words: &[Word]) -> EnvArgs<'_> {
             match long {
                 b"split-string" => {
                     return match words.get(j + 1) {
-                        Some(s) => EnvArgs::Split(&s.text, j + 2),
+                        Some(s) => EnvArgs::Split(s.text, j + 2),
                         None => EnvArgs::Inner(j + 1),
                     };
                 }
@@ -1471,7 +1596,7 @@ fn env_options(words: &[Word]) -> EnvArgs<'_> {
                         return match t.get(k + 1..).filter(|s| !s.is_empty()) {
                             Some(string) => EnvArgs::Split(string, j),
                             None => match words.get(j) {
-                                Some(s) => EnvArgs::Split(&s.text, j + 1),
+                                Some(s) => EnvArgs::Split(s.text, j + 1),
                                 None => EnvArgs::Inner(j),
                             },
                         };
@@ -1491,7 +1616,7 @@ fn env_options(words: &[Word]) -> EnvArgs<'_> {
     }
     while words
         .get(j)
-        .is_some_and(|w| memchr(b'=', &w.text).is_some_and(|k| k > 0))
+        .is_some_and(|w| memchr(b'=', w.text).is_some_and(|k| k > 0))
     {
         j += 1;
     }

@@ -12,7 +12,15 @@ fn words(command: &str) -> Vec<Word> {
     let mut parser = Parser::new(command.as_bytes(), 0, false, usize::MAX);
     let mut cmd = Simple::default();
     parser.simple(&mut cmd, false);
-    cmd.words
+    let stored = cmd.words.view();
+    stored
+        .iter()
+        .map(|w| Word {
+            text: w.text.to_vec(),
+            quoted_at: w.quoted_at,
+            base: w.base,
+        })
+        .collect()
 }
 
 fn word(text: &str) -> Word {
@@ -21,8 +29,12 @@ fn word(text: &str) -> Word {
     w
 }
 
-fn argv(args: &[&str]) -> Vec<Word> {
-    args.iter().map(|a| word(a)).collect()
+fn argv(args: &[&str]) -> Words {
+    let mut words = Words::default();
+    for a in args {
+        words.push(&word(a));
+    }
+    words
 }
 
 #[test]
@@ -40,71 +52,71 @@ fn words_record_quoting_and_basename() {
             b"$(cat /p/q)/r"
         ]
     );
-    assert_eq!(ws[0].program_name(), b"x");
+    assert_eq!(ws[0].view().program_name(), b"x");
     assert_eq!(ws[0].quoted_at, None);
     assert_eq!(ws[1].quoted_at, Some(0));
     assert_eq!(ws[3].quoted_at, Some(2));
-    assert!(ws[3].is_assignment());
+    assert!(ws[3].view().is_assignment());
     assert_eq!(ws[4].quoted_at, Some(0));
     // The slash inside the substitution does not count; the one after it does.
-    assert_eq!(ws[5].program_name(), b"r");
+    assert_eq!(ws[5].view().program_name(), b"r");
 }
 
 #[test]
 fn program_name_of_odd_paths() {
-    assert_eq!(word("rm").program_name(), b"rm");
-    assert_eq!(word("/").program_name(), b"/");
-    assert_eq!(word("a/").program_name(), b"a/");
-    assert_eq!(word("./x").program_name(), b"x");
+    assert_eq!(word("rm").view().program_name(), b"rm");
+    assert_eq!(word("/").view().program_name(), b"/");
+    assert_eq!(word("a/").view().program_name(), b"a/");
+    assert_eq!(word("./x").view().program_name(), b"x");
     let subst = &words("$(which rm)")[0];
-    assert_eq!(subst.program_name(), b"$(which rm)");
+    assert_eq!(subst.view().program_name(), b"$(which rm)");
 }
 
 #[test]
 fn assignments() {
     for yes in ["A=1", "_a9=", "A+=x", "A=", "a=b=c"] {
-        assert!(word(yes).is_assignment(), "{yes}");
+        assert!(word(yes).view().is_assignment(), "{yes}");
     }
     for no in ["=1", "1A=2", "A-B=1", "A", "+=1", "A B=1"] {
-        assert!(!word(no).is_assignment(), "{no}");
+        assert!(!word(no).view().is_assignment(), "{no}");
     }
     let quoted = &words(r#""A"=1"#)[0];
-    assert!(!quoted.is_assignment());
+    assert!(!quoted.view().is_assignment());
     let escaped = &words(r"A\=1")[0];
-    assert!(!escaped.is_assignment());
+    assert!(!escaped.view().is_assignment());
 }
 
 #[test]
 fn short_and_long_options() {
-    let o = options(&argv(&["nice", "-n", "5", "rm"]), &NICE);
+    let o = options(argv(&["nice", "-n", "5", "rm"]).view(), &NICE);
     assert_eq!(o.next, 3);
-    let o = options(&argv(&["nice", "-n5", "rm"]), &NICE);
+    let o = options(argv(&["nice", "-n5", "rm"]).view(), &NICE);
     assert_eq!(o.next, 2);
-    let o = options(&argv(&["nice", "--adjustment", "5", "rm"]), &NICE);
+    let o = options(argv(&["nice", "--adjustment", "5", "rm"]).view(), &NICE);
     assert_eq!(o.next, 3);
-    let o = options(&argv(&["nice", "--adjustment=5", "--", "rm"]), &NICE);
+    let o = options(argv(&["nice", "--adjustment=5", "--", "rm"]).view(), &NICE);
     assert_eq!(o.next, 3);
-    let o = options(&argv(&["timeout", "-vk", "1", "5", "rm"]), &TIMEOUT);
+    let o = options(argv(&["timeout", "-vk", "1", "5", "rm"]).view(), &TIMEOUT);
     assert_eq!(o.next, 4);
     assert!(o.has(b'v') && o.has(b'k') && !o.has(b's'));
-    let o = options(&argv(&["bash", "+o", "x", "-xc", "body"]), &SHELL);
+    let o = options(argv(&["bash", "+o", "x", "-xc", "body"]).view(), &SHELL);
     assert_eq!(o.next, 4);
     assert!(o.has(b'c') && o.has(b'x'));
-    let o = options(&argv(&["sudo", "--list"]), &SUDO);
+    let o = options(argv(&["sudo", "--list"]).view(), &SUDO);
     assert!(o.has(b'l'));
     assert_eq!(o.next, 2);
     // An operand ends the options; `-` alone is an operand.
-    let o = options(&argv(&["nohup", "-", "-x"]), &NO_OPTIONS);
+    let o = options(argv(&["nohup", "-", "-x"]).view(), &NO_OPTIONS);
     assert_eq!(o.next, 1);
     // Non-ASCII option characters are ignored rather than shifted out of range.
-    let o = options(&argv(&["nice", "-é", "rm"]), &NICE);
+    let o = options(argv(&["nice", "-é", "rm"]).view(), &NICE);
     assert_eq!(o.next, 2);
     assert_eq!(o.flags, 0);
 }
 
 #[test]
 fn env_arguments() {
-    let inner = |args: &[&str]| match env_options(&argv(args)) {
+    let inner = |args: &[&str]| match env_options(argv(args).view()) {
         EnvArgs::Inner(j) => Some(j),
         EnvArgs::Split(..) => None,
     };
@@ -116,7 +128,7 @@ fn env_arguments() {
     assert_eq!(inner(&["env", "--", "-i"]), Some(2));
     assert_eq!(inner(&["env", "-u"]), Some(3));
     assert_eq!(inner(&["env", "=x", "rm"]), Some(1));
-    let split = |args: &[&str]| match env_options(&argv(args)) {
+    let split = |args: &[&str]| match env_options(argv(args).view()) {
         EnvArgs::Split(s, j) => Some((String::from_utf8_lossy(s).into_owned(), j)),
         EnvArgs::Inner(_) => None,
     };
