@@ -274,3 +274,19 @@ fn normalize_checked_reports_truncation() {
     let texts: Vec<&str> = result.pieces.iter().map(|p| p.text.as_str()).collect();
     assert_eq!(texts, ["eval eval eval x"]);
 }
+
+#[test]
+fn literal_runs_end_at_the_first_special_byte_wherever_it_is() {
+    for len in 1..40 {
+        for at in 1..=len {
+            let mut text = vec![b'a'; len];
+            if at < len {
+                text[at] = b' ';
+            }
+            assert_eq!(run_len(&text, &SPECIAL_UNQUOTED), at, "{len} {at}");
+        }
+    }
+    // The first byte is not looked at.
+    assert_eq!(run_len(b"$x", &SPECIAL_UNQUOTED), 2);
+    assert_eq!(run_len(b"a/b/c\"d", &SPECIAL_DQUOTED), 5);
+}
