@@ -237,12 +237,15 @@ impl Segment {
     fn find(&self, subject: &str, from: usize, limit: usize) -> Option<usize> {
         let hay = subject.get(from..limit)?;
         if self.wildcards == 0 {
-            return match &self.finder {
-                Some(finder) => finder
-                    .find(hay.as_bytes())
-                    .map(|i| from + i + self.text.len()),
-                None => Some(from),
+            let found = if hay.len() <= SHORT_HAYSTACK {
+                find_short(hay.as_bytes(), self.text.as_bytes())
+            } else {
+                match &self.finder {
+                    Some(finder) => finder.find(hay.as_bytes()),
+                    None => Some(0),
+                }
             };
+            return found.map(|i| from + i + self.text.len());
         }
         for (i, _) in hay.char_indices() {
             if let Some(end) = self.match_at(subject, from + i)
@@ -253,6 +256,20 @@ impl Segment {
         }
         None
     }
+}
+
+/// Haystacks up to this long are searched byte by byte: a memmem searcher's set-up
+/// costs more than that for the few dozen bytes of a typical command.
+const SHORT_HAYSTACK: usize = 64;
+
+/// Leftmost occurrence of `needle` in a short `hay` (quadratic, so only for short ones).
+fn find_short(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&first, rest)) = needle.split_first() else {
+        return Some(0);
+    };
+    let last_start = hay.len().checked_sub(needle.len())?;
+    (0..=last_start)
+        .find(|&i| hay.get(i) == Some(&first) && hay.get(i + 1..i + needle.len()) == Some(rest))
 }
 
 fn match_command(segments: &[Segment], starred: bool, subject: &str) -> bool {

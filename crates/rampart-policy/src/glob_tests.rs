@@ -1,4 +1,4 @@
-use super::Glob;
+use super::{Glob, find_short};
 
 fn cmd(p: &str, s: &str) -> bool {
     Glob::command(p).is_match(s)
@@ -99,4 +99,18 @@ fn long_path_patterns_use_the_general_matcher_and_agree() {
     assert!(path(&pattern, &yes));
     assert!(!path(&pattern, &no));
     assert!(path(&pattern, &format!("/{}/x", "a".repeat(66))));
+}
+
+#[test]
+fn middle_segments_are_found_in_short_and_long_subjects() {
+    let g = Glob::command("rm * $HOME *");
+    assert!(g.is_match("rm -rf $HOME x"));
+    assert!(!g.is_match("rm -rf $HOMEx"));
+    assert!(!g.is_match("rm -rf node_modules"));
+    let long = format!("rm {} $HOME x", "a".repeat(200));
+    assert!(g.is_match(&long));
+    assert!(!g.is_match(&long.replace("$HOME", "$HOMR")));
+    assert_eq!(find_short(b"abcabd", b"abd"), Some(3));
+    assert_eq!(find_short(b"ab", b"abc"), None);
+    assert_eq!(find_short(b"ab", b""), Some(0));
 }
