@@ -274,6 +274,10 @@ impl PolicySet {
             {
                 continue;
             }
+            let required = self.index.requires.get(id).map_or(&[][..], Vec::as_slice);
+            if !required.is_empty() && !required.iter().any(|&literal| has_bit(found, literal)) {
+                continue;
+            }
             let needles = self.index.needles.get(id).map_or(&[][..], Vec::as_slice);
             if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
                 && conditions_hold(&rule.when, needles, found, subject, req)
@@ -363,6 +367,11 @@ fn ones(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+fn has_bit(bits: &[u64], id: usize) -> bool {
+    bits.get(id / 64)
+        .is_some_and(|word| word & (1 << (id % 64)) != 0)
+}
+
 fn set_bit(bits: &mut [u64], id: u32) {
     if let Some(word) = bits.get_mut(id as usize / 64) {
         *word |= 1 << (id % 64);
@@ -381,6 +390,11 @@ struct RuleIndex {
     rules: Vec<(u32, u32)>,
     /// For each rule id, how to test each of its `command_contains` needles.
     needles: Vec<Vec<Needle>>,
+    /// For each rule id, literals of which one must occur for its `command_matches` to
+    /// match (each pattern's longest literal after its first wildcard), or none when a
+    /// pattern has no long enough one: rules with many anchored patterns (`rm * $HOME`, twelve spellings)
+    /// are skipped by a bit test instead of a dozen glob matches.
+    requires: Vec<Vec<usize>>,
     /// For each policy, the first policy with an identical `match:` scope.
     same_scope: Vec<usize>,
     /// Rules with a pattern whose first word is literal, by that word.
@@ -447,6 +461,7 @@ impl RuleIndex {
                     u32::try_from(ri).unwrap_or(u32::MAX),
                 ));
                 index.needles.push(Vec::new());
+                index.requires.push(Vec::new());
                 index.add(id, &rule.when);
             }
         }
@@ -496,6 +511,32 @@ impl RuleIndex {
                 });
             }
         }
+        for (required, &(pi, ri)) in index.requires.iter_mut().zip(&index.rules) {
+            let patterns = policies
+                .get(pi as usize)
+                .and_then(|p| p.rules.get(ri as usize))
+                .map_or(&[][..], |r| r.when.command_matches.as_slice());
+            // One pattern is cheaper to test than to add to the scan, and a literal
+            // prefix (`git *`) says no more than the first-word index did.
+            let worth = patterns.len() > 1
+                && patterns
+                    .iter()
+                    .all(|p| p.glob.inner_literal().len() >= MIN_LITERAL);
+            if !worth {
+                continue;
+            }
+            for pattern in patterns {
+                let at = position(
+                    &mut positions,
+                    &mut literals,
+                    &mut literal_rules,
+                    pattern.glob.inner_literal(),
+                );
+                if !required.contains(&at) {
+                    required.push(at);
+                }
+            }
+        }
         // A DFA: a few hundred short literals make a small one, and `candidates` walks it
         // one table lookup per byte, reporting every literal that occurs.
         let built = aho_corasick::dfa::Builder::new()
@@ -512,6 +553,7 @@ impl RuleIndex {
             // rules every time is slower but still right.
             Err(_) => {
                 index.always.extend(literal_rules.into_iter().flatten());
+                index.requires.iter_mut().for_each(Vec::clear);
                 for needle in index.needles.iter_mut().flatten() {
                     if let Needle::Found(literal) = *needle {
                         *needle = Needle::search(literals.get(literal).map_or("", String::as_str));
@@ -738,9 +780,7 @@ fn conditions_hold(
     }
     if !when.command_contains.is_empty()
         && !needles.iter().any(|n| match n {
-            Needle::Found(literal) => found
-                .get(literal / 64)
-                .is_some_and(|word| word & (1 << (literal % 64)) != 0),
+            Needle::Found(literal) => has_bit(found, *literal),
             Needle::Search(finder) => finder.find(subject.as_bytes()).is_some(),
         })
     {

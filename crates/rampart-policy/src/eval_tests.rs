@@ -357,3 +357,26 @@ policies:
     long.push_str(" x.secret");
     assert_eq!(action(&p, &long), Action::Deny);
 }
+
+#[test]
+fn rules_of_many_anchored_patterns_still_match_each_spelling() {
+    // Every pattern has a literal after its first wildcard, so the rule is only tested
+    // when one of those occurs; each spelling must still be found.
+    let p = set(r#"
+version: "1"
+default_action: allow
+policies:
+  - name: p
+    rules:
+      - action: deny
+        when:
+          command_matches: ["rm * $HOME", "rm * $HOME/?", "rm * ${HOME} *", "rm -?f *tmp"]
+"#);
+    assert_eq!(action(&p, "rm -rf $HOME"), Action::Deny);
+    assert_eq!(action(&p, "rm -rf $HOME/x"), Action::Deny);
+    assert_eq!(action(&p, "rm -rf ${HOME} y"), Action::Deny);
+    assert_eq!(action(&p, "rm -rf tmp"), Action::Deny);
+    assert_eq!(action(&p, "rm -rf node_modules"), Action::Allow);
+    assert_eq!(action(&p, "rm -rf $HOMEx"), Action::Allow);
+    assert_eq!(action(&p, "ls $HOME && rm -rf x"), Action::Allow);
+}

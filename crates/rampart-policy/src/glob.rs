@@ -156,6 +156,21 @@ impl Glob {
         }
     }
 
+    /// For a command glob: the longest literal run after the first wildcard, which every
+    /// match must contain besides the literal prefix; empty when there is none
+    /// (`git *`).
+    pub fn inner_literal(&self) -> &str {
+        match &self.kind {
+            Kind::Command { .. } => self
+                .text
+                .split(['*', '?'])
+                .skip(1)
+                .max_by_key(|part| part.len())
+                .unwrap_or(""),
+            Kind::Path { .. } => "",
+        }
+    }
+
     /// True when the pattern has no wildcard at all.
     pub fn is_literal(&self) -> bool {
         match &self.kind {

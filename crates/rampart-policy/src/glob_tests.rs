@@ -114,3 +114,15 @@ fn middle_segments_are_found_in_short_and_long_subjects() {
     assert_eq!(find_short(b"ab", b"abc"), None);
     assert_eq!(find_short(b"ab", b""), Some(0));
 }
+
+#[test]
+fn inner_literal_is_the_longest_run_after_the_prefix() {
+    assert_eq!(Glob::command("rm * ${HOME}/?").inner_literal(), " ${HOME}/");
+    assert_eq!(Glob::command("git *").inner_literal(), "");
+    assert_eq!(Glob::command("git").inner_literal(), "");
+    assert_eq!(
+        Glob::command("*.ssh/id_rsa *").inner_literal(),
+        ".ssh/id_rsa "
+    );
+    assert_eq!(Glob::path("/home/*/x").inner_literal(), "");
+}
