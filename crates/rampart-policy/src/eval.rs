@@ -403,7 +403,7 @@ struct RuleIndex {
     by_prefix: Vec<(String, u32)>,
     /// Literals that must occur for a rule to match (the longest literal run of a pattern
     /// with a leading wildcard, or a `command_contains` needle), searched in one pass.
-    literals: Option<aho_corasick::dfa::DFA>,
+    literals: Option<Scanner>,
     /// For each literal, the rules it may trigger.
     literal_rules: Vec<Vec<u32>>,
     /// Rules that any subject could match (no command condition, or a pattern without
@@ -544,14 +544,14 @@ impl RuleIndex {
             .start_kind(aho_corasick::StartKind::Unanchored)
             .prefilter(false)
             .build(&literals);
-        match built {
-            Ok(dfa) => {
-                index.literals = Some(dfa);
+        match built.ok().and_then(|dfa| Scanner::new(&dfa, &literals)) {
+            Some(scanner) => {
+                index.literals = Some(scanner);
                 index.literal_rules = literal_rules;
             }
             // Cannot happen for a few hundred short literals; if it did, checking those
             // rules every time is slower but still right.
-            Err(_) => {
+            None => {
                 index.always.extend(literal_rules.into_iter().flatten());
                 index.requires.iter_mut().for_each(Vec::clear);
                 for needle in index.needles.iter_mut().flatten() {
@@ -629,8 +629,8 @@ impl RuleIndex {
                 set_bit(bits, *id);
             }
         }
-        if let Some(dfa) = &self.literals {
-            self.scan_literals(dfa, subject.as_bytes(), bits, found);
+        if let Some(scanner) = &self.literals {
+            self.scan_literals(scanner, subject.as_bytes(), bits, found);
         }
     }
 
@@ -641,45 +641,32 @@ impl RuleIndex {
     /// in step, so that the processor overlaps their lookups; each part also reads the
     /// first `longest literal - 1` bytes of the next, so every occurrence lies wholly
     /// inside some part. Finding a literal twice changes nothing.
-    fn scan_literals(
-        &self,
-        dfa: &aho_corasick::dfa::DFA,
-        hay: &[u8],
-        bits: &mut [u64],
-        found: &mut [u64],
-    ) {
-        use aho_corasick::Anchored::No;
-        use aho_corasick::automaton::Automaton;
-
-        let Ok(start) = dfa.start_state(No) else {
-            return;
-        };
-        // Without a prefilter only match states (and the dead state, which an unanchored
-        // standard search never reaches) are special.
-        let mut mark = |state| {
-            if dfa.is_special(state) && dfa.is_match(state) {
-                for k in 0..dfa.match_len(state) {
-                    let literal = dfa.match_pattern(state, k).as_usize();
-                    if let Some(word) = found.get_mut(literal / 64) {
-                        *word |= 1 << (literal % 64);
-                    }
-                    for &id in self
-                        .literal_rules
-                        .get(literal)
-                        .map_or(&[][..], Vec::as_slice)
-                    {
-                        set_bit(bits, id);
-                    }
+    fn scan_literals(&self, scanner: &Scanner, hay: &[u8], bits: &mut [u64], found: &mut [u64]) {
+        let mut mark = |state: u32| {
+            for &literal in scanner.matches(state) {
+                let literal = literal as usize;
+                if let Some(word) = found.get_mut(literal / 64) {
+                    *word |= 1 << (literal % 64);
+                }
+                for &id in self
+                    .literal_rules
+                    .get(literal)
+                    .map_or(&[][..], Vec::as_slice)
+                {
+                    set_bit(bits, id);
                 }
             }
         };
-        let overlap = dfa.max_pattern_len().saturating_sub(1);
+        let start = scanner.start;
+        let overlap = scanner.longest.saturating_sub(1);
         let part = hay.len() / LANES;
         if part < LANE_MIN.max(overlap) {
             let mut state = start;
             for &byte in hay {
-                state = dfa.next_state(No, state, byte);
-                mark(state);
+                state = scanner.next(state, byte);
+                if scanner.is_match(state) {
+                    mark(state);
+                }
             }
             return;
         }
@@ -689,11 +676,11 @@ impl RuleIndex {
         let p3 = rest.get(..part).unwrap_or_default();
         let [mut s0, mut s1, mut s2, mut s3] = [start; LANES];
         for (((&b0, &b1), &b2), &b3) in p0.iter().zip(p1).zip(p2).zip(p3) {
-            s0 = dfa.next_state(No, s0, b0);
-            s1 = dfa.next_state(No, s1, b1);
-            s2 = dfa.next_state(No, s2, b2);
-            s3 = dfa.next_state(No, s3, b3);
-            if dfa.is_special(s0) | dfa.is_special(s1) | dfa.is_special(s2) | dfa.is_special(s3) {
+            s0 = scanner.next(s0, b0);
+            s1 = scanner.next(s1, b1);
+            s2 = scanner.next(s2, b2);
+            s3 = scanner.next(s3, b3);
+            if scanner.is_match(s0.max(s1).max(s2).max(s3)) {
                 for state in [s0, s1, s2, s3] {
                     mark(state);
                 }
@@ -707,10 +694,138 @@ impl RuleIndex {
                 (from + overlap).min(hay.len())
             };
             for &byte in hay.get(from..to).unwrap_or_default() {
-                *state = dfa.next_state(No, *state, byte);
-                mark(*state);
+                *state = scanner.next(*state, byte);
+                if scanner.is_match(*state) {
+                    mark(*state);
+                }
             }
         }
+    }
+}
+
+/// The literal automaton copied into one flat table: a step is a class lookup and a
+/// transition lookup, and match states are the highest-numbered, so "is any lane in a
+/// match state" is one comparison. Same instruction count as stepping aho-corasick's DFA
+/// through its `Automaton` methods, but a shorter dependency chain per byte: the 100 KiB
+/// linker line's evaluation went from ~187 to ~170 µs.
+#[derive(Debug, Clone)]
+struct Scanner {
+    /// Equivalence class of each byte: bytes no literal tells apart share one.
+    classes: [u8; 256],
+    /// `trans[state + class]`: states are numbered premultiplied by the class count.
+    trans: Vec<u32>,
+    start: u32,
+    /// States from this one on are match states…
+    first_match: u32,
+    /// …and these are their literals, in state order.
+    matches: Vec<Vec<u32>>,
+    stride: usize,
+    /// Length of the longest literal.
+    longest: usize,
+}
+
+impl Scanner {
+    /// Copies the states of `dfa`, built from `literals`, reachable from its unanchored
+    /// start state; `None` if the automaton is too large to number in `u32`.
+    fn new(dfa: &aho_corasick::dfa::DFA, literals: &[String]) -> Option<Scanner> {
+        use aho_corasick::Anchored::No;
+        use aho_corasick::automaton::{Automaton, StateID};
+
+        const UNSEEN: u32 = u32::MAX;
+        // Each byte that occurs in a literal is a class of its own; all other bytes act
+        // alike (from every state they lead where the start state does: back to it).
+        let mut classes = [0u8; 256];
+        let mut representatives: Vec<u8> = vec![0];
+        for literal in literals {
+            for &byte in literal.as_bytes() {
+                if classes[usize::from(byte)] == 0 {
+                    classes[usize::from(byte)] = u8::try_from(representatives.len()).ok()?;
+                    representatives.push(byte);
+                }
+            }
+        }
+        if let Some(other) = (0..=255u8).find(|&b| classes[usize::from(b)] == 0) {
+            representatives[0] = other;
+        }
+        let stride = representatives.len();
+        let start = dfa.start_state(No).ok()?;
+        // Reached states in discovery order, their index by the automaton's (dense) id,
+        // and `next[n * stride + class]`: the index of the next state.
+        let mut states = vec![start];
+        let mut index: Vec<u32> = vec![UNSEEN; start.as_usize() + 1];
+        *index.get_mut(start.as_usize())? = 0;
+        let mut next: Vec<u32> = Vec::new();
+        let mut n = 0;
+        while let Some(&state) = states.get(n) {
+            for &byte in &representatives {
+                let to: StateID = dfa.next_state(No, state, byte);
+                if to.as_usize() >= index.len() {
+                    index.resize(to.as_usize() + 1, UNSEEN);
+                }
+                let slot = index.get_mut(to.as_usize())?;
+                if *slot == UNSEEN {
+                    *slot = u32::try_from(states.len()).ok()?;
+                    states.push(to);
+                }
+                next.push(*slot);
+            }
+            n += 1;
+        }
+        // Non-match states first, then match states.
+        let is_match = |s: &StateID| dfa.is_special(*s) && dfa.is_match(*s);
+        let order: Vec<usize> = (0..states.len())
+            .filter(|&n| !states.get(n).is_some_and(is_match))
+            .chain((0..states.len()).filter(|&n| states.get(n).is_some_and(is_match)))
+            .collect();
+        let mut renumbered = vec![0u32; states.len()];
+        for (k, &n) in order.iter().enumerate() {
+            *renumbered.get_mut(n)? = u32::try_from(k.checked_mul(stride)?).ok()?;
+        }
+        let mut trans = Vec::with_capacity(order.len() * stride);
+        let mut matches = Vec::new();
+        for &n in &order {
+            for &to in next.get(n * stride..(n + 1) * stride)? {
+                trans.push(*renumbered.get(to as usize)?);
+            }
+            let state = *states.get(n)?;
+            if is_match(&state) {
+                matches.push(
+                    (0..dfa.match_len(state))
+                        .map(|k| dfa.match_pattern(state, k).as_u32())
+                        .collect(),
+                );
+            }
+        }
+        let first_match = (order.len() - matches.len()) * stride;
+        Some(Scanner {
+            classes,
+            trans,
+            start: *renumbered.first()?,
+            first_match: u32::try_from(first_match).ok()?,
+            matches,
+            stride,
+            longest: dfa.max_pattern_len(),
+        })
+    }
+
+    fn next(&self, state: u32, byte: u8) -> u32 {
+        let class = usize::from(self.classes[usize::from(byte)]);
+        // In bounds: every state is premultiplied by `stride` and `class < stride`. A
+        // fallback value here would sit on the walk's dependency chain.
+        self.trans[state as usize + class]
+    }
+
+    fn is_match(&self, state: u32) -> bool {
+        state >= self.first_match
+    }
+
+    /// The literals that end where `state` is reached.
+    fn matches(&self, state: u32) -> &[u32] {
+        if !self.is_match(state) {
+            return &[];
+        }
+        let k = (state - self.first_match) as usize / self.stride.max(1);
+        self.matches.get(k).map_or(&[][..], Vec::as_slice)
     }
 }
 

@@ -380,3 +380,38 @@ policies:
     assert_eq!(action(&p, "rm -rf $HOMEx"), Action::Allow);
     assert_eq!(action(&p, "ls $HOME && rm -rf x"), Action::Allow);
 }
+
+#[test]
+fn the_flat_scanner_reports_every_literal_that_occurs() {
+    let literals: Vec<String> = ["abc", "bcd", "cd", "é/x", "\u{0}z", "zzz"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let dfa = aho_corasick::dfa::Builder::new()
+        .match_kind(aho_corasick::MatchKind::Standard)
+        .prefilter(false)
+        .build(&literals)
+        .unwrap();
+    let scanner = Scanner::new(&dfa, &literals).unwrap();
+    let hays = [
+        "xxabcdxx",
+        "é/xé/",
+        "\u{0}\u{0}zz",
+        "zz zz",
+        "abcabcab",
+        "",
+        "ÿ€ zzz",
+    ];
+    for hay in hays {
+        let mut state = scanner.start;
+        let mut seen = vec![false; literals.len()];
+        for &byte in hay.as_bytes() {
+            state = scanner.next(state, byte);
+            for &literal in scanner.matches(state) {
+                seen[literal as usize] = true;
+            }
+        }
+        let expected: Vec<bool> = literals.iter().map(|l| hay.contains(l.as_str())).collect();
+        assert_eq!(seen, expected, "{hay:?}");
+    }
+}
