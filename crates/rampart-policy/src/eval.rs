@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use crate::error::PolicyError;
 use crate::model::{Action, Conditions, Origin, Policy, PolicyFile, Rule, Scope};
@@ -943,9 +942,6 @@ fn looks_like_path(word: &str) -> bool {
         || word.starts_with("./")
         || word.starts_with("../")
 }
-
-/// Shared handle type used by the server for the live policy.
-pub type SharedPolicySet = Arc<PolicySet>;
 
 #[cfg(test)]
 #[path = "eval_tests.rs"]
