@@ -14,6 +14,11 @@ use rampart_server::wire::{Params, PreflightRequest};
 use crate::Outcome;
 use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
 
+thread_local! {
+    static CONNECTION: std::cell::RefCell<Option<client::KeepAlive>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Exit status when Rampart refuses CMD itself (like a shell's "cannot execute").
 pub const REFUSED: u8 = 126;
 
@@ -197,14 +202,21 @@ pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Ver
     };
     let body = serde_json::to_value(&request).context("encoding the preflight request")?;
     let timeout = Duration::from_millis(wait_ms.saturating_add(2000));
-    let answer = client::request(
-        &resolved.endpoint,
-        "POST",
-        "/v1/preflight/exec",
-        resolved.token.as_deref(),
-        Some(&body),
-        timeout,
-    );
+    // One kept-alive connection per thread: the supervisor's workers ask for every exec
+    // of a tree, and a fresh connection per exec costs a connect and an accept each.
+    let answer = CONNECTION.with_borrow_mut(|kept| {
+        let conn = match kept {
+            Some(conn) if conn.endpoint() == &resolved.endpoint => conn,
+            _ => kept.insert(client::KeepAlive::new(resolved.endpoint.clone())),
+        };
+        conn.request(
+            "POST",
+            "/v1/preflight/exec",
+            resolved.token.as_deref(),
+            Some(&body),
+            timeout,
+        )
+    });
     let fail = |why: String| -> Verdict {
         if !enforce || args.fail_open {
             Verdict::Run

@@ -975,3 +975,53 @@ fn doctor_passes_with_a_running_server_and_names_fixes_without_one() {
     );
     assert!(out.contains("fix: rampart policy lint"), "{out}");
 }
+
+#[test]
+fn a_kept_alive_connection_is_reused_and_reopened_once_after_a_restart() {
+    use rampart_server::client::KeepAlive;
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    let mut conn = KeepAlive::new(server.unix());
+    let body = exec("git status");
+    for _ in 0..3 {
+        let r = conn
+            .request(
+                "POST",
+                "/v1/preflight/exec",
+                Some(&server.token),
+                Some(&body),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(audit_ids(home.path()).len(), 3);
+    let token = server.token.clone();
+    assert_eq!(server.terminate(), Some(0));
+    // The kept connection is dead; the next request goes out once on a fresh one.
+    let server = Server::start(&home, &[]);
+    assert_eq!(server.token, token);
+    let r = conn
+        .request(
+            "POST",
+            "/v1/preflight/exec",
+            Some(&token),
+            Some(&body),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(audit_ids(home.path()).len(), 4, "evaluated exactly once");
+    drop(server);
+    // No server at all: a clear error, not a hang.
+    assert!(
+        conn.request(
+            "POST",
+            "/v1/preflight/exec",
+            Some(&token),
+            Some(&body),
+            Duration::from_secs(5)
+        )
+        .is_err()
+    );
+}

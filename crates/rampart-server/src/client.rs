@@ -81,34 +81,47 @@ impl Response {
     }
 }
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+/// A connected socket of either kind.
+trait Stream: Read + Write + Send {
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()>;
+}
+
+impl Stream for UnixStream {
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+impl Stream for TcpStream {
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
 
 fn connect(endpoint: &Endpoint, timeout: Duration) -> std::io::Result<Box<dyn Stream>> {
-    match endpoint {
-        Endpoint::Unix(path) => {
-            let s = UnixStream::connect(path)?;
-            s.set_read_timeout(Some(timeout))?;
-            s.set_write_timeout(Some(timeout))?;
-            Ok(Box::new(s))
-        }
+    let stream: Box<dyn Stream> = match endpoint {
+        Endpoint::Unix(path) => Box::new(UnixStream::connect(path)?),
         Endpoint::Tcp(hostport) => {
             use std::net::ToSocketAddrs;
             let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+            let mut found = None;
             for addr in hostport.to_socket_addrs()? {
                 match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
                     Ok(s) => {
-                        s.set_read_timeout(Some(timeout))?;
-                        s.set_write_timeout(Some(timeout))?;
                         s.set_nodelay(true)?;
-                        return Ok(Box::new(s));
+                        found = Some(s);
+                        break;
                     }
                     Err(e) => last = e,
                 }
             }
-            Err(last)
+            Box::new(found.ok_or(last)?)
         }
-    }
+    };
+    stream.set_timeouts(timeout)?;
+    Ok(stream)
 }
 
 /// Sends one request (`Connection: close`) and reads the whole answer.
@@ -120,9 +133,102 @@ pub fn request(
     body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> std::io::Result<Response> {
-    let mut stream = connect(endpoint, timeout)?;
+    let mut reader = BufReader::new(connect(endpoint, timeout)?);
+    let message = encode(method, path, token, body, false);
+    match reader
+        .get_mut()
+        .write_all(&message)
+        .and_then(|()| reader.get_mut().flush())
+    {
+        Ok(()) => read_response(&mut reader).map(|(r, _)| r),
+        // The server may answer (413) and close before reading a large body: its answer
+        // is still there to read.
+        Err(e) => read_response(&mut reader).map(|(r, _)| r).map_err(|_| e),
+    }
+}
+
+/// One connection kept open between requests (HTTP/1.1 keep-alive), for callers that
+/// ask many times — the supervisor's workers check every exec of a tree. A fresh
+/// connection costs a connect, an accept and a new server-side connection task each time.
+#[derive(Debug)]
+pub struct KeepAlive {
+    endpoint: Endpoint,
+    conn: Option<BufReader<Box<dyn Stream>>>,
+}
+
+impl std::fmt::Debug for dyn Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stream")
+    }
+}
+
+impl KeepAlive {
+    pub fn new(endpoint: Endpoint) -> KeepAlive {
+        KeepAlive {
+            endpoint,
+            conn: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends one request on the kept connection (opening one if needed). A kept
+    /// connection the server has meanwhile closed fails before any answer byte arrives;
+    /// then, and only then, the request is sent once more on a fresh connection — so a
+    /// request is never evaluated twice.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> std::io::Result<Response> {
+        let message = encode(method, path, token, body, true);
+        if let Some(mut reader) = self.conn.take() {
+            let sent = reader
+                .get_ref()
+                .set_timeouts(timeout)
+                .and_then(|()| reader.get_mut().write_all(&message))
+                .and_then(|()| reader.get_mut().flush());
+            if sent.is_ok() {
+                match read_response(&mut reader) {
+                    Ok((response, keep)) => {
+                        if keep {
+                            self.conn = Some(reader);
+                        }
+                        return Ok(response);
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => return Err(e),
+                    Err(_) => {} // closed while idle: nothing was read; send it afresh
+                }
+            }
+        }
+        let mut reader = BufReader::new(connect(&self.endpoint, timeout)?);
+        reader.get_mut().write_all(&message)?;
+        reader.get_mut().flush()?;
+        let (response, keep) = read_response(&mut reader)?;
+        if keep {
+            self.conn = Some(reader);
+        }
+        Ok(response)
+    }
+}
+
+fn encode(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+    keep_alive: bool,
+) -> Vec<u8> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    if !keep_alive {
+        head.push_str("Connection: close\r\n");
+    }
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -133,23 +239,22 @@ pub fn request(
         ));
     }
     head.push_str("\r\n");
-    let written = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()))
-        .and_then(|()| stream.flush());
-    match written {
-        Ok(()) => read_response(stream),
-        // The server may answer (413) and close before reading a large body: its answer
-        // is still there to read.
-        Err(e) => read_response(stream).map_err(|_| e),
-    }
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body.as_bytes());
+    message
 }
 
-fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
+/// Reads one answer; the flag says whether the connection may be used again. An answer
+/// that had not started when the connection closed is `UnexpectedEof`.
+fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Response, bool)> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection without answering",
+        ));
+    }
     let status: u16 = line
         .split_whitespace()
         .nth(1)
@@ -157,6 +262,7 @@ fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
         .ok_or_else(|| bad("malformed HTTP status line"))?;
     let mut length: Option<usize> = None;
     let mut chunked = false;
+    let mut keep = true;
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
@@ -174,6 +280,9 @@ fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
                 && value.eq_ignore_ascii_case("chunked")
             {
                 chunked = true;
+            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
+            {
+                keep = false;
             }
         }
     }
@@ -185,6 +294,9 @@ fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
             let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| bad("malformed chunk size"))?;
             if size == 0 {
+                // The empty line that ends a chunked body.
+                line.clear();
+                reader.read_line(&mut line)?;
                 break;
             }
             let start = body.len();
@@ -197,9 +309,11 @@ fn read_response(stream: Box<dyn Stream>) -> std::io::Result<Response> {
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
     } else {
+        // Delimited by the end of the connection: it cannot be reused.
         reader.read_to_end(&mut body)?;
+        keep = false;
     }
-    Ok(Response { status, body })
+    Ok((Response { status, body }, keep))
 }
 
 /// True when `/healthz` answers `ok`.
