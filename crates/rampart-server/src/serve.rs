@@ -218,9 +218,9 @@ async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServerError>
     if let Some(parent) = path.parent() {
         create_private_dir(parent)?;
     }
-    // Bind with a restrictive umask so the socket is never briefly world-connectable.
-    // SAFETY-free alternative: set permissions right after bind; the home dir is 0700, so
-    // nobody else can reach the socket in between.
+    // Mode 0600 is set right after bind (changing the process umask would need unsafe
+    // code and affect every thread); the socket normally sits in the 0700 home, so
+    // nobody else can reach it in between.
     let listener =
         tokio::net::UnixListener::bind(path).map_err(|e| socket_err(format!("bind: {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
