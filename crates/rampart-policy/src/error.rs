@@ -42,14 +42,3 @@ pub enum PolicyError {
         second: crate::model::Origin,
     },
 }
-
-impl PolicyError {
-    /// `file:line` of the fault, when there is one (used by reload results and the dashboard).
-    pub fn location(&self) -> Option<String> {
-        match self {
-            PolicyError::Invalid { file, line, .. } => Some(format!("{}:{line}", file.display())),
-            PolicyError::DuplicateName { second, .. } => Some(second.to_string()),
-            PolicyError::Io { path, .. } => Some(path.display().to_string()),
-        }
-    }
-}

@@ -171,16 +171,6 @@ impl Glob {
         }
     }
 
-    /// True when the pattern has no wildcard at all.
-    pub fn is_literal(&self) -> bool {
-        match &self.kind {
-            Kind::Command { segments, starred } => {
-                !starred && segments.iter().all(|s| s.wildcards == 0)
-            }
-            Kind::Path { tokens } => tokens.iter().all(|t| matches!(t, PathToken::Char(_))),
-        }
-    }
-
     /// True when the pattern matches every string (`*`, `**`).
     pub fn matches_everything(&self) -> bool {
         match &self.kind {
