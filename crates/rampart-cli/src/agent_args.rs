@@ -8,8 +8,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rampart_server::client::{self, Endpoint};
 
-use crate::home;
-
 /// `rampart preload|supervise [FLAGS] -- CMD [ARGS...]`.
 #[derive(Debug, Args)]
 pub struct GuardedCommand {
@@ -119,7 +117,8 @@ fn is_local(endpoint: &Endpoint) -> bool {
 
 /// Makes sure a server answers at `resolved`: if none does at a local URL, starts
 /// `rampart serve --background` (never under the preload library) and waits for it.
-/// Returns the token to use (a server started here may have just created it).
+/// A server started here uses the home's token file (it may have just created it), so
+/// unless `--token` was given, `resolved.token` is taken from that file afterwards.
 pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> Result<()> {
     if args.mode == "disabled" || client::healthy(&resolved.endpoint) {
         return Ok(());
@@ -159,7 +158,7 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
         resolved.url,
         home.join("serve.log").display()
     );
-    if resolved.token.is_none() || args.token.is_none() {
+    if args.token.is_none() {
         resolved.token = rampart_server::token::read(home)
             .ok()
             .or(resolved.token.take());
@@ -190,9 +189,4 @@ pub fn find_library(home: &Path) -> Result<PathBuf> {
         "librampart.so not found (looked in {}); build and install it with `make -C preload install`",
         looked.join(", ")
     )
-}
-
-/// The working directory's home for the settings: used by both commands.
-pub fn rampart_home() -> Result<PathBuf> {
-    home::dir()
 }

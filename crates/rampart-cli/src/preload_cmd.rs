@@ -23,7 +23,7 @@ thread_local! {
 pub const REFUSED: u8 = 126;
 
 pub fn run(args: GuardedCommand) -> Result<Outcome> {
-    let home = agent_args::rampart_home()?;
+    let home = crate::home::dir()?;
     let library = agent_args::find_library(&home)?;
     let mut resolved = args.agent.resolve(&home)?;
     agent_args::ensure_server(&args.agent, &mut resolved, &home)?;

@@ -17,7 +17,7 @@ use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
 use crate::preload_cmd::{self, ExecCall, quote};
 
 pub fn run(args: GuardedCommand) -> Result<Outcome> {
-    let home = agent_args::rampart_home()?;
+    let home = crate::home::dir()?;
     let mut resolved = args.agent.resolve(&home)?;
     // Before the supervisor forks or starts threads: a server started here daemonises
     // and must not become our (subreaped) child.
