@@ -79,16 +79,12 @@ impl AgentArgs {
         let endpoint = Endpoint::parse(&url)
             .map_err(anyhow::Error::msg)
             .context("--url")?;
+        // --token, else what the admin commands use: $RAMPART_TOKEN or the home's file.
         let token = self
             .token
             .clone()
-            .or_else(|| std::env::var("RAMPART_TOKEN").ok())
             .filter(|t| !t.is_empty())
-            .or_else(|| {
-                rampart_server::token::read(home)
-                    .ok()
-                    .filter(|t| !t.is_empty())
-            });
+            .or_else(|| crate::serve_cmd::token(home).ok().filter(|t| !t.is_empty()));
         let session = self
             .session
             .clone()
