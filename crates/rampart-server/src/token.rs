@@ -56,6 +56,19 @@ pub fn write(home: &Path, token: &str) -> std::io::Result<()> {
     std::fs::set_permissions(&final_path, std::fs::Permissions::from_mode(0o600))
 }
 
+/// Writes a small file in the home readable by its owner only (`serve.port`,
+/// `serve.pid`): created with mode 0600, and an older file's mode is tightened too.
+pub fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)
+}
+
 /// The token, created if the file does not exist yet.
 pub fn ensure(home: &Path) -> std::io::Result<String> {
     match read(home) {
@@ -71,6 +84,81 @@ pub fn ensure(home: &Path) -> std::io::Result<String> {
             Ok(token)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// A home directory or token file that other users can write (or, for the token, read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotPrivate {
+    pub path: PathBuf,
+    /// The permission bits found (`& 0o7777`).
+    pub mode: u32,
+    /// What others can do, e.g. "other users can write in it".
+    pub why: &'static str,
+    /// The shell command that fixes it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for NotPrivate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} has mode {:04o}: {}; fix: {}",
+            self.path.display(),
+            self.mode,
+            self.why,
+            self.fix
+        )
+    }
+}
+
+impl std::error::Error for NotPrivate {}
+
+fn mode_of(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// The rule the server starts under (like ssh's for private keys): the home must not be
+/// writable by group or others (they could replace the token or add policies), and the
+/// token file must be neither writable nor readable by them (a token others may have
+/// read is no secret any more, so the fix rotates it). Missing files pass: the server
+/// creates them privately. A home that others can merely read is no error here: the
+/// server tightens it to 0700 itself.
+pub fn check_private(home: &Path) -> Result<(), NotPrivate> {
+    check_home(home)?;
+    check_file(home)
+}
+
+/// The home half of [`check_private`]: not writable by group or others.
+pub fn check_home(home: &Path) -> Result<(), NotPrivate> {
+    match mode_of(home) {
+        Some(mode) if mode & 0o022 != 0 => Err(NotPrivate {
+            path: home.to_path_buf(),
+            mode,
+            why: "other users can write in it (replace the admin token, add policies)",
+            fix: format!("chmod 700 {}", home.display()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The token half of [`check_private`]: no permission bits for group or others.
+pub fn check_file(home: &Path) -> Result<(), NotPrivate> {
+    let token = path(home);
+    match mode_of(&token) {
+        Some(mode) if mode & 0o077 != 0 => Err(NotPrivate {
+            why: if mode & 0o022 != 0 {
+                "other users can write the admin token"
+            } else {
+                "other users can read the admin token"
+            },
+            fix: format!("chmod 600 {} && rampart token rotate", token.display()),
+            path: token,
+            mode,
+        }),
+        _ => Ok(()),
     }
 }
 
