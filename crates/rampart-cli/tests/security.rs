@@ -716,7 +716,7 @@ policies:
     // An ask holding a secret, waiting for a person: look at it while it is pending.
     let ask_secret = "deployLeak10kk";
     let url_secret = "deployUrlLeak11ll";
-    all_secrets.extend([ask_secret, url_secret]);
+    all_secrets.extend([ask_secret, url_secret, "noteLeak12mm"]);
     let ask_command =
         format!("deploy --token {ask_secret} https://ops:{url_secret}@deploy.example");
     let waiter = {
@@ -762,12 +762,18 @@ policies:
         .call(
             "POST",
             &format!("/v1/approvals/{id}/resolve"),
-            Some(json!({"approved": false, "resolved_by": "leak-test"})),
+            // A person's note may quote a secret too.
+            Some(json!({"approved": false, "resolved_by": "leak-test",
+                        "message": "not with --password=noteLeak12mm"})),
         )
         .text();
     let answer = waiter.join().unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json().unwrap()["decision"], "deny");
+    assert_eq!(
+        answer.json().unwrap()["message"],
+        "denied by leak-test: not with --password=[REDACTED]"
+    );
     answers.push_str(&answer.text());
 
     // Everything that may carry a command, gathered.

@@ -580,15 +580,18 @@ async fn resolve_approval(
         .resolved_by
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "api".to_owned());
+    // The note goes into the audit trail, the stream and the waiting agent's answer:
+    // redacted like a command.
+    let req_message = req.message.map(|m| rampart_audit::redact(&m).into_owned());
     let outcome = if req.approved {
         Outcome::Approved {
             by,
-            message: req.message,
+            message: req_message,
         }
     } else {
         Outcome::Denied {
             by,
-            message: req.message,
+            message: req_message,
         }
     };
     match state.approvals.settle(&id, outcome, now_rfc3339()) {
