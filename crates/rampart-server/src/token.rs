@@ -172,3 +172,85 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     diff == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn private_means_no_write_for_others_on_the_home_and_no_access_for_others_to_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        // Missing token: fine (the server creates it).
+        chmod(home, 0o700);
+        assert_eq!(check_private(home), Ok(()));
+        for (mode, ok) in [
+            (0o700, true),
+            (0o750, true),
+            (0o755, true),
+            (0o720, false),
+            (0o702, false),
+            (0o777, false),
+            (0o1777, false),
+        ] {
+            chmod(home, mode);
+            let result = check_home(home);
+            assert_eq!(result.is_ok(), ok, "home {mode:o}: {result:?}");
+            if let Err(e) = result {
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "{} has mode {mode:04o}: other users can write in it (replace the admin \
+                         token, add policies); fix: chmod 700 {}",
+                        home.display(),
+                        home.display()
+                    )
+                );
+            }
+        }
+        chmod(home, 0o700);
+        write(home, &generate().unwrap()).unwrap();
+        for (mode, why) in [
+            (0o600, None),
+            (0o400, None),
+            (0o700, None),
+            (0o640, Some("read")),
+            (0o604, Some("read")),
+            (0o610, Some("read")),
+            (0o620, Some("write")),
+            (0o602, Some("write")),
+            (0o666, Some("write")),
+        ] {
+            chmod(&path(home), mode);
+            match (check_private(home), why) {
+                (Ok(()), None) => {}
+                (Err(e), Some(verb)) => {
+                    assert_eq!(e.path, path(home));
+                    assert_eq!(e.mode, mode);
+                    assert_eq!(e.why, format!("other users can {verb} the admin token"));
+                    assert_eq!(
+                        e.fix,
+                        format!("chmod 600 {} && rampart token rotate", path(home).display())
+                    );
+                }
+                (result, _) => panic!("token {mode:o}: {result:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn write_owner_only_tightens_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("serve.port");
+        std::fs::write(&file, "1\n").unwrap();
+        chmod(&file, 0o644);
+        write_owner_only(&file, b"2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "2\n");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
