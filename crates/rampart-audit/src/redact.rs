@@ -15,6 +15,8 @@
 //! - `-p<password>` only for MySQL/MariaDB clients (`mysql -psecret`) and for `sshpass`
 //!   (`-p secret` too): everywhere else `-p…` is an ordinary option (`mkdir -p`,
 //!   `mkdir -pv`), so we decide by program, not by shape;
+//! - the password of a URL's user info (`https://user:secret@host`,
+//!   `postgres://app:secret@db/x`), and of `curl -u user:secret` / `--user user:secret`;
 //! - token shapes: AWS key ids (`AKIA`/`ASIA` + 16), GitHub tokens (`ghp_`, `gho_`, `ghs_`,
 //!   `ghu_`, `ghr_`, `github_pat_`), OpenAI-style `sk-` keys (20+ characters) and Rampart's
 //!   own `rampart_` + 64 hex admin token.
@@ -128,7 +130,38 @@ fn scan_text(text: &str, spans: &mut Vec<Range<usize>>) {
     token_shapes(bytes, spans);
     bearer_and_authorization(bytes, spans);
     assignments(bytes, spans);
+    url_passwords(bytes, spans);
     word_rules(text, 0, spans);
+}
+
+/// `scheme://user:password@host`: the password goes, the user and host stay.
+fn url_passwords(bytes: &[u8], spans: &mut Vec<Range<usize>>) {
+    let mut from = 0;
+    while let Some(found) = memfind(&bytes[from..], b"://") {
+        let userinfo = from + found + 3;
+        from = userinfo;
+        // The authority ends at the first of these; user info is what precedes an `@`.
+        let len = run_len(bytes, userinfo, |b| {
+            is_credential_byte(b) && !matches!(b, b'/' | b'?' | b'#' | b'@')
+        });
+        if bytes.get(userinfo + len) != Some(&b'@') {
+            continue;
+        }
+        if let Some(colon) = bytes[userinfo..userinfo + len]
+            .iter()
+            .position(|b| *b == b':')
+        {
+            let start = userinfo + colon + 1;
+            let end = userinfo + len;
+            if start < end && bytes[start] != b'$' {
+                spans.push(start..end);
+            }
+        }
+    }
+}
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -275,6 +308,7 @@ fn assignments(bytes: &[u8], spans: &mut Vec<Range<usize>>) {
 struct WordContext {
     mysql: bool,
     sshpass: bool,
+    curl: bool,
 }
 
 impl WordContext {
@@ -286,6 +320,8 @@ impl WordContext {
             self.mysql = true;
         } else if name == "sshpass" {
             self.sshpass = true;
+        } else if name == "curl" {
+            self.curl = true;
         }
     }
 
@@ -293,6 +329,25 @@ impl WordContext {
     fn secret_in(&self, prev: Option<&str>, word: &str, offset: usize) -> Option<Range<usize>> {
         let prev_is_flag =
             |flags: &[&str]| prev.is_some_and(|p| flags.iter().any(|f| p.eq_ignore_ascii_case(f)));
+        if self.curl {
+            // `-u user:password`, `--user user:password`, `--user=user:password`: the
+            // part after the first colon (`-u user` alone makes curl prompt).
+            let value = if prev_is_flag(&["-u", "--user", "-U", "--proxy-user"]) {
+                Some(0)
+            } else {
+                ["--user=", "--proxy-user="]
+                    .iter()
+                    .find(|f| word.starts_with(*f))
+                    .map(|f| f.len())
+            };
+            if let Some(value) = value
+                && let Some(span) = value_span(word, value)
+                && let Some(colon) = word[span.clone()].find(':')
+                && span.start + colon + 1 < span.end
+            {
+                return Some(span.start + colon + 1 + offset..span.end + offset);
+            }
+        }
         let start = if (!self.mysql && prev_is_flag(SECRET_FLAGS))
             || (self.sshpass && prev_is_flag(&["-p"]))
         {

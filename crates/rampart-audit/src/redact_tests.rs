@@ -238,3 +238,45 @@ fn non_ascii_around_secrets_survives() {
     check("échö --password=ñ∂ß ✓", "échö --password=[REDACTED] ✓");
     check("x=ü token=ü", "x=ü token=[REDACTED]");
 }
+
+#[test]
+fn url_passwords_and_curl_user() {
+    check(
+        "git clone https://alice:Hunter2@github.com/x/y",
+        "git clone https://alice:[REDACTED]@github.com/x/y",
+    );
+    check(
+        "psql postgres://app:s3cr%40t@db:5432/x?sslmode=require",
+        "psql postgres://app:[REDACTED]@db:5432/x?sslmode=require",
+    );
+    check(
+        "redis-cli -u redis://:pw@host",
+        "redis-cli -u redis://:[REDACTED]@host",
+    );
+    // A user without a password, a port, an `@` in the path: nothing to hide.
+    check(
+        "git clone ssh://git@github.com/x",
+        "git clone ssh://git@github.com/x",
+    );
+    check("curl http://host:8080/a@b", "curl http://host:8080/a@b");
+    check(
+        "git clone https://u:$PASS@host/x",
+        "git clone https://u:$PASS@host/x",
+    );
+    check(
+        "curl -u admin:Pw1 http://x",
+        "curl -u admin:[REDACTED] http://x",
+    );
+    check(
+        "curl --user 'admin:two words' x",
+        "curl --user 'admin:[REDACTED]' x",
+    );
+    check("curl --user=admin:Pw1 x", "curl --user=admin:[REDACTED] x");
+    check("curl -u admin http://x", "curl -u admin http://x");
+    // `-u` of other programs is no credential.
+    check("sort -u a:b", "sort -u a:b");
+    assert_eq!(
+        redact_argv(&["curl".into(), "-u".into(), "admin:Pw1".into()]),
+        ["curl", "-u", "admin:[REDACTED]"]
+    );
+}

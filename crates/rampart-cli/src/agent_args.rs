@@ -122,6 +122,12 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
     if args.no_autostart || !is_local(&resolved.endpoint) {
         return Ok(());
     }
+    crate::home::check_private(home).with_context(|| {
+        format!(
+            "no policy server answers at {} and none was started",
+            resolved.url
+        )
+    })?;
     let exe = std::env::current_exe().context("finding the rampart binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("serve")

@@ -38,6 +38,11 @@ fn audit_result(r: &mut Report, audit: &Path, writable: std::io::Result<()>) {
     }
 }
 
+/// "has mode 0777; other users can write in it (…)" for a doctor line.
+fn mode_and_why(e: &rampart_server::token::NotPrivate) -> String {
+    format!("has mode {:04o}; {}", e.mode, e.why)
+}
+
 fn mode(path: &Path) -> Option<u32> {
     std::fs::metadata(path)
         .ok()
@@ -49,17 +54,26 @@ pub fn run() -> Result<Outcome> {
     let mut r = Report { problems: 0 };
     outln!("rampart doctor ({})", home.display());
 
-    match mode(&home) {
-        Some(0o700) => r.ok("home", format!("{} (mode 0700)", home.display())),
-        Some(m) => r.fail(
+    match (mode(&home), rampart_server::token::check_home(&home)) {
+        (_, Err(unsafe_home)) => r.fail(
             "home",
             format!(
-                "{} has mode {m:04o}; others can read the token and audit",
+                "{} {}",
+                unsafe_home.path.display(),
+                mode_and_why(&unsafe_home)
+            ),
+            unsafe_home.fix,
+        ),
+        (Some(0o700), Ok(())) => r.ok("home", format!("{} (mode 0700)", home.display())),
+        (Some(m), Ok(())) => r.fail(
+            "home",
+            format!(
+                "{} has mode {m:04o}; others can read the audit trail",
                 home.display()
             ),
             format!("chmod 700 {}", home.display()),
         ),
-        None => r.fail(
+        (None, Ok(())) => r.fail(
             "home",
             format!("{} does not exist", home.display()),
             "rampart init && rampart serve --background",
@@ -92,21 +106,26 @@ pub fn run() -> Result<Outcome> {
 
     let token_path = rampart_server::token::path(&home);
     let token = rampart_server::token::read(&home).ok();
-    match (&token, mode(&token_path)) {
-        (Some(t), Some(0o600)) if rampart_server::token::is_well_formed(t) => {
-            r.ok("token", format!("{} (mode 0600)", token_path.display()))
-        }
-        (Some(t), Some(m)) if rampart_server::token::is_well_formed(t) => r.fail(
+    let token_private = rampart_server::token::check_file(&home);
+    match (&token, mode(&token_path), token_private) {
+        (Some(_), Some(_), Err(unsafe_token)) => r.fail(
             "token",
-            format!("{} has mode {m:04o}", token_path.display()),
-            format!("chmod 600 {}", token_path.display()),
+            format!(
+                "{} {}",
+                unsafe_token.path.display(),
+                mode_and_why(&unsafe_token)
+            ),
+            unsafe_token.fix,
         ),
-        (Some(_), _) => r.fail(
+        (Some(t), Some(m), Ok(())) if rampart_server::token::is_well_formed(t) => {
+            r.ok("token", format!("{} (mode {m:04o})", token_path.display()))
+        }
+        (Some(_), _, _) => r.fail(
             "token",
             "the token file is malformed",
             "rampart token rotate",
         ),
-        (None, _) => r.fail(
+        (None, _, _) => r.fail(
             "token",
             format!("{} does not exist", token_path.display()),
             "rampart serve --background (the first start creates it)",

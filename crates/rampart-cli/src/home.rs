@@ -34,6 +34,15 @@ pub fn create_private_dir(path: &std::path::Path) -> Result<()> {
         .with_context(|| format!("setting mode 0700 on {}", path.display()))
 }
 
+/// Refuses a home or token file other users could write (or, for the token, read); the
+/// error names the path, its mode and the command that fixes it. Checked before a server
+/// starts on this home (`rampart serve`, `--background`, and the autostart of
+/// `rampart preload`/`supervise`); `rampart doctor` reports the same rule.
+pub fn check_private(home: &std::path::Path) -> Result<()> {
+    rampart_server::token::check_private(home)
+        .map_err(|e| anyhow::anyhow!("refusing to start the server: {e}"))
+}
+
 /// The server's endpoint for this home: `url` (from `--url`) or `RAMPART_URL` if given,
 /// else the home's Unix socket when it exists, else the default TCP address.
 pub fn endpoint(

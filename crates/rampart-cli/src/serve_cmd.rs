@@ -83,6 +83,7 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
         return reload();
     }
     let home = home::dir()?;
+    home::check_private(&home)?;
     if args.background {
         return background(&home, &args);
     }
@@ -172,11 +173,18 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     }
     let exe = std::env::current_exe().context("finding the rampart binary")?;
     let log_path = home.join("serve.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        log.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("setting mode 0600 on {}", log_path.display()))?;
+        log
+    };
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("serve")
         .arg("--port")
@@ -207,7 +215,8 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     cmd.process_group(0);
     let mut child = cmd.spawn().context("starting the background server")?;
     let pid = child.id();
-    std::fs::write(pid_path(home), format!("{pid}\n")).context("writing serve.pid")?;
+    rampart_server::token::write_owner_only(&pid_path(home), format!("{pid}\n").as_bytes())
+        .context("writing serve.pid")?;
 
     let endpoint = Endpoint::Unix(
         args.socket

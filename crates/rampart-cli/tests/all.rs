@@ -7,6 +7,7 @@
 mod dashboard;
 mod policy_cli;
 mod preload;
+mod security;
 mod server;
 mod supervise;
 mod util;

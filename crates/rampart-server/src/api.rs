@@ -11,7 +11,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use rampart_audit::NewEvent;
 use rampart_policy::{Action, Decision, Request};
 use serde::Deserialize;
@@ -31,29 +30,95 @@ use crate::wire::{
 /// Request bodies above this are refused with 413 (DESIGN.md §5).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who can reach the server: `/healthz` and the dashboard's static files,
+    /// which hold no data.
+    Public,
+    /// Only with `Authorization: Bearer <token>` (the SSE stream also takes `?token=`);
+    /// 401 otherwise.
+    Token,
+}
+
+/// One route of the server: its method, its path (axum syntax, `{param}` for a path
+/// parameter) and who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! http_method {
+    (get) => {
+        "GET"
+    };
+    (post) => {
+        "POST"
+    };
+}
+
+/// The route table: [`ROUTES`] and the router are generated from the same lines, so a
+/// route cannot be served without being listed (tests iterate [`ROUTES`] and check that
+/// every `Token` route refuses a missing or wrong token on both listeners).
+macro_rules! route_table {
+    ($($method:ident $path:literal $access:ident => $handler:expr;)*) => {
+        /// Every route the server answers, in the order they are registered.
+        pub const ROUTES: &[Route] = &[$(Route {
+            method: http_method!($method),
+            path: $path,
+            access: Access::$access,
+        }),*];
+
+        /// (public routes, routes that need the token)
+        fn table_routers() -> (Router<Arc<AppState>>, Router<Arc<AppState>>) {
+            let mut public = Router::new();
+            let mut protected = Router::new();
+            $(
+                let handler = axum::routing::$method($handler);
+                match Access::$access {
+                    Access::Public => public = public.route($path, handler),
+                    Access::Token => protected = protected.route($path, handler),
+                }
+            )*
+            (public, protected)
+        }
+    };
+}
+
+route_table! {
+    get "/healthz" Public => healthz;
+    get "/dashboard" Public => crate::dashboard::redirect;
+    get "/dashboard/" Public => crate::dashboard::index_html;
+    get "/dashboard/index.html" Public => crate::dashboard::index_html;
+    get "/dashboard/app.js" Public => crate::dashboard::app_js;
+    get "/dashboard/app.css" Public => crate::dashboard::app_css;
+    get "/dashboard/favicon.svg" Public => crate::dashboard::favicon_svg;
+    post "/v1/preflight/{tool}" Token => preflight;
+    post "/v1/test" Token => test;
+    get "/v1/approvals" Token => list_approvals;
+    get "/v1/approvals/{id}" Token => get_approval;
+    post "/v1/approvals/{id}/resolve" Token => resolve_approval;
+    get "/v1/audit/events" Token => audit_events;
+    get "/v1/audit/stats" Token => audit_stats;
+    get "/v1/audit/verify" Token => audit_verify;
+    get "/v1/events/stream" Token => event_stream;
+    post "/v1/policy/reload" Token => reload;
+    get "/v1/status" Token => status;
+    get "/metrics" Token => metrics;
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
-    let protected = Router::new()
-        .route("/v1/preflight/{tool}", post(preflight))
-        .route("/v1/test", post(test))
-        .route("/v1/approvals", get(list_approvals))
-        .route("/v1/approvals/{id}", get(get_approval))
-        .route("/v1/approvals/{id}/resolve", post(resolve_approval))
-        .route("/v1/audit/events", get(audit_events))
-        .route("/v1/audit/stats", get(audit_stats))
-        .route("/v1/audit/verify", get(audit_verify))
-        .route("/v1/events/stream", get(event_stream))
-        .route("/v1/policy/reload", post(reload))
-        .route("/v1/status", get(status))
-        .route("/metrics", get(metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require_token,
-        ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .merge(crate::dashboard::routes())
+    let (public, protected) = table_routers();
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_token,
+    ));
+    public
         .merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -93,6 +158,13 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
 }
 
 async fn healthz() -> Response {
@@ -508,15 +580,18 @@ async fn resolve_approval(
         .resolved_by
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "api".to_owned());
+    // The note goes into the audit trail, the stream and the waiting agent's answer:
+    // redacted like a command.
+    let req_message = req.message.map(|m| rampart_audit::redact(&m).into_owned());
     let outcome = if req.approved {
         Outcome::Approved {
             by,
-            message: req.message,
+            message: req_message,
         }
     } else {
         Outcome::Denied {
             by,
-            message: req.message,
+            message: req_message,
         }
     };
     match state.approvals.settle(&id, outcome, now_rfc3339()) {

@@ -19,5 +19,6 @@ mod state;
 pub mod token;
 pub mod wire;
 
+pub use api::{Access, ROUTES, Route};
 pub use config::{Mode, ServerConfig};
 pub use serve::{ServerError, run};

@@ -110,9 +110,9 @@ where
         socket: config.socket.clone(),
     };
     // `rampart dashboard` reads the port from here to build the page's URL.
-    let _ = std::fs::write(
-        config.home.join("serve.port"),
-        format!("{}\n", bound.tcp.port()),
+    let _ = crate::token::write_owner_only(
+        &config.home.join("serve.port"),
+        format!("{}\n", bound.tcp.port()).as_bytes(),
     );
 
     let state = Arc::new(AppState {
