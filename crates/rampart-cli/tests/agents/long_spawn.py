@@ -1,0 +1,128 @@
+"""A Python "agent" for tests/long.rs: THREADS threads spawn programs for SECS seconds.
+
+    long_spawn.py TAG THREADS SECS SCRATCH RECORD
+
+Thread t's n-th spawn carries the marker TAG-t-n as its last argument and is, by n:
+  n % 7 == 6         /bin/touch SCRATCH/no/MARKER   denied by the test's policy; expected
+                     to fail with EPERM (through subprocess.run and os.posix_spawn by turns)
+  else n % 3 == 0    /bin/echo MARKER               allowed; its stdout must be MARKER
+  else n % 3 == 1    /bin/touch SCRATCH/ok/MARKER   allowed, through subprocess.run
+  else n % 3 == 2    /bin/touch SCRATCH/ok/MARKER   allowed, through os.posix_spawn
+Programs are started from argv lists (no shell), so one spawn is one exec.
+
+RECORD gets one JSON line per spawn: {"marker", "expect": "ran"|"eperm", "api",
+"outcome", "detail"}, where outcome is "ran" (exit status 0, and for echo the right
+output), "eperm" (PermissionError with errno 1), or what happened instead ("exit N",
+"signal N", "timeout", "error ..."). The test compares RECORD with the audit trail; this
+script only fails (exit 1) when a thread itself broke.
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+
+# A spawn that hangs is recorded as a timeout instead of hanging the thread for ever.
+SPAWN_TIMEOUT = 60
+# Bounds the loop even if the clock misbehaves.
+MAX_PER_THREAD = 1_000_000
+
+
+def posix_spawn_wait(argv):
+    pid = os.posix_spawn(argv[0], argv, {})
+    fd = os.pidfd_open(pid)
+    try:
+        ready = select.select([fd], [], [], SPAWN_TIMEOUT)[0]
+        if not ready:
+            os.kill(pid, 9)
+    finally:
+        os.close(fd)
+    status = os.waitpid(pid, 0)[1]
+    if not ready:
+        raise subprocess.TimeoutExpired(argv, SPAWN_TIMEOUT)
+    return os.waitstatus_to_exitcode(status)
+
+
+def spawn_once(tag, scratch, t, n):
+    marker = f"{tag}-{t}-{n}"
+    if n % 7 == 6:
+        expect = "eperm"
+        argv = ["/bin/touch", f"{scratch}/no/{marker}"]
+        api = "posix_spawn" if (n // 7) % 2 else "subprocess"
+    else:
+        expect = "ran"
+        kind = n % 3
+        if kind == 0:
+            argv, api = ["/bin/echo", marker], "subprocess-capture"
+        else:
+            argv = ["/bin/touch", f"{scratch}/ok/{marker}"]
+            api = "subprocess" if kind == 1 else "posix_spawn"
+    detail = ""
+    try:
+        if api == "posix_spawn":
+            code = posix_spawn_wait(argv)
+            output_ok = True
+        elif api == "subprocess-capture":
+            r = subprocess.run(argv, stdout=subprocess.PIPE, timeout=SPAWN_TIMEOUT)
+            code = r.returncode
+            output_ok = r.stdout == f"{marker}\n".encode()
+            if not output_ok:
+                detail = f"stdout {r.stdout!r}"
+        else:
+            code = subprocess.run(argv, timeout=SPAWN_TIMEOUT).returncode
+            output_ok = True
+        if code == 0 and output_ok:
+            outcome = "ran"
+        elif code == 0:
+            outcome = "wrong output"
+        elif code < 0:
+            outcome = f"signal {-code}"
+        else:
+            outcome = f"exit {code}"
+    except PermissionError as e:
+        outcome = "eperm" if e.errno == 1 else f"error {e!r}"
+    except subprocess.TimeoutExpired:
+        outcome = "timeout"
+    except Exception as e:  # noqa: BLE001 - recorded, the test reports it
+        outcome = f"error {e!r}"
+    return {"marker": marker, "expect": expect, "api": api, "outcome": outcome, "detail": detail}
+
+
+def main():
+    tag, threads, secs, scratch, record = sys.argv[1:6]
+    threads, secs = int(threads), float(secs)
+    deadline = time.monotonic() + secs
+    records = [[] for _ in range(threads)]
+    broken = []
+
+    def work(t):
+        try:
+            n = 0
+            while n < MAX_PER_THREAD and time.monotonic() < deadline:
+                records[t].append(spawn_once(tag, scratch, t, n))
+                n += 1
+        except BaseException as e:  # noqa: BLE001 - a broken thread fails the agent
+            broken.append(f"thread {t}: {e!r}")
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    elapsed = time.monotonic() - started
+    with open(record, "w") as f:
+        for rs in records:
+            for r in rs:
+                f.write(json.dumps(r) + "\n")
+    total = sum(len(rs) for rs in records)
+    print(f"python: {threads} threads, {total} spawns in {elapsed:.1f} s", flush=True)
+    for b in broken:
+        print(b, file=sys.stderr)
+    sys.exit(1 if broken else 0)
+
+
+main()
