@@ -7,7 +7,9 @@
 //                    to fail with EPERM (spawnSync and execFileSync by turns)
 //   else n % 3 == 0  /bin/echo MARKER               allowed; its stdout must be MARKER
 //                    (execFileSync)
-//   else             /bin/touch SCRATCH/ok/MARKER   allowed (spawnSync)
+//   else n % 3 == 1  /bin/touch SCRATCH/ok/MARKER   allowed (spawnSync)
+//   else n % 3 == 2  /bin/touch SCRATCH/ok/MARKER   allowed (spawnSync with an empty
+//                    environment: the library must put itself back)
 // Programs are started from argv arrays (no shell), so one spawn is one exec. Their
 // stderr is inherited, so Rampart's one line per denial reaches the test.
 //
@@ -53,13 +55,14 @@ function spawnOnce(tag, scratch, t, n) {
     argv = ['/bin/echo', marker];
   } else {
     expect = 'ran';
-    api = 'spawnSync';
+    api = n % 3 === 1 ? 'spawnSync' : 'spawnSync-env';
     argv = ['/bin/touch', `${scratch}/ok/${marker}`];
   }
   const opts = { stdio: STDIO, timeout: SPAWN_TIMEOUT_MS, killSignal: 'SIGKILL' };
+  if (api === 'spawnSync-env') opts.env = {};
   let outcome;
   let detail = '';
-  if (api === 'spawnSync') {
+  if (api.startsWith('spawnSync')) {
     const r = cp.spawnSync(argv[0], argv.slice(1), opts);
     outcome = outcomeOf(r.status, r.signal, r.error);
   } else {

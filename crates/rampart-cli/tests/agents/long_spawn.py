@@ -6,9 +6,14 @@ Thread t's n-th spawn carries the marker TAG-t-n as its last argument and is, by
   n % 7 == 6         /bin/touch SCRATCH/no/MARKER   denied by the test's policy; expected
                      to fail with EPERM (through subprocess.run and os.posix_spawn by turns)
   else n % 3 == 0    /bin/echo MARKER               allowed; its stdout must be MARKER
-  else n % 3 == 1    /bin/touch SCRATCH/ok/MARKER   allowed, through subprocess.run
-  else n % 3 == 2    /bin/touch SCRATCH/ok/MARKER   allowed, through os.posix_spawn
+  else n % 3 == 1    /bin/touch SCRATCH/ok/MARKER   allowed, through subprocess.run with an
+                     empty environment (the library must put itself back)
+  else n % 3 == 2    /bin/touch SCRATCH/ok/MARKER   allowed, through os.posix_spawn (also
+                     with an empty environment)
 Programs are started from argv lists (no shell), so one spawn is one exec.
+
+The summary line on stdout also gives the number of open descriptors before and after:
+the library may keep one connection to the server, never more.
 
 RECORD gets one JSON line per spawn: {"marker", "expect": "ran"|"eperm", "api",
 "outcome", "detail"}, where outcome is "ran" (exit status 0, and for echo the right
@@ -59,7 +64,7 @@ def spawn_once(tag, scratch, t, n):
             argv, api = ["/bin/echo", marker], "subprocess-capture"
         else:
             argv = ["/bin/touch", f"{scratch}/ok/{marker}"]
-            api = "subprocess" if kind == 1 else "posix_spawn"
+            api = "subprocess-env" if kind == 1 else "posix_spawn"
     detail = ""
     try:
         if api == "posix_spawn":
@@ -72,7 +77,8 @@ def spawn_once(tag, scratch, t, n):
             if not output_ok:
                 detail = f"stdout {r.stdout!r}"
         else:
-            code = subprocess.run(argv, timeout=SPAWN_TIMEOUT).returncode
+            env = {} if api == "subprocess-env" else None
+            code = subprocess.run(argv, env=env, timeout=SPAWN_TIMEOUT).returncode
             output_ok = True
         if code == 0 and output_ok:
             outcome = "ran"
@@ -91,6 +97,17 @@ def spawn_once(tag, scratch, t, n):
     return {"marker": marker, "expect": expect, "api": api, "outcome": outcome, "detail": detail}
 
 
+def open_fds():
+    count = 0
+    for fd in range(4096):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        count += 1
+    return count
+
+
 def main():
     tag, threads, secs, scratch, record = sys.argv[1:6]
     threads, secs = int(threads), float(secs)
@@ -107,6 +124,7 @@ def main():
         except BaseException as e:  # noqa: BLE001 - a broken thread fails the agent
             broken.append(f"thread {t}: {e!r}")
 
+    fds_before = open_fds()
     started = time.monotonic()
     pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
     for th in pool:
@@ -114,12 +132,17 @@ def main():
     for th in pool:
         th.join()
     elapsed = time.monotonic() - started
+    fds_after = open_fds()
     with open(record, "w") as f:
         for rs in records:
             for r in rs:
                 f.write(json.dumps(r) + "\n")
     total = sum(len(rs) for rs in records)
-    print(f"python: {threads} threads, {total} spawns in {elapsed:.1f} s", flush=True)
+    print(
+        f"python: {threads} threads, {total} spawns in {elapsed:.1f} s, "
+        f"open fds {fds_before} -> {fds_after}",
+        flush=True,
+    )
     for b in broken:
         print(b, file=sys.stderr)
     sys.exit(1 if broken else 0)
