@@ -341,6 +341,37 @@ fn soak(lang: Lang, guard: Guard) {
         "denial lines on stderr"
     );
 
+    // The server's own query sees the same marker events (newest first, paged).
+    let marker_ids: BTreeSet<&str> = audited
+        .values()
+        .flatten()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let mut api_ids = BTreeSet::new();
+    let mut before = String::new();
+    for _ in 0..1000 {
+        let page = server.call(
+            "GET",
+            &format!("/v1/audit/events?q={needle}&limit=10000{before}"),
+            None,
+        );
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json().unwrap();
+        let page = page["events"].as_array().unwrap();
+        let Some(last) = page.last() else { break };
+        before = format!("&before={}", last["id"].as_str().unwrap());
+        api_ids.extend(page.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+    }
+    assert!(
+        api_ids
+            .iter()
+            .map(String::as_str)
+            .eq(marker_ids.iter().copied()),
+        "/v1/audit/events?q={needle} found {} events, the files {}",
+        api_ids.len(),
+        marker_ids.len()
+    );
+
     // The server survived, and the whole trail's hash chain is intact.
     let status = server.call("GET", "/v1/status", None);
     assert_eq!(status.status, 200, "{}", status.text());
