@@ -16,6 +16,12 @@
 //!   allowed ones ran (their files exist, their output came back), one denial line each
 //!   on stderr; finally `rampart audit verify` passes over the whole trail.
 //!
+//! The spawn paths covered: CPython's subprocess (a `vfork` child of a 32-thread process),
+//! `os.posix_spawn` (the library checks in the calling thread of the agent itself, with an
+//! empty environment), and Node's spawnSync/execFileSync in worker_threads (libuv `fork`s
+//! a child of a multi-threaded process, which then execs). Under preload the library runs
+//! in those children; under supervise the supervisor's worker pool answers them all.
+//!
 //! The interpreter itself and `supervise`'s check of the agent's own command are audited
 //! too; they carry no marker and are left out of the join.
 
@@ -267,8 +273,11 @@ fn soak(lang: Lang, guard: Guard) {
         let marker = last.rsplit('/').next().unwrap().to_owned();
         audited.entry(marker).or_default().push(e);
     }
-    let want_via = |via: &str| match guard {
-        Guard::Preload => via != "seccomp" && via != "rampart-preload",
+    // Under preload, the library's entry point; os.posix_spawn is checked in the agent
+    // itself, by whichever of its 32 threads called it.
+    let want_via = |api: &str, via: &str| match guard {
+        Guard::Preload if api == "posix_spawn" => via == "posix_spawn",
+        Guard::Preload => via != "seccomp" && via != "rampart-preload" && via != "posix_spawn",
         Guard::Supervise => via == "seccomp",
     };
     let mut problems = Vec::new();
@@ -281,7 +290,9 @@ fn soak(lang: Lang, guard: Guard) {
         match audited.get(marker).map(Vec::as_slice) {
             None | Some([]) => problems.push(format!("{marker} ({}): no audit event", attempt.api)),
             Some([e]) => {
-                if e["decision"] != want || !want_via(e["via"].as_str().unwrap_or_default()) {
+                if e["decision"] != want
+                    || !want_via(&attempt.api, e["via"].as_str().unwrap_or_default())
+                {
                     problems.push(format!(
                         "{marker} ({}): want {want}, audited {} via {}",
                         attempt.api, e["decision"], e["via"]
@@ -386,9 +397,14 @@ fn soak(lang: Lang, guard: Guard) {
         )
     );
 
+    let mut by_api: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (marker, attempt) in &attempts {
+        let via = audited[marker][0]["via"].as_str().unwrap();
+        *by_api.entry((attempt.api.as_str(), via)).or_default() += 1;
+    }
     eprintln!(
         "{lang_name} x {guard_name}: {total} spawns ({} denied) by {WORKERS} workers in {:.1} s \
-         ({:.0} spawns/s), {} audit events",
+         ({:.0} spawns/s), {} audit events; (api, via): {by_api:?}",
         denied.len(),
         elapsed.as_secs_f64(),
         total as f64 / secs.max(1) as f64,
