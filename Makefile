@@ -40,7 +40,7 @@ test-preload:
 # linted here too.
 test-long: preload
 	$(CARGO) clippy -p rampart-cli --test long -- -D warnings
-	$(CARGO) test -p rampart-cli --test long -- --nocapture
+	$(CARGO) test -p rampart-cli --test long -- --nocapture --test-threads=1
 
 # The dashboard in headless Debian Chromium against a real server (tests/browser/).
 # .ci/run installs chromium and the npm package; `make test` skips this, loudly, without them.
