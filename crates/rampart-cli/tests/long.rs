@@ -187,9 +187,9 @@ fn soak(lang: Lang, guard: Guard) {
     assert_eq!(
         status.code(),
         Some(0),
-        "{lang_name} under {guard_name} did not exit 0: {status:?} (signal {:?})\nstdout:\n{stdout}\nstderr (last 4000 bytes):\n{}",
+        "{lang_name} under {guard_name} did not exit 0: {status:?} (signal {:?})\nstdout:\n{stdout}\nstderr:\n{}",
         status.signal(),
-        tail(&stderr, 4000)
+        stderr_tail(&stderr)
     );
 
     let attempts = read_record(&record);
@@ -443,10 +443,16 @@ fn run_watched(mut cmd: Command, bound: Duration) -> (std::process::ExitStatus, 
     }
     let pgid = child.id().to_string();
     let ps = Command::new("ps")
-        .args(["-o", "pid,ppid,stat,wchan:32,args", "-g", &pgid])
+        .args(["-eo", "pgid,pid,ppid,stat,wchan:32,args"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    let ps: String = ps
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.split_whitespace().next() == Some(pgid.as_str()))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
         .status();
@@ -454,18 +460,22 @@ fn run_watched(mut cmd: Command, bound: Duration) -> (std::process::ExitStatus, 
     let stdout = out.join().unwrap();
     let stderr = err.join().unwrap();
     panic!(
-        "no exit within {} s (deadlock?); the process group was:\n{ps}\nstdout:\n{stdout}\nstderr (last 4000 bytes):\n{}",
+        "no exit within {} s (deadlock?); the process group was:\n{ps}\nstdout:\n{stdout}\nstderr:\n{}",
         bound.as_secs(),
-        tail(&stderr, 4000)
+        stderr_tail(&stderr)
     );
 }
 
-fn tail(s: &str, n: usize) -> &str {
-    let mut at = s.len().saturating_sub(n);
-    while !s.is_char_boundary(at) {
-        at += 1;
-    }
-    &s[at..]
+/// The last lines of stderr other than the expected denial lines, and how many of those
+/// there were.
+fn stderr_tail(stderr: &str) -> String {
+    let denials = stderr.lines().filter(|l| *l == DENIED).count();
+    let other: Vec<&str> = stderr.lines().filter(|l| *l != DENIED).collect();
+    let from = other.len().saturating_sub(40);
+    format!(
+        "({denials} denial lines left out)\n{}",
+        other[from..].join("\n")
+    )
 }
 
 fn read_record(path: &Path) -> BTreeMap<String, Attempt> {
