@@ -16,7 +16,9 @@
 //!   allowed ones ran (their files exist, their output came back), one denial line each
 //!   on stderr; finally `rampart audit verify` passes over the whole trail.
 //!
-//! The spawn paths covered: CPython's subprocess (a `vfork` child of a 32-thread process),
+//! The spawn paths covered: CPython's subprocess (a `vfork` child of a 32-thread process;
+//! by name, it tries every PATH candidate, /usr/bin/touch then /bin/touch, and one denied
+//! spawn must still be one audit event),
 //! `os.posix_spawn` (the library checks in the calling thread of the agent itself, with an
 //! empty environment), and Node's spawnSync/execFileSync in worker_threads (libuv `fork`s
 //! a child of a multi-threaded process, which then execs). Under preload the library runs

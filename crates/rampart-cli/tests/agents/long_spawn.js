@@ -3,10 +3,11 @@
 //   node long_spawn.js TAG WORKERS SECS SCRATCH RECORD
 //
 // Worker t's n-th spawn carries the marker TAG-t-n as its last argument and is, by n:
-//   n % 7 == 6       /bin/touch SCRATCH/no/MARKER   denied by the test's policy; expected
-//                    to fail with EPERM (spawnSync and execFileSync by turns)
-//   else n % 3 == 0  /bin/echo MARKER               allowed; its stdout must be MARKER
-//                    (execFileSync)
+//   n % 7 == 6       touch SCRATCH/no/MARKER        denied by the test's policy; expected
+//                    to fail with EPERM (spawnSync by name, found on PATH, and
+//                    execFileSync of /bin/touch, by turns)
+//   else n % 3 == 0  echo MARKER                    allowed (execFileSync by name); its
+//                    stdout must be MARKER
 //   else n % 3 == 1  /bin/touch SCRATCH/ok/MARKER   allowed (spawnSync)
 //   else n % 3 == 2  /bin/touch SCRATCH/ok/MARKER   allowed (spawnSync with an empty
 //                    environment: the library must put itself back)
@@ -48,11 +49,11 @@ function spawnOnce(tag, scratch, t, n) {
   if (n % 7 === 6) {
     expect = 'eperm';
     api = Math.floor(n / 7) % 2 ? 'execFileSync' : 'spawnSync';
-    argv = ['/bin/touch', `${scratch}/no/${marker}`];
+    argv = [api === 'spawnSync' ? 'touch' : '/bin/touch', `${scratch}/no/${marker}`];
   } else if (n % 3 === 0) {
     expect = 'ran';
     api = 'execFileSync';
-    argv = ['/bin/echo', marker];
+    argv = ['echo', marker];
   } else {
     expect = 'ran';
     api = n % 3 === 1 ? 'spawnSync' : 'spawnSync-env';
@@ -69,7 +70,7 @@ function spawnOnce(tag, scratch, t, n) {
     try {
       const out = cp.execFileSync(argv[0], argv.slice(1), opts).toString();
       outcome = 'ran';
-      if (argv[0] === '/bin/echo' && out !== `${marker}\n`) {
+      if (argv[0] === 'echo' && out !== `${marker}\n`) {
         outcome = 'wrong output';
         detail = JSON.stringify(out);
       }

@@ -3,9 +3,11 @@
     long_spawn.py TAG THREADS SECS SCRATCH RECORD
 
 Thread t's n-th spawn carries the marker TAG-t-n as its last argument and is, by n:
-  n % 7 == 6         /bin/touch SCRATCH/no/MARKER   denied by the test's policy; expected
-                     to fail with EPERM (through subprocess.run and os.posix_spawn by turns)
-  else n % 3 == 0    /bin/echo MARKER               allowed; its stdout must be MARKER
+  n % 7 == 6         touch SCRATCH/no/MARKER        denied by the test's policy; expected
+                     to fail with EPERM (by turns through subprocess.run, which walks PATH
+                     itself and tries every candidate, and os.posix_spawn of /bin/touch)
+  else n % 3 == 0    echo MARKER                    allowed (found on PATH); its stdout
+                     must be MARKER
   else n % 3 == 1    /bin/touch SCRATCH/ok/MARKER   allowed, through subprocess.run with an
                      empty environment (the library must put itself back)
   else n % 3 == 2    /bin/touch SCRATCH/ok/MARKER   allowed, through os.posix_spawn (also
@@ -55,13 +57,14 @@ def spawn_once(tag, scratch, t, n):
     marker = f"{tag}-{t}-{n}"
     if n % 7 == 6:
         expect = "eperm"
-        argv = ["/bin/touch", f"{scratch}/no/{marker}"]
         api = "posix_spawn" if (n // 7) % 2 else "subprocess"
+        touch = "/bin/touch" if api == "posix_spawn" else "touch"
+        argv = [touch, f"{scratch}/no/{marker}"]
     else:
         expect = "ran"
         kind = n % 3
         if kind == 0:
-            argv, api = ["/bin/echo", marker], "subprocess-capture"
+            argv, api = ["echo", marker], "subprocess-capture"
         else:
             argv = ["/bin/touch", f"{scratch}/ok/{marker}"]
             api = "subprocess-env" if kind == 1 else "posix_spawn"
