@@ -68,9 +68,10 @@ policies:
 fn secs() -> u64 {
     match std::env::var("RAMPART_LONG_SECS") {
         Err(_) => 30,
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            panic!("RAMPART_LONG_SECS={v:?}: expected a whole number of seconds")
-        }),
+        Ok(v) => match v.trim().parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("RAMPART_LONG_SECS={v:?}: expected a whole number of seconds, at least 1"),
+        },
     }
 }
 
@@ -133,7 +134,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn soak(lang: Lang, guard: Guard) {
     let _turn = one_at_a_time();
     let secs = secs();
-    let lib = library();
     let home = Home::new();
     home.policy("custom.yaml", POLICY);
     let server = Server::start(&home, &[]);
@@ -177,7 +177,7 @@ fn soak(lang: Lang, guard: Guard) {
         // `rampart preload` looks in $RAMPART_HOME/lib first: the library just built, not
         // one installed in /usr/local/lib.
         std::fs::create_dir_all(home.path().join("lib")).unwrap();
-        std::fs::copy(&lib, home.path().join("lib/librampart.so")).unwrap();
+        std::fs::copy(library(), home.path().join("lib/librampart.so")).unwrap();
     }
 
     let started = Instant::now();
