@@ -1,4 +1,5 @@
-# Rampart: `make demo` shows it working, `make test` runs every test.
+# Rampart: `make demo` shows it working, `make test` runs every test but the concurrency
+# soak, `make test-long` runs that (a few minutes).
 # Everything here honours RAMPART_HOME and never touches ~/.rampart unless you `make install`.
 
 CARGO ?= cargo
@@ -6,7 +7,7 @@ PREFIX ?= $(HOME)/.local
 RAMPART_HOME ?= $(HOME)/.rampart
 RAMPART := target/release/rampart
 
-.PHONY: all build preload demo test test-rust test-preload test-browser test-browser-if-chromium lint fmt bench install clean
+.PHONY: all build preload demo test test-long test-rust test-preload test-browser test-browser-if-chromium lint fmt bench install clean
 
 all: build
 
@@ -31,6 +32,15 @@ test-rust:
 
 test-preload:
 	$(MAKE) -C preload test
+
+# The concurrency soak (crates/rampart-cli/tests/long.rs, minutes, so not in `make test`):
+# 32 Python threads and 32 Node workers spawn for RAMPART_LONG_SECS seconds (default 30)
+# under `rampart preload` and under `rampart supervise`; every spawn must be audited
+# exactly once. `cargo test --all-targets` skips this binary (test = false), so it is
+# linted here too.
+test-long: preload
+	$(CARGO) clippy -p rampart-cli --test long -- -D warnings
+	$(CARGO) test -p rampart-cli --test long -- --nocapture --test-threads=1
 
 # The dashboard in headless Debian Chromium against a real server (tests/browser/).
 # .ci/run installs chromium and the npm package; `make test` skips this, loudly, without them.
