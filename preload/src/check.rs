@@ -237,6 +237,7 @@ pub fn check(call: &Call) -> bool {
             }
         }
         Err(f @ (Fail::Malformed | Fail::Oversized)) => Verdict::Hard(f.describe(), 0),
+        Err(Fail::Unusable(why)) => Verdict::Unusable(why),
         Err(f) => Verdict::Soft(f.describe(), 0),
     };
     decide(cfg, verdict)
@@ -269,6 +270,8 @@ enum Verdict<'a> {
     Hard(&'static [u8], u16),
     /// Transport trouble: fail-open decides.
     Soft(&'static [u8], u16),
+    /// `RAMPART_URL` refused, nothing was sent: fail-open decides.
+    Unusable(&'static [u8]),
 }
 
 fn put_reason(s: &mut dyn Sink, what: &[u8], status: u16) {
@@ -278,6 +281,14 @@ fn put_reason(s: &mut dyn Sink, what: &[u8], status: u16) {
         put_num(s, i64::from(status));
         s.put(b")");
     }
+}
+
+/// `RAMPART_URL <url> is <why>`.
+fn put_unusable(s: &mut dyn Sink, cfg: &Config, why: &[u8]) {
+    s.put(b"RAMPART_URL ");
+    s.put(cfg.s(cfg.url));
+    s.put(b" is ");
+    s.put(why);
 }
 
 fn decide(cfg: &Config, v: Verdict) -> bool {
@@ -356,6 +367,32 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
                 put_reason(s, what, status);
                 s.put(b" at ");
                 s.put(cfg.s(cfg.url));
+                s.put(b" and fail-open is off");
+            });
+            false
+        }
+        Verdict::Unusable(why) => {
+            let allow = cfg.fail_open || !enforce;
+            if cfg.debug {
+                stderr_line(
+                    b"rampart: [DEBUG] Decision: ",
+                    &|s| {
+                        s.put(if allow {
+                            b"allow (fail-open: "
+                        } else {
+                            b"deny (fail-closed: "
+                        });
+                        put_unusable(s, cfg, why);
+                        s.put(b")");
+                    },
+                    b"",
+                );
+            }
+            if allow {
+                return true;
+            }
+            deny_line(&|s| {
+                put_unusable(s, cfg, why);
                 s.put(b" and fail-open is off");
             });
             false

@@ -29,8 +29,11 @@ pub const RESPONSE_MAX: usize = 16 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fail {
-    /// Could not connect (refused, no such socket, bad URL): fail-open decides.
+    /// Could not connect (refused, no such socket): fail-open decides.
     Unreachable,
+    /// `RAMPART_URL` is refused (the reason from `config`); no connection is attempted:
+    /// fail-open decides.
+    Unusable(&'static [u8]),
     /// No (complete) answer in time: fail-open decides.
     Timeout,
     /// The server closed the connection without a complete answer: fail-open decides.
@@ -45,6 +48,7 @@ impl Fail {
     pub fn describe(self) -> &'static [u8] {
         match self {
             Fail::Unreachable => b"policy server unreachable",
+            Fail::Unusable(why) => why,
             Fail::Timeout => b"policy server did not answer in time",
             Fail::Closed => b"policy server closed the connection without an answer",
             Fail::Malformed => b"malformed answer from the policy server",
@@ -158,7 +162,7 @@ fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
 fn connect(cfg: &Config) -> Result<c_int, Fail> {
     let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     let (fd, rc) = match cfg.target {
-        Target::Invalid => return Err(Fail::Unreachable),
+        Target::Invalid(why) => return Err(Fail::Unusable(why)),
         Target::Tcp { ip, port } => {
             // SAFETY: socket(2) with constant arguments.
             let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
