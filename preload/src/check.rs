@@ -212,10 +212,15 @@ pub fn check(call: &Call) -> bool {
         &mut buf,
         &mut on_wait,
     );
-    let verdict = match result {
+    decide(cfg, classify(result, &buf))
+}
+
+/// What an answer (or the failure to get one) means, before mode and fail-open apply.
+fn classify(result: Result<http::Response, Fail>, buf: &[u8]) -> Verdict<'_> {
+    match result {
         Ok(resp) => {
             let body = buf
-                .get(resp.body_start..resp.body_start + resp.body_len)
+                .get(resp.body_start..resp.body_start.saturating_add(resp.body_len))
                 .unwrap_or(&[]);
             match resp.status {
                 200 => match json::scan(body) {
@@ -239,8 +244,16 @@ pub fn check(call: &Call) -> bool {
         Err(f @ (Fail::Malformed | Fail::Oversized)) => Verdict::Hard(f.describe(), 0),
         Err(Fail::Unusable(why)) => Verdict::Unusable(why),
         Err(f) => Verdict::Soft(f.describe(), 0),
-    };
-    decide(cfg, verdict)
+    }
+}
+
+/// The fail-open matrix: whether the program may start.
+fn permits(v: &Verdict, enforce: bool, fail_open: bool) -> bool {
+    match v {
+        Verdict::Answer { allowed, .. } => *allowed || !enforce,
+        Verdict::Hard(..) => !enforce,
+        Verdict::Soft(..) | Verdict::Unusable(_) => fail_open || !enforce,
+    }
 }
 
 /// The debug lines for a repeat of a command this process was just denied (`repeat`):
@@ -293,6 +306,7 @@ fn put_unusable(s: &mut dyn Sink, cfg: &Config, why: &[u8]) {
 
 fn decide(cfg: &Config, v: Verdict) -> bool {
     let enforce = cfg.mode == Mode::Enforce;
+    let allow = permits(&v, enforce, cfg.fail_open);
     match v {
         Verdict::Answer {
             allowed,
@@ -307,7 +321,7 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
                     b"",
                 );
             }
-            if allowed || !enforce {
+            if allow {
                 return true;
             }
             deny_line(
@@ -337,14 +351,13 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
                     b"",
                 );
             }
-            if !enforce {
+            if allow {
                 return true;
             }
             deny_line(&|s| put_reason(s, what, status));
             false
         }
         Verdict::Soft(what, status) => {
-            let allow = cfg.fail_open || !enforce;
             if cfg.debug {
                 stderr_line(
                     b"rampart: [DEBUG] Decision: ",
@@ -372,7 +385,6 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
             false
         }
         Verdict::Unusable(why) => {
-            let allow = cfg.fail_open || !enforce;
             if cfg.debug {
                 stderr_line(
                     b"rampart: [DEBUG] Decision: ",
@@ -399,3 +411,9 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
         }
     }
 }
+
+/// Property tests (proptest): hostile input never panics or hangs, well-formed input is
+/// read exactly.
+#[cfg(test)]
+#[path = "props/check.rs"]
+mod props;

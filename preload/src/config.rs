@@ -138,6 +138,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// A default snapshot (no token, no URL) for unit tests of code that takes a `Config`.
+    #[cfg(test)]
+    pub fn for_tests() -> Box<Self> {
+        Box::new(Self::new())
+    }
+
     const fn new() -> Self {
         Config {
             mode: Mode::Enforce,

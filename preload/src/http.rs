@@ -634,3 +634,9 @@ mod tests {
         assert_eq!(run(big, false).unwrap_err(), Fail::Oversized);
     }
 }
+
+/// Property tests (proptest): hostile input never panics or hangs, well-formed input is
+/// read exactly.
+#[cfg(test)]
+#[path = "props/http.rs"]
+mod props;
