@@ -159,7 +159,7 @@ fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
     }
 }
 
-fn connect(cfg: &Config) -> Result<c_int, Fail> {
+fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
     let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     let (fd, rc) = match cfg.target {
         Target::Invalid(why) => return Err(Fail::Unusable(why)),
@@ -235,7 +235,7 @@ fn connect(cfg: &Config) -> Result<c_int, Fail> {
         close(fd);
         return Err(Fail::Unreachable);
     }
-    if let Err(f) = wait_fd(fd, libc::POLLOUT, sys::now_ms() + CONNECT_TIMEOUT_MS) {
+    if let Err(f) = wait_fd(fd, libc::POLLOUT, deadline) {
         close(fd);
         return Err(f);
     }
@@ -282,6 +282,11 @@ fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
 /// Sends one `POST` request whose body `body` writes (it is called twice: to count, then
 /// to send), and reads the answer into `buf`. `wait_ms` > 0 extends the answer timeout
 /// for server-side approval holds; `on_wait` runs once after a second without an answer.
+///
+/// The whole call, the retry on a dropped kept-alive connection included, ends by one
+/// deadline: `CONNECT_TIMEOUT_MS + ANSWER_TIMEOUT_MS + wait_ms` from now. Sending and
+/// reading are bounded by that and by the answer timeout from the start of the exchange,
+/// never per read, so a server dripping bytes cannot hold a spawn any longer.
 /// `pid` is the caller's pid from the kernel (`sys::getpid`), which tags the cache.
 #[allow(clippy::too_many_arguments)]
 pub fn post(
@@ -296,15 +301,24 @@ pub fn post(
 ) -> Result<Response, Fail> {
     let mut counter = Counter(0);
     body(&mut counter);
-    let answer_ms = ANSWER_TIMEOUT_MS.saturating_add(wait_ms.min(i64::MAX as u64 / 2) as i64);
+    let answer_ms = ANSWER_TIMEOUT_MS.saturating_add(wait_ms.min(i64::MAX as u64 / 4) as i64);
+    let overall = sys::now_ms()
+        .saturating_add(CONNECT_TIMEOUT_MS)
+        .saturating_add(answer_ms);
     let mut waited = false;
     for _attempt in 0..2 {
         let (fd, known_ino) = match take_cached(pid) {
             Some((fd, ino)) => (fd, Some(ino)),
-            None => (connect(cfg)?, None),
+            None => {
+                let until = sys::now_ms()
+                    .saturating_add(CONNECT_TIMEOUT_MS)
+                    .min(overall);
+                (connect(cfg, until)?, None)
+            }
         };
         let reused = known_ino.is_some();
-        let r = exchange(cfg, fd, path, counter.0, body, answer_ms, buf, &mut || {
+        let limits = (answer_ms, overall);
+        let r = exchange(cfg, fd, path, counter.0, body, limits, buf, &mut || {
             if !waited {
                 waited = true;
                 on_wait();
@@ -341,11 +355,14 @@ fn exchange(
     path: &[u8],
     content_length: usize,
     body: &dyn Fn(&mut dyn Sink),
-    answer_ms: i64,
+    (answer_ms, cap): (i64, i64),
     buf: &mut [u8; RESPONSE_MAX],
     on_wait: &mut dyn FnMut(),
 ) -> Result<(Response, bool), (Fail, bool)> {
-    let send_deadline = sys::now_ms() + ANSWER_TIMEOUT_MS;
+    // `answer_ms` from now, for sending and reading together, and never past `cap`.
+    let start = sys::now_ms();
+    let deadline = start.saturating_add(answer_ms).min(cap);
+    let send_deadline = start.saturating_add(ANSWER_TIMEOUT_MS).min(deadline);
     {
         let mut out = [0u8; 4096];
         let mut w = BufWriter::new(&mut out, |c: &[u8]| send_all(fd, c, send_deadline));
@@ -367,8 +384,6 @@ fn exchange(
             return Err((Fail::Closed, false));
         }
     }
-    let start = sys::now_ms();
-    let deadline = start.saturating_add(answer_ms);
     let mut len = 0usize;
     loop {
         if let Some(done) =

@@ -143,7 +143,7 @@ fn run_exchange(fd: c_int, answer_ms: i64) -> (Read, Duration) {
         b"/v1/preflight/exec",
         2,
         &|s: &mut dyn Sink| s.put(b"{}"),
-        answer_ms,
+        (answer_ms, i64::MAX),
         &mut buf,
         &mut || {},
     );
@@ -301,4 +301,89 @@ fn exchange_refuses_an_endless_header() {
     });
     let (got, _) = run_exchange(fd, 10_000);
     assert_eq!(got, Err(Fail::Oversized));
+}
+
+/// Reads one request (ending in the two-byte body `{}`) from a blocking stream.
+fn read_tcp_request(conn: &mut std::net::TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while !got.ends_with(b"\r\n\r\n{}") {
+        match std::io::Read::read(conn, &mut b) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    true
+}
+
+/// One deadline covers the whole call, retry included. The server answers once and keeps
+/// the connection; on the next request it holds that connection 4.5 s and closes it
+/// without an answer (just inside the 5 s answer timeout of `wait_ms` = 3 s, so the
+/// library retries on a fresh connection), then never answers there. Per-attempt
+/// timeouts alone would wait 4.5 + 5 = 9.5 s; the call must end at 1 + 2 + 3 = 6 s.
+#[test]
+fn post_one_deadline_covers_the_retry() {
+    use core::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let retried = Arc::new(AtomicBool::new(false));
+    let seen = retried.clone();
+    std::thread::spawn(move || {
+        let (mut first, _) = listener.accept().unwrap();
+        assert!(read_tcp_request(&mut first));
+        first
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap();
+        if !read_tcp_request(&mut first) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(4500));
+        drop(first);
+        let (mut second, _) = listener.accept().unwrap();
+        if read_tcp_request(&mut second) {
+            seen.store(true, Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    let mut cfg = crate::config::Config::for_tests();
+    cfg.target = crate::config::Target::Tcp {
+        ip: [127, 0, 0, 1],
+        port,
+    };
+    let pid = crate::sys::getpid();
+    let mut buf = Box::new([0u8; RESPONSE_MAX]);
+    let body = |s: &mut dyn Sink| s.put(b"{}");
+    let first = post(
+        &cfg,
+        pid,
+        b"/v1/preflight/exec",
+        &body,
+        3000,
+        true,
+        &mut buf,
+        &mut || {},
+    );
+    assert_eq!(first.map(|r| r.status).map_err(|f| f.describe()), Ok(200));
+
+    let start = Instant::now();
+    let second = post(
+        &cfg,
+        pid,
+        b"/v1/preflight/exec",
+        &body,
+        3000,
+        true,
+        &mut buf,
+        &mut || {},
+    );
+    let took = start.elapsed();
+    assert_eq!(second.map(|r| r.status), Err(Fail::Timeout));
+    assert!(
+        retried.load(Ordering::SeqCst),
+        "the retry never reached the server"
+    );
+    assert!(took >= Duration::from_millis(5900), "{took:?}");
+    assert!(took < Duration::from_millis(7500), "{took:?}");
 }
