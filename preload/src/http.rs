@@ -258,7 +258,9 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
     Ok(fd)
 }
 
-fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
+/// Sends all of `bytes`: `Err(Timeout)` when the peer stops reading until `deadline`,
+/// `Err(Closed)` when the connection is closed or reset.
+fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> Result<(), Fail> {
     while !bytes.is_empty() {
         // SAFETY: pointer/length describe `bytes`; MSG_NOSIGNAL avoids SIGPIPE.
         let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
@@ -268,15 +270,11 @@ fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
         }
         match sys::errno() {
             libc::EINTR => {}
-            libc::EAGAIN => {
-                if wait_fd(fd, libc::POLLOUT, deadline).is_err() {
-                    return false;
-                }
-            }
-            _ => return false,
+            libc::EAGAIN => wait_fd(fd, libc::POLLOUT, deadline)?,
+            _ => return Err(Fail::Closed),
         }
     }
-    true
+    Ok(())
 }
 
 /// Sends one `POST` request whose body `body` writes (it is called twice: to count, then
@@ -363,9 +361,16 @@ fn exchange(
     let start = sys::now_ms();
     let deadline = start.saturating_add(answer_ms).min(cap);
     let send_deadline = start.saturating_add(ANSWER_TIMEOUT_MS).min(deadline);
-    {
+    let mut send_err = None;
+    let sent = {
         let mut out = [0u8; 4096];
-        let mut w = BufWriter::new(&mut out, |c: &[u8]| send_all(fd, c, send_deadline));
+        let mut w = BufWriter::new(&mut out, |c: &[u8]| match send_all(fd, c, send_deadline) {
+            Ok(()) => true,
+            Err(f) => {
+                send_err = Some(f);
+                false
+            }
+        });
         let mut num = [0u8; 20];
         w.put(b"POST ");
         w.put(path);
@@ -380,16 +385,22 @@ fn exchange(
         w.put(sys::fmt_u64(content_length as u64, &mut num));
         w.put(b"\r\n\r\n");
         body(&mut w);
-        if !w.flush() {
-            return Err((Fail::Closed, false));
-        }
+        w.flush()
+    };
+    // The server stopped reading: no answer is coming in time either.
+    if send_err == Some(Fail::Timeout) {
+        return Err((Fail::Timeout, false));
     }
+    // Closed or reset while we were still sending. The server may have answered first —
+    // a 413 for a body over its limit does exactly that — so read what is there; an
+    // answer counts, the connection is not reused.
+    let broken = !sent;
     let mut len = 0usize;
     loop {
-        if let Some(done) =
+        if let Some((resp, keep)) =
             parse(buf.get_mut(..len).unwrap_or(&mut []), false).map_err(|f| (f, len > 0))?
         {
-            return Ok(done);
+            return Ok((resp, keep && !broken));
         }
         if len == buf.len() {
             return Err((Fail::Oversized, true));
@@ -425,7 +436,7 @@ fn exchange(
         if n == 0 {
             // EOF: complete only if the body is delimited by the close.
             return match parse(buf.get_mut(..len).unwrap_or(&mut []), true) {
-                Ok(Some(done)) => Ok(done),
+                Ok(Some((resp, _))) => Ok((resp, false)),
                 Ok(None) => Err((Fail::Closed, len > 0)),
                 Err(f) => Err((f, true)),
             };

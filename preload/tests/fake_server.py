@@ -25,6 +25,9 @@ be switched at any time by writing a mode name into --mode-file:
   huge       200 with a 1 MiB body and its Content-Length
   huge-close 200 with a 1 MiB body delimited by closing the connection (no length)
   stringbool 200 with "allowed":"true" (a string, not a boolean)
+  early-413  413 as soon as the headers are in, without reading the body, then close (a
+             body over a size limit; the unread body makes the kernel reset the
+             connection while the client may still be sending)
 
 --listen-only: listen on a port but never accept (connections complete in the kernel's
 queue, nobody reads them). --backlog-full: listen with a full accept queue, so a new
@@ -109,6 +112,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": "not found"})
 
     def do_POST(self):
+        if self.mode() == "early-413":
+            self.close_connection = True
+            return self.send_json(413, {"error": "request body too large"})
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         self.record(body)

@@ -631,3 +631,62 @@ fn library_never_sends_the_token_to_a_non_loopback_address() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A request over the server's 1 MiB body limit (issue 8, item 2, found here).
+
+/// An argv of 1.2 MB makes a request body of about 2.4 MB (the command and the argv
+/// both carry it). `rampart serve` answers 413 as soon as it sees the Content-Length and
+/// closes, while the library is still sending. Before the fix the failed send counted as
+/// "closed without an answer", so with fail-open (the default) the command ran unchecked
+/// and unaudited about half the time. Now the 413 is read every time and denies.
+#[test]
+fn an_over_limit_request_is_denied_every_time_even_with_fail_open() {
+    let home = Home::new();
+    home.policy("faults.yaml", POLICY);
+    let server = Serve::start(&home, 0);
+    let token = std::fs::read_to_string(home.path().join("token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let py = program("python3", &["-c", "import sys; print(sys.executable)"]);
+    let out = Command::new(py)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LD_PRELOAD", library())
+        .env("RAMPART_URL", format!("http://127.0.0.1:{}", server.port))
+        .env("RAMPART_TOKEN", &token)
+        .env("RAMPART_FAIL_OPEN", "true")
+        .args([
+            "-c",
+            "import subprocess\nfor _ in range(8):\n    try:\n        print('ran', subprocess.run(['/bin/true'] + ['y' * 100000] * 12).returncode)\n    except PermissionError as e:\n        print('eperm', e.errno)",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "eperm 1\n".repeat(8), "stderr:\n{stderr}");
+    assert_eq!(
+        stderr,
+        "rampart: [ERROR] Policy denied: unexpected answer from the policy server (HTTP 413)\n"
+            .repeat(8)
+    );
+    // The server is fine afterwards: an ordinary command is checked and audited.
+    let out = Command::new(program(
+        "python3",
+        &["-c", "import sys; print(sys.executable)"],
+    ))
+    .env_clear()
+    .env("PATH", "/usr/bin:/bin")
+    .env("LD_PRELOAD", library())
+    .env("RAMPART_URL", format!("http://127.0.0.1:{}", server.port))
+    .env("RAMPART_TOKEN", &token)
+    .args([
+        "-c",
+        "import subprocess; subprocess.run(['/bin/echo', 'after-413'])",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after-413\n");
+    assert_eq!(audited(&events(home.path()), "after-413"), ["allow"]);
+}

@@ -387,3 +387,45 @@ fn post_one_deadline_covers_the_retry() {
     assert!(took >= Duration::from_millis(5900), "{took:?}");
     assert!(took < Duration::from_millis(7500), "{took:?}");
 }
+
+/// The server answers before it has read the whole request (a 413 for a body over its
+/// limit) and closes: the library's send fails half-way, and the answer that is already
+/// there must still be read — it decides, not "closed without an answer".
+#[test]
+fn exchange_reads_an_answer_sent_before_the_request_was_read() {
+    let (fd, mut peer) = pair();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match std::io::Read::read(&mut peer, &mut b) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+        let body = br#"{"error":"request body too large"}"#;
+        let head = format!(
+            "HTTP/1.1 413 Payload Too Large\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = peer.write_all(head.as_bytes());
+        let _ = peer.write_all(body);
+        // Dropping our end with the rest of the request unread.
+    });
+    let cfg = crate::config::Config::for_tests();
+    let mut buf = Box::new([0u8; RESPONSE_MAX]);
+    let big = vec![b'x'; 4 << 20];
+    let r = exchange(
+        &cfg,
+        fd,
+        b"/v1/preflight/exec",
+        big.len(),
+        &|s: &mut dyn Sink| s.put(&big),
+        (10_000, i64::MAX),
+        &mut buf,
+        &mut || {},
+    );
+    close(fd);
+    let (resp, keep) = r.map_err(|(f, _)| f).unwrap();
+    assert_eq!((resp.status, keep), (413, false));
+}
