@@ -690,3 +690,128 @@ fn an_over_limit_request_is_denied_every_time_even_with_fail_open() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "after-413\n");
     assert_eq!(audited(&events(home.path()), "after-413"), ["allow"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// The server dies while it holds an `ask` for a person.
+
+/// A spawn whose command the policy asks a person about; the server holds the answer
+/// (`RAMPART_ASK_TIMEOUT=60s`) and is killed with SIGKILL while it does. The library must
+/// not wait out the 60 s: the connection closes, fail-open decides at once, and after a
+/// restart the same agent's next spawn is checked again.
+fn server_killed_during_an_ask(fail_open: bool) {
+    let home = Home::new();
+    home.policy(
+        "faults.yaml",
+        &format!(
+            "{POLICY}      - action: ask\n        when:\n          command_contains: [\"askme-step\"]\n        message: \"Needs a person\"\n"
+        ),
+    );
+    let mut server = Serve::start(&home, 0);
+    let port = server.port;
+    let token = std::fs::read_to_string(home.path().join("token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ctl = home.path().join("go");
+    let script = r#"
+import os, subprocess, sys, time
+
+def run(argv):
+    t = time.monotonic()
+    try:
+        what = "ran %d" % subprocess.run(argv, stdout=subprocess.DEVNULL).returncode
+    except PermissionError as e:
+        what = "eperm %d" % e.errno
+    return what, time.monotonic() - t
+
+what, secs = run(["/bin/echo", "askme" + "-step"])
+print(what, "fast" if secs < 30 else "slow:%.1f" % secs, flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(run(["/bin/echo", "forbidden" + "-step"])[0], flush=True)
+"#;
+    let mut child = Command::new(program(
+        "python3",
+        &["-c", "import sys; print(sys.executable)"],
+    ))
+    .env_clear()
+    .env("PATH", "/usr/bin:/bin")
+    .env("LD_PRELOAD", library())
+    .env("RAMPART_URL", format!("http://127.0.0.1:{port}"))
+    .env("RAMPART_TOKEN", &token)
+    .env("RAMPART_FAIL_OPEN", fail_open.to_string())
+    .env("RAMPART_ASK_TIMEOUT", "60s")
+    .args(["-c", script])
+    .arg(&ctl)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    // The server holds the ask once it lists it as pending.
+    let socket = Endpoint::Unix(home.path().join("rampart.sock"));
+    let pending = || {
+        request(
+            &socket,
+            "GET",
+            "/v1/approvals",
+            Some(&token),
+            None,
+            Duration::from_secs(5),
+        )
+        .map(|r| r.text().contains("askme-step"))
+        .unwrap_or(false)
+    };
+    assert!(wait_until(30, pending), "the ask never became pending");
+    server.kill9();
+    let _server2 = Serve::start(&home, port);
+    std::fs::write(&ctl, "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            panic!("the agent hung after the server died during an ask");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let during = if fail_open { "ran 0" } else { "eperm 1" };
+    assert_eq!(
+        stdout,
+        format!("{during} fast\neperm 1\n"),
+        "stderr:\n{stderr}"
+    );
+    // The [WAIT] line comes after the first second, so it is there only when the kill
+    // came later; once at most.
+    let wait = "rampart: [WAIT] Waiting for approval of: /bin/echo askme-step -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard";
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().filter(|l| **l == wait).count() <= 1,
+        "{stderr}"
+    );
+    let mut want = Vec::new();
+    if !fail_open {
+        want.push(format!(
+            "rampart: [ERROR] Policy denied: policy server closed the connection without an answer at http://127.0.0.1:{port} and fail-open is off"
+        ));
+    }
+    want.push(DENIED.to_owned());
+    let rest: Vec<&str> = lines.into_iter().filter(|l| *l != wait).collect();
+    assert_eq!(rest, want);
+}
+
+#[test]
+fn server_killed_while_holding_an_ask_fail_closed_denies_at_once() {
+    server_killed_during_an_ask(false);
+}
+
+#[test]
+fn server_killed_while_holding_an_ask_fail_open_runs_at_once() {
+    server_killed_during_an_ask(true);
+}
