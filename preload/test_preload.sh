@@ -275,9 +275,14 @@ rampart: [DEBUG] Intercepted execvp: /bin/true
 rampart: [DEBUG] Policy check: POST /v1/preflight/exec
 rampart: [DEBUG] Decision: allow (fail-open: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket))"
 if command -v strace >/dev/null && strace -o /dev/null /bin/true 2>/dev/null; then
-    strace -f -e trace=socket,connect -o "$WORK/strace.out" env RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret \
-        RAMPART_FAIL_OPEN=false LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>/dev/null
-    expect "non-loopback URL: no socket is even opened (strace)" "$(grep -c -E 'socket\(|connect\(' "$WORK/strace.out")" 0
+    for url in $REMOTE http://0.0.0.0:9090 http://192.0.2.2:9090 http://example.com:9090 \
+        http://localhost.example.com:9090 'http://127.0.0.1:9090@10.1.2.3:80/' 'http://[::1]:9090' https://127.0.0.1:9090; do
+        strace -f -e trace=socket,connect -o "$WORK/strace.out" env RAMPART_URL=$url RAMPART_TOKEN=s3cret \
+            RAMPART_FAIL_OPEN=false LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>"$WORK/probe.err"
+        expect "$url: refused, no socket is even opened (strace)" "$(grep -c -E 'socket\(|connect\(' "$WORK/strace.out")|$(reason)" \
+            "0|$(case $url in http://0.0.0.0* | http://192.0.2.2* | "$REMOTE") echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket) and fail-open is off" ;;
+                *) echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names) and fail-open is off" ;; esac)"
+    done
     strace -f -e trace=connect -o "$WORK/strace.out" env RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>/dev/null
     expect "loopback URL: strace does see the connect (the check above can fail)" "$(grep -c "sin_port=htons(${URL_main##*:})" "$WORK/strace.out")" 1
 else
