@@ -285,6 +285,7 @@ fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> Result<(), Fail> {
 /// deadline: `CONNECT_TIMEOUT_MS + ANSWER_TIMEOUT_MS + wait_ms` from now. Sending and
 /// reading are bounded by that and by the answer timeout from the start of the exchange,
 /// never per read, so a server dripping bytes cannot hold a spawn any longer.
+///
 /// `pid` is the caller's pid from the kernel (`sys::getpid`), which tags the cache.
 #[allow(clippy::too_many_arguments)]
 pub fn post(
