@@ -62,6 +62,8 @@ start_server() {
 }
 
 requests() { wc -l <"$1" | tr -d ' '; }
+# The library's line of the last probe (the program's own complaint follows it).
+reason() { head -1 "$WORK/probe.err"; }
 
 # probe WORD [VAR=value...]: a preloaded `env` execs `/bin/echo WORD` under the given
 # configuration; prints "ran", "blocked" (exit 126 + the one-line reason) or "other ...".
@@ -136,32 +138,180 @@ expect "refused, RAMPART_FAIL_OPEN=no: EPERM" "$(probe hello RAMPART_URL=$REFUSE
 expect "unusable URL follows fail-open" "$(probe hello RAMPART_URL=https://example.invalid)" ran
 expect "unusable URL, fail-closed: EPERM" "$(probe hello RAMPART_URL=https://example.invalid RAMPART_FAIL_OPEN=false)" blocked
 expect "missing unix socket, fail-closed: EPERM" "$(probe hello RAMPART_URL=unix:$WORK/none.sock RAMPART_FAIL_OPEN=false)" blocked
-expect "proxy variables are ignored" "$(probe hello RAMPART_URL=$URL_main http_proxy=http://127.0.0.1:1 HTTP_PROXY=http://127.0.0.1:1)" ran
 
 M=(RAMPART_URL=$URL_main)
 setmode() { echo "$1" >"$MODE_main"; }
-setmode slow
-start=$(date +%s%N)
-expect "timeout (2 s), fail-open: runs" "$(probe hello "${M[@]}" RAMPART_ASK_TIMEOUT=0)" ran
-elapsed=$((($(date +%s%N) - start) / 1000000))
-if ((elapsed >= 1900 && elapsed < 4500)); then ok "answer timeout is 2 s (${elapsed} ms)"; else fail "answer timeout is 2 s" "${elapsed} ms"; fi
-expect "timeout, fail-closed: EPERM" "$(probe hello "${M[@]}" RAMPART_ASK_TIMEOUT=0 RAMPART_FAIL_OPEN=false)" blocked
-for mode in 500 close; do
+
+# tprobe WORD [VAR=value...]: probe, then the wall time of the whole probe in ms.
+tprobe() {
+    local start r
+    start=$(date +%s%N)
+    r=$(probe "$@")
+    echo "$r $((($(date +%s%N) - start) / 1000000))"
+}
+# within NAME "OUTCOME MS" WANT MIN_MS MAX_MS
+within() {
+    local got=${2% *} ms=${2##* }
+    if [[ "$got" == "$3" ]] && ((ms >= $4 && ms <= $5)); then
+        ok "$1 (${ms} ms)"
+    else
+        fail "$1" "got '$got' after ${ms} ms, want '$3' within $4..$5 ms"
+    fi
+}
+
+# The library's documented limits: connect 1 s, answer 2 s (+ wait_ms, which
+# RAMPART_ASK_TIMEOUT=0 turns off). Upper bounds are the limit + 2.5 s for a busy machine;
+# lower bounds show that the limit, not some other failure, ended the wait.
+ANSWER=2000
+SLACK=2500
+Z=(RAMPART_ASK_TIMEOUT=0)
+# A server that holds the answer: hang (never answers), slow (5 s), drip-slow (one byte
+# every 50 ms, ~10 s: only a total deadline stops it, a per-read timeout never would).
+for mode in hang slow drip-slow; do
     setmode $mode
-    expect "$mode, fail-open: runs" "$(probe hello "${M[@]}")" ran
-    expect "$mode, fail-closed: EPERM" "$(probe hello "${M[@]}" RAMPART_FAIL_OPEN=false)" blocked
+    within "$mode, fail-open: runs at the answer timeout" "$(tprobe hello "${M[@]}" "${Z[@]}")" ran $((ANSWER - 100)) $((ANSWER + SLACK))
+    within "$mode, fail-closed: EPERM at the answer timeout" "$(tprobe hello "${M[@]}" "${Z[@]}" RAMPART_FAIL_OPEN=false)" blocked $((ANSWER - 100)) $((ANSWER + SLACK))
+    within "$mode, monitor (no wait_ms): runs at the answer timeout" "$(tprobe denyme "${M[@]}" RAMPART_MODE=monitor RAMPART_FAIL_OPEN=false)" ran $((ANSWER - 100)) $((ANSWER + SLACK))
 done
-for mode in 401 403 malformed oversized instring; do
+setmode hang
+within "hang while an ask may be held (RAMPART_ASK_TIMEOUT=1s): waits 1 s + 2 s, then fail-open" \
+    "$(tprobe hello "${M[@]}" RAMPART_ASK_TIMEOUT=1s)" ran 2900 $((3000 + SLACK))
+err=$(cat "$WORK/probe.err")
+expect "hang during a possible ask: one WAIT line" "$err" "rampart: [WAIT] Waiting for approval of: /bin/echo hello -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard"
+# Quick failures: no waiting at all, whatever the timeouts.
+for mode in 500 502 503 close cut-headers cut-body; do
     setmode $mode
-    expect "$mode denies in enforce even with fail-open" "$(probe hello "${M[@]}" RAMPART_FAIL_OPEN=true)" blocked
-    expect "$mode never blocks in monitor" "$(probe hello "${M[@]}" RAMPART_MODE=monitor)" ran
+    within "$mode, fail-open: runs" "$(tprobe hello "${M[@]}")" ran 0 $SLACK
+    within "$mode, fail-closed: EPERM" "$(tprobe hello "${M[@]}" RAMPART_FAIL_OPEN=false)" blocked 0 $SLACK
 done
-setmode chunked
-expect "chunked answer: allow" "$(probe hello "${M[@]}")" ran
-expect "chunked answer: deny" "$(probe denyme "${M[@]}")" blocked
+setmode 503
+probe hello "${M[@]}" RAMPART_FAIL_OPEN=false >/dev/null
+expect "503, fail-closed: the reason names the status and the URL" "$(reason)" \
+    "rampart: [ERROR] Policy denied: policy server error (HTTP 503) at $URL_main and fail-open is off"
+setmode cut-body
+probe hello "${M[@]}" RAMPART_FAIL_OPEN=false >/dev/null
+expect "cut-body, fail-closed: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: policy server closed the connection without an answer at $URL_main and fail-open is off"
+# Answers that are wrong, not missing: enforce denies whatever fail-open says.
+for mode in 401 403 malformed oversized huge huge-close instring stringbool; do
+    setmode $mode
+    within "$mode denies in enforce even with fail-open" "$(tprobe hello "${M[@]}" RAMPART_FAIL_OPEN=true)" blocked 0 $SLACK
+    within "$mode denies in enforce with fail-closed" "$(tprobe hello "${M[@]}" RAMPART_FAIL_OPEN=false)" blocked 0 $SLACK
+    within "$mode never blocks in monitor" "$(tprobe hello "${M[@]}" RAMPART_MODE=monitor RAMPART_FAIL_OPEN=false)" ran 0 $SLACK
+done
+setmode huge
+probe hello "${M[@]}" >/dev/null
+expect "huge (1 MiB): the reason" "$(reason)" "rampart: [ERROR] Policy denied: oversized answer from the policy server"
+setmode stringbool
+probe hello "${M[@]}" >/dev/null
+expect "\"allowed\":\"true\" (a string): the reason" "$(reason)" "rampart: [ERROR] Policy denied: malformed answer from the policy server"
+# Answers that arrive in awkward pieces but in time: the server's verdict counts.
+for mode in chunked drip-fast slowok; do
+    setmode $mode
+    within "$mode answer: allow" "$(tprobe hello "${M[@]}" RAMPART_FAIL_OPEN=false)" ran 0 $((ANSWER + SLACK))
+    within "$mode answer: deny" "$(tprobe denyme "${M[@]}")" blocked 0 $((ANSWER + SLACK))
+done
+# A request over the server's size limit: the server answers 413 before reading the body
+# and closes, so the library's send fails half-way. The 413 must still be read and deny
+# (before, the failed send counted as "closed without an answer" and fail-open ran the
+# unchecked command about half the time). Five tries, every one must deny.
+setmode early-413
+big=$(for i in 1 2 3 4 5; do
+    RAMPART_URL=$URL_main LD_PRELOAD=$LIB "$PYTHON" -c '
+import subprocess
+try:
+    print("ran", subprocess.run(["/bin/true"] + ["y" * 100000] * 12).returncode)
+except PermissionError as e:
+    print("eperm", e.errno)' 2>>"$WORK/big.err"
+done | sort | uniq -c | tr -s ' ')
+expect "over-limit request, 413 sent before the body was read: denied 5 of 5 times, fail-open" "$big" " 5 eperm 1"
+expect "over-limit request: the reason" "$(sort -u "$WORK/big.err")" "rampart: [ERROR] Policy denied: unexpected answer from the policy server (HTTP 413)"
 setmode normal
 expect "normal: allow" "$(probe hello "${M[@]}")" ran
 expect "normal: deny" "$(probe denyme "${M[@]}")" blocked
+
+# Servers that never get as far as HTTP.
+start_server deaf --listen-only
+within "accepted by the kernel, never read: fail-open runs at the answer timeout" \
+    "$(tprobe hello RAMPART_URL=$URL_deaf "${Z[@]}")" ran $((ANSWER - 100)) $((ANSWER + SLACK))
+within "accepted by the kernel, never read: fail-closed EPERM at the answer timeout" \
+    "$(tprobe hello RAMPART_URL=$URL_deaf "${Z[@]}" RAMPART_FAIL_OPEN=false)" blocked $((ANSWER - 100)) $((ANSWER + SLACK))
+start_server full --backlog-full
+within "connect never completes (accept queue full): fail-open runs at the connect timeout" \
+    "$(tprobe hello RAMPART_URL=$URL_full)" ran 900 $((1000 + SLACK))
+within "connect never completes: fail-closed EPERM at the connect timeout" \
+    "$(tprobe hello RAMPART_URL=$URL_full RAMPART_FAIL_OPEN=false)" blocked 900 $((1000 + SLACK))
+expect "connect timeout: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: policy server did not answer in time at $URL_full and fail-open is off"
+
+# ---- the token stays on this machine ----
+# Proxy variables are ignored: the request goes straight to the server (which alone
+# knows that denyme is denied), the trap behind every proxy variable hears nothing.
+start_server trap
+PROXIES=(http_proxy=$URL_trap HTTP_PROXY=$URL_trap https_proxy=$URL_trap HTTPS_PROXY=$URL_trap
+    all_proxy=$URL_trap ALL_PROXY=$URL_trap no_proxy= NO_PROXY=)
+before=$(requests "$LOG_main")
+expect "proxy variables are ignored: allowed command runs, fail-closed" "$(probe hello "${M[@]}" "${PROXIES[@]}" RAMPART_FAIL_OPEN=false)" ran
+expect "proxy variables are ignored: the server's deny arrives" "$(probe denyme "${M[@]}" "${PROXIES[@]}" RAMPART_FAIL_OPEN=false)" blocked
+expect "proxy variables are ignored: the deny is the server's message" "$(reason)" "rampart: [ERROR] Policy denied: Destructive command blocked"
+expect "proxy variables are ignored: both requests reached the server" "$(requests "$LOG_main")" $((before + 2))
+expect "proxy variables are ignored: the proxy heard nothing" "$(requests "$LOG_trap")" 0
+
+# A non-loopback address is refused before any connection: the token would travel in
+# plain HTTP. Fail-open decides, with a line that says why.
+REMOTE=http://10.1.2.3:9090
+expect "non-loopback URL, fail-open: runs" "$(probe hello RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret)" ran
+expect "non-loopback URL, fail-open: silent without debug" "$(cat "$WORK/probe.err")" ""
+expect "non-loopback URL, fail-closed: EPERM" "$(probe hello RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret RAMPART_FAIL_OPEN=false)" blocked
+expect "non-loopback URL, fail-closed: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket) and fail-open is off"
+err=$(RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret RAMPART_DEBUG=1 LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>&1)
+expect "non-loopback URL: debug says why it is not used" "$err" "rampart: [DEBUG] Library loaded
+rampart: [DEBUG] URL: $REMOTE
+rampart: [DEBUG] URL unusable: not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)
+rampart: [DEBUG] Mode: enforce
+rampart: [DEBUG] Fail-open: true
+rampart: [DEBUG] Intercepted execvp: /bin/true
+rampart: [DEBUG] Policy check: POST /v1/preflight/exec
+rampart: [DEBUG] Decision: allow (fail-open: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket))"
+if command -v strace >/dev/null && strace -o /dev/null /bin/true 2>/dev/null; then
+    for url in $REMOTE http://0.0.0.0:9090 http://192.0.2.2:9090 http://example.com:9090 \
+        http://localhost.example.com:9090 'http://127.0.0.1:9090@10.1.2.3:80/' 'http://[::1]:9090' https://127.0.0.1:9090; do
+        strace -f -e trace=socket,connect -o "$WORK/strace.out" env RAMPART_URL=$url RAMPART_TOKEN=s3cret \
+            RAMPART_FAIL_OPEN=false LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>"$WORK/probe.err"
+        expect "$url: refused, no socket is even opened (strace)" "$(grep -c -E 'socket\(|connect\(' "$WORK/strace.out")|$(reason)" \
+            "0|$(case $url in http://0.0.0.0* | http://192.0.2.2* | "$REMOTE") echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket) and fail-open is off" ;;
+                *) echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names) and fail-open is off" ;; esac)"
+    done
+    strace -f -e trace=connect -o "$WORK/strace.out" env RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>/dev/null
+    expect "loopback URL: strace does see the connect (the check above can fail)" "$(grep -c "sin_port=htons(${URL_main##*:})" "$WORK/strace.out")" 1
+else
+    echo "skip strace checks: strace unavailable or not permitted"
+fi
+# The same with an address this machine really has: a server listening there with the
+# token would log the request; it must log nothing.
+OWN_IP=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+if [[ -n "$OWN_IP" ]]; then
+    start_server remote --addr "$OWN_IP" --token s3cret
+    URL_remote=http://$OWN_IP:${URL_remote##*:}
+    expect "a server on this machine's $OWN_IP answers a plain client (the check below can fail)" \
+        "$("$PYTHON" -c 'import sys, urllib.request as u
+r = u.Request(sys.argv[1] + "/v1/preflight/exec", data=b"{\"params\":{\"command\":\"x\"}}", headers={"Authorization": "Bearer s3cret"})
+print(u.build_opener(u.ProxyHandler({})).open(r, timeout=5).status)' "$URL_remote" 2>&1)" 200
+    : >"$LOG_remote"
+    expect "$OWN_IP (not loopback), fail-open: runs unchecked" "$(probe hello RAMPART_URL=$URL_remote RAMPART_TOKEN=s3cret)" ran
+    expect "$OWN_IP, fail-closed: EPERM" "$(probe hello RAMPART_URL=$URL_remote RAMPART_TOKEN=s3cret RAMPART_FAIL_OPEN=false)" blocked
+    expect "$OWN_IP: the server never saw a request (nor the token)" "$(requests "$LOG_remote")" 0
+else
+    echo "skip own-address check: this machine has no non-loopback IPv4 address"
+fi
+expect "localhost is 127.0.0.1 without DNS" "$(probe denyme RAMPART_URL=${URL_main/127.0.0.1/localhost} RAMPART_FAIL_OPEN=false)" blocked
+expect "localhost: the deny is the server's" "$(reason)" "rampart: [ERROR] Policy denied: Destructive command blocked"
+start_server lo2 --addr 127.0.0.2
+URL_lo2=http://127.0.0.2:${URL_lo2##*:}
+expect "127.0.0.2 is loopback too: allow" "$(probe hello RAMPART_URL=$URL_lo2 RAMPART_FAIL_OPEN=false)" ran
+expect "127.0.0.2 is loopback too: deny" "$(probe denyme RAMPART_URL=$URL_lo2 RAMPART_FAIL_OPEN=false)" blocked
+expect "127.0.0.2: the deny is the server's" "$(reason)" "rampart: [ERROR] Policy denied: Destructive command blocked"
 
 # ---- modes ----
 before=$(requests "$LOG_main")

@@ -212,10 +212,15 @@ pub fn check(call: &Call) -> bool {
         &mut buf,
         &mut on_wait,
     );
-    let verdict = match result {
+    decide(cfg, classify(result, &buf))
+}
+
+/// What an answer (or the failure to get one) means, before mode and fail-open apply.
+fn classify(result: Result<http::Response, Fail>, buf: &[u8]) -> Verdict<'_> {
+    match result {
         Ok(resp) => {
             let body = buf
-                .get(resp.body_start..resp.body_start + resp.body_len)
+                .get(resp.body_start..resp.body_start.saturating_add(resp.body_len))
                 .unwrap_or(&[]);
             match resp.status {
                 200 => match json::scan(body) {
@@ -237,9 +242,18 @@ pub fn check(call: &Call) -> bool {
             }
         }
         Err(f @ (Fail::Malformed | Fail::Oversized)) => Verdict::Hard(f.describe(), 0),
+        Err(Fail::Unusable(why)) => Verdict::Unusable(why),
         Err(f) => Verdict::Soft(f.describe(), 0),
-    };
-    decide(cfg, verdict)
+    }
+}
+
+/// The fail-open matrix: whether the program may start.
+fn permits(v: &Verdict, enforce: bool, fail_open: bool) -> bool {
+    match v {
+        Verdict::Answer { allowed, .. } => *allowed || !enforce,
+        Verdict::Hard(..) => !enforce,
+        Verdict::Soft(..) | Verdict::Unusable(_) => fail_open || !enforce,
+    }
 }
 
 /// The debug lines for a repeat of a command this process was just denied (`repeat`):
@@ -269,6 +283,8 @@ enum Verdict<'a> {
     Hard(&'static [u8], u16),
     /// Transport trouble: fail-open decides.
     Soft(&'static [u8], u16),
+    /// `RAMPART_URL` refused, nothing was sent: fail-open decides.
+    Unusable(&'static [u8]),
 }
 
 fn put_reason(s: &mut dyn Sink, what: &[u8], status: u16) {
@@ -280,8 +296,17 @@ fn put_reason(s: &mut dyn Sink, what: &[u8], status: u16) {
     }
 }
 
+/// `RAMPART_URL <url> is <why>`.
+fn put_unusable(s: &mut dyn Sink, cfg: &Config, why: &[u8]) {
+    s.put(b"RAMPART_URL ");
+    s.put(cfg.s(cfg.url));
+    s.put(b" is ");
+    s.put(why);
+}
+
 fn decide(cfg: &Config, v: Verdict) -> bool {
     let enforce = cfg.mode == Mode::Enforce;
+    let allow = permits(&v, enforce, cfg.fail_open);
     match v {
         Verdict::Answer {
             allowed,
@@ -296,7 +321,7 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
                     b"",
                 );
             }
-            if allowed || !enforce {
+            if allow {
                 return true;
             }
             deny_line(
@@ -326,14 +351,13 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
                     b"",
                 );
             }
-            if !enforce {
+            if allow {
                 return true;
             }
             deny_line(&|s| put_reason(s, what, status));
             false
         }
         Verdict::Soft(what, status) => {
-            let allow = cfg.fail_open || !enforce;
             if cfg.debug {
                 stderr_line(
                     b"rampart: [DEBUG] Decision: ",
@@ -360,5 +384,36 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
             });
             false
         }
+        Verdict::Unusable(why) => {
+            if cfg.debug {
+                stderr_line(
+                    b"rampart: [DEBUG] Decision: ",
+                    &|s| {
+                        s.put(if allow {
+                            b"allow (fail-open: "
+                        } else {
+                            b"deny (fail-closed: "
+                        });
+                        put_unusable(s, cfg, why);
+                        s.put(b")");
+                    },
+                    b"",
+                );
+            }
+            if allow {
+                return true;
+            }
+            deny_line(&|s| {
+                put_unusable(s, cfg, why);
+                s.put(b" and fail-open is off");
+            });
+            false
+        }
     }
 }
+
+/// Property tests (proptest): hostile input never panics or hangs, well-formed input is
+/// read exactly.
+#[cfg(test)]
+#[path = "props/check.rs"]
+mod props;

@@ -40,10 +40,18 @@ pub enum Target {
         port: u16,
     },
     Unix,
-    /// A URL we cannot use (a host name needing DNS, https, garbage): every check is a
-    /// transport failure, so fail-open decides.
-    Invalid,
+    /// A URL we will not use, with the reason: every check is then a transport failure,
+    /// so fail-open decides, and nothing is ever sent anywhere.
+    Invalid(&'static [u8]),
 }
+
+/// Why a URL is refused: not one of the three forms.
+pub const URL_UNSUPPORTED: &[u8] =
+    b"not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)";
+/// Why a URL is refused: an IPv4 address outside 127.0.0.0/8. The token travels in plain
+/// HTTP, so it must never leave the machine.
+pub const URL_NOT_LOOPBACK: &[u8] =
+    b"not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)";
 
 /// A string in the arena: offset and length.
 #[derive(Clone, Copy, Default)]
@@ -130,13 +138,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// A default snapshot (no token, no URL) for unit tests of code that takes a `Config`.
+    #[cfg(test)]
+    pub fn for_tests() -> Box<Self> {
+        Box::new(Self::new())
+    }
+
     const fn new() -> Self {
         Config {
             mode: Mode::Enforce,
             fail_open: true,
             debug: false,
             ask_timeout_ms: DEFAULT_ASK_TIMEOUT_MS,
-            target: Target::Invalid,
+            target: Target::Invalid(URL_UNSUPPORTED),
             url: Str { off: 0, len: 0 },
             token: Str { off: 0, len: 0 },
             agent: Str { off: 0, len: 0 },
@@ -290,6 +304,9 @@ pub unsafe fn init(envp: *const *const c_char) {
         let cfg: &Config = cfg;
         debug(&[b"Library loaded"]);
         debug(&[b"URL: ", cfg.s(cfg.url)]);
+        if let Target::Invalid(why) = cfg.target {
+            debug(&[b"URL unusable: ", why]);
+        }
         debug(&[b"Mode: ", cfg.mode.name()]);
         debug(&[
             b"Fail-open: ",
@@ -355,18 +372,20 @@ pub fn parse_duration_ms(v: &[u8]) -> Option<u64> {
     n.checked_mul(unit)
 }
 
-/// `http://IPv4[:port][/...]`, `http://localhost[:port]`, `unix:/path` (also `unix://`).
+/// `http://127.x.x.x[:port][/...]`, `http://localhost[:port]`, `unix:/path` (also
+/// `unix://`). `localhost` is 127.0.0.1 without asking DNS or `/etc/hosts`; any other
+/// IPv4 address is refused (`URL_NOT_LOOPBACK`), anything else is unsupported.
 pub fn parse_target(url: &[u8]) -> (Target, &[u8]) {
     if let Some(path) = url.strip_prefix(b"unix:") {
         let path = path.strip_prefix(b"//").unwrap_or(path);
         return if path.starts_with(b"/") {
             (Target::Unix, path)
         } else {
-            (Target::Invalid, b"")
+            (Target::Invalid(URL_UNSUPPORTED), b"")
         };
     }
     let Some(rest) = url.strip_prefix(b"http://") else {
-        return (Target::Invalid, b"");
+        return (Target::Invalid(URL_UNSUPPORTED), b"");
     };
     let hostport = rest.split(|&b| b == b'/').next().unwrap_or(b"");
     let (host, port) = match hostport.iter().rposition(|&b| b == b':') {
@@ -377,7 +396,7 @@ pub fn parse_target(url: &[u8]) -> (Target, &[u8]) {
         None => (hostport, &b"80"[..]),
     };
     let Some(port) = parse_u16(port) else {
-        return (Target::Invalid, b"");
+        return (Target::Invalid(URL_UNSUPPORTED), b"");
     };
     let ip = if host.eq_ignore_ascii_case(b"localhost") {
         Some([127, 0, 0, 1])
@@ -385,8 +404,9 @@ pub fn parse_target(url: &[u8]) -> (Target, &[u8]) {
         parse_ipv4(host)
     };
     match ip {
-        Some(ip) => (Target::Tcp { ip, port }, hostport),
-        None => (Target::Invalid, b""),
+        Some(ip @ [127, ..]) => (Target::Tcp { ip, port }, hostport),
+        Some(_) => (Target::Invalid(URL_NOT_LOOPBACK), b""),
+        None => (Target::Invalid(URL_UNSUPPORTED), b""),
     }
 }
 
@@ -431,7 +451,7 @@ fn parse_url(cfg: &mut Config, url: Str) {
             cfg.host = cfg.store(&[b"localhost"]);
         }
         Target::Tcp { .. } => cfg.host = cfg.store(&[rest]),
-        Target::Invalid => {}
+        Target::Invalid(_) => {}
     }
 }
 
@@ -587,9 +607,55 @@ mod tests {
             parse_target(b"unix:///run/r.sock"),
             (Target::Unix, &b"/run/r.sock"[..])
         );
-        assert_eq!(parse_target(b"https://x").0, Target::Invalid);
-        assert_eq!(parse_target(b"http://example.com:80").0, Target::Invalid);
-        assert_eq!(parse_target(b"http://1.2.3.4:99999").0, Target::Invalid);
+        assert_eq!(
+            parse_target(b"http://127.8.9.10:80"),
+            (
+                Target::Tcp {
+                    ip: [127, 8, 9, 10],
+                    port: 80
+                },
+                &b"127.8.9.10:80"[..]
+            )
+        );
+        let unsupported = (Target::Invalid(URL_UNSUPPORTED), &b""[..]);
+        for url in [
+            &b"https://x"[..],
+            b"http://example.com:80",
+            b"http://1.2.3.4:99999",
+            b"http://localhost.example.com:9090",
+            b"http://127.0.0.1.example.com:9090",
+            b"http://127.1:9090",
+            b"http://0177.0.0.1:9090",
+            b"http://[::1]:9090",
+            b"http://127.0.0.1:9090@10.1.2.3:80/",
+            b"http://10.1.2.3:80@127.0.0.1:9090/",
+            b"http://127.0.0.1:9090#@10.1.2.3",
+            b"unix:relative.sock",
+            b"",
+        ] {
+            assert_eq!(
+                parse_target(url),
+                unsupported,
+                "{}",
+                String::from_utf8_lossy(url)
+            );
+        }
+        let remote = (Target::Invalid(URL_NOT_LOOPBACK), &b""[..]);
+        for url in [
+            &b"http://10.1.2.3:9090"[..],
+            b"http://192.0.2.2:9090/",
+            b"http://0.0.0.0:9090",
+            b"http://128.0.0.1:9090",
+            b"http://126.255.255.255:9090",
+            b"http://255.255.255.255:9090",
+        ] {
+            assert_eq!(
+                parse_target(url),
+                remote,
+                "{}",
+                String::from_utf8_lossy(url)
+            );
+        }
     }
 
     #[test]

@@ -29,8 +29,11 @@ pub const RESPONSE_MAX: usize = 16 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fail {
-    /// Could not connect (refused, no such socket, bad URL): fail-open decides.
+    /// Could not connect (refused, no such socket): fail-open decides.
     Unreachable,
+    /// `RAMPART_URL` is refused (the reason from `config`); no connection is attempted:
+    /// fail-open decides.
+    Unusable(&'static [u8]),
     /// No (complete) answer in time: fail-open decides.
     Timeout,
     /// The server closed the connection without a complete answer: fail-open decides.
@@ -45,6 +48,7 @@ impl Fail {
     pub fn describe(self) -> &'static [u8] {
         match self {
             Fail::Unreachable => b"policy server unreachable",
+            Fail::Unusable(why) => why,
             Fail::Timeout => b"policy server did not answer in time",
             Fail::Closed => b"policy server closed the connection without an answer",
             Fail::Malformed => b"malformed answer from the policy server",
@@ -155,10 +159,10 @@ fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
     }
 }
 
-fn connect(cfg: &Config) -> Result<c_int, Fail> {
+fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
     let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     let (fd, rc) = match cfg.target {
-        Target::Invalid => return Err(Fail::Unreachable),
+        Target::Invalid(why) => return Err(Fail::Unusable(why)),
         Target::Tcp { ip, port } => {
             // SAFETY: socket(2) with constant arguments.
             let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
@@ -231,7 +235,7 @@ fn connect(cfg: &Config) -> Result<c_int, Fail> {
         close(fd);
         return Err(Fail::Unreachable);
     }
-    if let Err(f) = wait_fd(fd, libc::POLLOUT, sys::now_ms() + CONNECT_TIMEOUT_MS) {
+    if let Err(f) = wait_fd(fd, libc::POLLOUT, deadline) {
         close(fd);
         return Err(f);
     }
@@ -254,7 +258,9 @@ fn connect(cfg: &Config) -> Result<c_int, Fail> {
     Ok(fd)
 }
 
-fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
+/// Sends all of `bytes`: `Err(Timeout)` when the peer stops reading until `deadline`,
+/// `Err(Closed)` when the connection is closed or reset.
+fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> Result<(), Fail> {
     while !bytes.is_empty() {
         // SAFETY: pointer/length describe `bytes`; MSG_NOSIGNAL avoids SIGPIPE.
         let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
@@ -264,20 +270,22 @@ fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> bool {
         }
         match sys::errno() {
             libc::EINTR => {}
-            libc::EAGAIN => {
-                if wait_fd(fd, libc::POLLOUT, deadline).is_err() {
-                    return false;
-                }
-            }
-            _ => return false,
+            libc::EAGAIN => wait_fd(fd, libc::POLLOUT, deadline)?,
+            _ => return Err(Fail::Closed),
         }
     }
-    true
+    Ok(())
 }
 
 /// Sends one `POST` request whose body `body` writes (it is called twice: to count, then
 /// to send), and reads the answer into `buf`. `wait_ms` > 0 extends the answer timeout
 /// for server-side approval holds; `on_wait` runs once after a second without an answer.
+///
+/// The whole call, the retry on a dropped kept-alive connection included, ends by one
+/// deadline: `CONNECT_TIMEOUT_MS + ANSWER_TIMEOUT_MS + wait_ms` from now. Sending and
+/// reading are bounded by that and by the answer timeout from the start of the exchange,
+/// never per read, so a server dripping bytes cannot hold a spawn any longer.
+///
 /// `pid` is the caller's pid from the kernel (`sys::getpid`), which tags the cache.
 #[allow(clippy::too_many_arguments)]
 pub fn post(
@@ -292,15 +300,24 @@ pub fn post(
 ) -> Result<Response, Fail> {
     let mut counter = Counter(0);
     body(&mut counter);
-    let answer_ms = ANSWER_TIMEOUT_MS.saturating_add(wait_ms.min(i64::MAX as u64 / 2) as i64);
+    let answer_ms = ANSWER_TIMEOUT_MS.saturating_add(wait_ms.min(i64::MAX as u64 / 4) as i64);
+    let overall = sys::now_ms()
+        .saturating_add(CONNECT_TIMEOUT_MS)
+        .saturating_add(answer_ms);
     let mut waited = false;
     for _attempt in 0..2 {
         let (fd, known_ino) = match take_cached(pid) {
             Some((fd, ino)) => (fd, Some(ino)),
-            None => (connect(cfg)?, None),
+            None => {
+                let until = sys::now_ms()
+                    .saturating_add(CONNECT_TIMEOUT_MS)
+                    .min(overall);
+                (connect(cfg, until)?, None)
+            }
         };
         let reused = known_ino.is_some();
-        let r = exchange(cfg, fd, path, counter.0, body, answer_ms, buf, &mut || {
+        let limits = (answer_ms, overall);
+        let r = exchange(cfg, fd, path, counter.0, body, limits, buf, &mut || {
             if !waited {
                 waited = true;
                 on_wait();
@@ -337,14 +354,24 @@ fn exchange(
     path: &[u8],
     content_length: usize,
     body: &dyn Fn(&mut dyn Sink),
-    answer_ms: i64,
+    (answer_ms, cap): (i64, i64),
     buf: &mut [u8; RESPONSE_MAX],
     on_wait: &mut dyn FnMut(),
 ) -> Result<(Response, bool), (Fail, bool)> {
-    let send_deadline = sys::now_ms() + ANSWER_TIMEOUT_MS;
-    {
+    // `answer_ms` from now, for sending and reading together, and never past `cap`.
+    let start = sys::now_ms();
+    let deadline = start.saturating_add(answer_ms).min(cap);
+    let send_deadline = start.saturating_add(ANSWER_TIMEOUT_MS).min(deadline);
+    let mut send_err = None;
+    let sent = {
         let mut out = [0u8; 4096];
-        let mut w = BufWriter::new(&mut out, |c: &[u8]| send_all(fd, c, send_deadline));
+        let mut w = BufWriter::new(&mut out, |c: &[u8]| match send_all(fd, c, send_deadline) {
+            Ok(()) => true,
+            Err(f) => {
+                send_err = Some(f);
+                false
+            }
+        });
         let mut num = [0u8; 20];
         w.put(b"POST ");
         w.put(path);
@@ -359,18 +386,22 @@ fn exchange(
         w.put(sys::fmt_u64(content_length as u64, &mut num));
         w.put(b"\r\n\r\n");
         body(&mut w);
-        if !w.flush() {
-            return Err((Fail::Closed, false));
-        }
+        w.flush()
+    };
+    // The server stopped reading: no answer is coming in time either.
+    if send_err == Some(Fail::Timeout) {
+        return Err((Fail::Timeout, false));
     }
-    let start = sys::now_ms();
-    let deadline = start.saturating_add(answer_ms);
+    // Closed or reset while we were still sending. The server may have answered first —
+    // a 413 for a body over its limit does exactly that — so read what is there; an
+    // answer counts, the connection is not reused.
+    let broken = !sent;
     let mut len = 0usize;
     loop {
-        if let Some(done) =
+        if let Some((resp, keep)) =
             parse(buf.get_mut(..len).unwrap_or(&mut []), false).map_err(|f| (f, len > 0))?
         {
-            return Ok(done);
+            return Ok((resp, keep && !broken));
         }
         if len == buf.len() {
             return Err((Fail::Oversized, true));
@@ -406,7 +437,7 @@ fn exchange(
         if n == 0 {
             // EOF: complete only if the body is delimited by the close.
             return match parse(buf.get_mut(..len).unwrap_or(&mut []), true) {
-                Ok(Some(done)) => Ok(done),
+                Ok(Some((resp, _))) => Ok((resp, false)),
                 Ok(None) => Err((Fail::Closed, len > 0)),
                 Err(f) => Err((f, true)),
             };
@@ -630,3 +661,9 @@ mod tests {
         assert_eq!(run(big, false).unwrap_err(), Fail::Oversized);
     }
 }
+
+/// Property tests (proptest): hostile input never panics or hangs, well-formed input is
+/// read exactly.
+#[cfg(test)]
+#[path = "props/http.rs"]
+mod props;

@@ -320,3 +320,9 @@ mod tests {
         assert_eq!(String::from_utf8(v.0).unwrap(), "a\"bé c");
     }
 }
+
+/// Property tests (proptest): hostile input never panics or hangs, well-formed input is
+/// read exactly.
+#[cfg(test)]
+#[path = "props/json.rs"]
+mod props;

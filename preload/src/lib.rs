@@ -31,6 +31,8 @@ mod path;
 mod repeat;
 mod sink;
 mod sys;
+#[cfg(test)]
+mod testgen;
 
 #[cfg(not(test))]
 mod exports;

@@ -14,6 +14,24 @@ be switched at any time by writing a mode name into --mode-file:
   slow       sleep 5 s, then answer normally
   close      close the connection without answering
   chunked    normal decision, sent with Transfer-Encoding: chunked in small pieces
+  502 503    that status with a JSON error body
+  hang       read the request, never answer (the thread gives up after 30 s)
+  slowok     sleep 1.2 s (within the library's 2 s), then answer normally
+  drip-slow  the normal answer one byte every 50 ms: ~10 s in all, so only a total
+             deadline (not a per-read timeout) stops the library from waiting it out
+  drip-fast  the normal answer one byte every 2 ms, complete well within the timeout
+  cut-body   headers and half of a Content-Length body, then close
+  cut-headers  part of the status line and headers, then close
+  huge       200 with a 1 MiB body and its Content-Length
+  huge-close 200 with a 1 MiB body delimited by closing the connection (no length)
+  stringbool 200 with "allowed":"true" (a string, not a boolean)
+  early-413  413 as soon as the headers are in, without reading the body, then close (a
+             body over a size limit; the unread body makes the kernel reset the
+             connection while the client may still be sending)
+
+--listen-only: listen on a port but never accept (connections complete in the kernel's
+queue, nobody reads them). --backlog-full: listen with a full accept queue, so a new
+connection's SYN is dropped and connect() itself hangs.
 
 Prints the TCP port (or the socket path) on stdout once listening.
 """
@@ -21,6 +39,7 @@ Prints the TCP port (or the socket path) on stdout once listening.
 import argparse
 import json
 import os
+import socket
 import socketserver
 import sys
 import threading
@@ -93,6 +112,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": "not found"})
 
     def do_POST(self):
+        if self.mode() == "early-413":
+            self.close_connection = True
+            return self.send_json(413, {"error": "request body too large"})
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         self.record(body)
@@ -100,8 +122,25 @@ class Handler(BaseHTTPRequestHandler):
         token = self.server.opts.token
         if token and self.headers.get("Authorization") != "Bearer " + token:
             return self.send_json(401, {"error": "unauthorized"})
-        if mode in ("500", "401", "403"):
+        if mode in ("500", "502", "503", "401", "403"):
             return self.send_json(int(mode), {"error": "fake " + mode})
+        if mode == "hang":
+            time.sleep(30)
+            self.close_connection = True
+            return
+        if mode == "cut-headers":
+            return self.cut(b"HTTP/1.1 200 OK\r\nContent-Type: applica")
+        if mode == "cut-body":
+            body = b'{"allowed":true,"decision":"allow","message":""}'
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+            return self.cut(head + body[: len(body) // 2])
+        if mode == "huge":
+            return self.send_json(200, {"allowed": True, "pad": "x" * (1 << 20)})
+        if mode == "huge-close":
+            data = json.dumps({"allowed": True, "pad": "x" * (1 << 20)}).encode()
+            return self.cut(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + data)
+        if mode == "stringbool":
+            return self.send_json(200, {"allowed": "true", "decision": "allow", "message": ""})
         if mode == "malformed":
             return self.send_json(200, None, raw=b'{"allowed":true,"decision":')
         if mode == "oversized":
@@ -117,12 +156,42 @@ class Handler(BaseHTTPRequestHandler):
             return
         if mode == "slow":
             time.sleep(5)
+        if mode == "slowok":
+            time.sleep(1.2)
         try:
             req = json.loads(body)
             command = req["params"]["command"]
         except (ValueError, KeyError, TypeError):
             return self.send_json(400, {"error": "bad request"})
-        self.send_json(200, self.decide(req, command), chunked=(mode == "chunked"))
+        answer = self.decide(req, command)
+        if mode in ("drip-slow", "drip-fast"):
+            data = json.dumps(answer).encode()
+            raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            raw += b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+            return self.drip(raw, 0.05 if mode == "drip-slow" else 0.002)
+        self.send_json(200, answer, chunked=(mode == "chunked"))
+
+    def cut(self, raw):
+        """Sends `raw` and closes the connection (no more bytes, whatever was promised)."""
+        self.close_connection = True
+        try:
+            self.wfile.write(raw)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the client gave up first: that is what some tests expect
+
+    def drip(self, raw, pause):
+        """Sends `raw` one byte at a time, `pause` seconds apart, until done or the client
+        goes away."""
+        self.close_connection = True
+        try:
+            for i in range(len(raw)):
+                self.wfile.write(raw[i : i + 1])
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass
 
     def decide(self, req, command):
         answer = {"matched_policies": [], "eval_duration_us": 1, "audit_id": "fake-1"}
@@ -158,7 +227,12 @@ def main():
     ap.add_argument("--unix")
     ap.add_argument("--token")
     ap.add_argument("--deny", action="append", default=None)
+    ap.add_argument("--addr", default="127.0.0.1")
+    ap.add_argument("--listen-only", action="store_true")
+    ap.add_argument("--backlog-full", action="store_true")
     opts = ap.parse_args()
+    if opts.listen_only or opts.backlog_full:
+        return silent_listener(opts)
     opts.deny = [d.lower() for d in (opts.deny or ["denyme", "rm -rf"])]
     if opts.unix:
         if os.path.exists(opts.unix):
@@ -167,12 +241,39 @@ def main():
         where = opts.unix
     else:
         ThreadingHTTPServer.daemon_threads = True
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        srv = ThreadingHTTPServer((opts.addr, 0), Handler)
         where = str(srv.server_address[1])
     srv.opts = opts
     print(where, flush=True)
     try:
         srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+def silent_listener(opts):
+    """A TCP port that never answers: nobody accepts (--listen-only), or the accept queue
+    is full so connect() itself cannot complete (--backlog-full)."""
+    srv = socket.socket()
+    srv.bind((opts.addr, 0))
+    srv.listen(0 if opts.backlog_full else 64)
+    port = srv.getsockname()[1]
+    fillers = []
+    if opts.backlog_full:
+        # listen(0) queues one connection; two more make sure the queue is over-full.
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect((opts.addr, port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        time.sleep(0.2)
+    print(port, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         pass
 
