@@ -815,3 +815,52 @@ fn server_killed_while_holding_an_ask_fail_closed_denies_at_once() {
 fn server_killed_while_holding_an_ask_fail_open_runs_at_once() {
     server_killed_during_an_ask(true);
 }
+
+/// The CLI's own client follows the library's rule: `rampart preload --url` (its own
+/// first check) and the admin commands never send the token to a non-loopback host.
+/// A listener on every address of this machine proves nothing even connected.
+#[test]
+fn the_cli_never_sends_the_token_to_a_non_loopback_address() {
+    let home = Home::new();
+    home.policy("faults.yaml", POLICY);
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ip = own_address().unwrap_or_else(|| "192.0.2.2".to_owned());
+    let url = format!("http://{ip}:{port}");
+    let refusal = format!(
+        "refusing server URL `{url}`: `{ip}` is not a loopback address (the token is sent in plain HTTP, so only 127.0.0.0/8, localhost or a unix: socket are used)"
+    );
+
+    let out = home
+        .cmd()
+        .args(["preload", "--url", &url, "--token", "secret-token"])
+        .args(["--fail-open=false", "--", "/bin/echo", "reached"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("reached"));
+    assert!(stderr.contains(&refusal), "{stderr}");
+
+    for args in [
+        &["serve", "status"][..],
+        &["pending"],
+        &["approve", "01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+    ] {
+        let out = home
+            .cmd()
+            .env("RAMPART_URL", &url)
+            .env("RAMPART_TOKEN", "secret-token")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains(&refusal), "{args:?}: {stderr}");
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("something connected to {url}: {other:?}"),
+    }
+}

@@ -839,3 +839,54 @@ policies:
     );
     assert_eq!(home.run(&["audit", "verify"]).code(), 0);
 }
+
+/// A reload re-reads the token (after `rampart token rotate`) only from a file others
+/// cannot read or write: a token planted in a world-writable file is not adopted, the
+/// one in force keeps working, and the server says why.
+#[test]
+fn a_reload_does_not_adopt_a_token_others_can_write() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let token_file = home.path().join("token");
+    let planted = format!("rampart_{}", "ab".repeat(32));
+    std::fs::write(&token_file, &planted).unwrap();
+    chmod(&token_file, 0o666);
+    crate::util::signal(server.pid(), "HUP");
+    assert!(crate::util::wait_until(10, || server
+        .stderr()
+        .contains("token not re-read, the one in force stays")));
+    assert!(
+        server.stderr().contains(&format!(
+            "{} has mode 0666: other users can write the admin token",
+            token_file.display()
+        )),
+        "{}",
+        server.stderr()
+    );
+    let status = |token: &str| {
+        request(
+            &server.unix(),
+            "GET",
+            "/v1/status",
+            Some(token),
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(status(&planted), 401);
+    assert_eq!(status(&server.token), 200);
+
+    // Made private again, the next reload adopts it (what `token rotate` relies on).
+    chmod(&token_file, 0o600);
+    let reloads = server.stderr().matches("(SIGHUP)").count();
+    crate::util::signal(server.pid(), "HUP");
+    assert!(crate::util::wait_until(10, || server
+        .stderr()
+        .matches("(SIGHUP)")
+        .count()
+        > reloads));
+    assert_eq!(status(&planted), 200);
+    assert_eq!(status(&server.token), 401);
+}

@@ -16,28 +16,45 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `http://host:port[/]` or `unix:/path`.
+    /// Parses `http://HOST:PORT[/]` or `unix:/path`. HOST must be on this machine:
+    /// `localhost` (taken as 127.0.0.1, no name lookup) or an IPv4 address in
+    /// 127.0.0.0/8. The admin token travels in plain HTTP, so any other host is refused
+    /// here, exactly as the preload library refuses it (preload/src/config.rs).
     pub fn parse(url: &str) -> Result<Endpoint, String> {
         if let Some(path) = url.strip_prefix("unix:") {
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
         let Some(rest) = url.strip_prefix("http://") else {
             return Err(format!(
-                "unsupported server URL `{url}`: use http://HOST:PORT or unix:/path/to/rampart.sock"
+                "unsupported server URL `{url}`: use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path/to/rampart.sock"
             ));
         };
         let hostport = rest.trim_end_matches('/');
         if hostport.is_empty() || hostport.contains('/') {
             return Err(format!(
-                "unsupported server URL `{url}`: use http://HOST:PORT"
+                "unsupported server URL `{url}`: use http://127.0.0.1:PORT"
             ));
         }
-        let hostport = if hostport.contains(':') {
-            hostport.to_owned()
-        } else {
-            format!("{hostport}:80")
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, port),
+            None => (hostport, "80"),
         };
-        Ok(Endpoint::Tcp(hostport))
+        let port: u16 = port.parse().map_err(|_| {
+            format!("unsupported server URL `{url}`: `{port}` is not a port number")
+        })?;
+        let ip = if host.eq_ignore_ascii_case("localhost") {
+            std::net::Ipv4Addr::LOCALHOST
+        } else {
+            match host.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) if ip.is_loopback() => ip,
+                _ => {
+                    return Err(format!(
+                        "refusing server URL `{url}`: `{host}` is not a loopback address (the token is sent in plain HTTP, so only 127.0.0.0/8, localhost or a unix: socket are used)"
+                    ));
+                }
+            }
+        };
+        Ok(Endpoint::Tcp(format!("{ip}:{port}")))
     }
 
     pub fn url(&self) -> String {
@@ -322,4 +339,54 @@ pub fn healthy(endpoint: &Endpoint) -> bool {
         request(endpoint, "GET", "/healthz", None, None, Duration::from_secs(2)),
         Ok(r) if r.status == 200 && r.body == b"ok"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn only_loopback_urls_are_used() {
+        for (url, want) in [
+            ("http://127.0.0.1:9090", "127.0.0.1:9090"),
+            ("http://127.0.0.1:9090/", "127.0.0.1:9090"),
+            ("http://localhost:19090", "127.0.0.1:19090"),
+            ("http://LOCALHOST:1", "127.0.0.1:1"),
+            ("http://127.8.9.10", "127.8.9.10:80"),
+        ] {
+            assert_eq!(
+                Endpoint::parse(url),
+                Ok(Endpoint::Tcp(want.to_owned())),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            Endpoint::parse("unix:/run/r.sock"),
+            Ok(Endpoint::Unix("/run/r.sock".into()))
+        );
+        for url in [
+            "http://10.1.2.3:9090",
+            "http://192.0.2.2:9090",
+            "http://0.0.0.0:9090",
+            "http://example.com:9090",
+            "http://localhost.example.com:9090",
+            "http://127.0.0.1.example.com:9090",
+            "http://127.0.0.1:9090@10.1.2.3:80",
+            "http://[::1]:9090",
+        ] {
+            let err = Endpoint::parse(url).unwrap_err();
+            assert!(
+                err.starts_with(&format!("refusing server URL `{url}`"))
+                    || err.starts_with(&format!("unsupported server URL `{url}`")),
+                "{url}: {err}"
+            );
+        }
+        assert!(
+            Endpoint::parse("http://10.1.2.3:9090")
+                .unwrap_err()
+                .contains("not a loopback address")
+        );
+        assert!(Endpoint::parse("https://127.0.0.1:9090").is_err());
+        assert!(Endpoint::parse("http://127.0.0.1:99999").is_err());
+    }
 }

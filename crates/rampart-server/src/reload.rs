@@ -25,11 +25,20 @@ pub async fn reload(state: &Arc<AppState>, trigger: &str) -> ReloadResult {
     let _serialised = state.reload_lock.lock().await;
     let dir = state.config.policies_dir.clone();
     let loaded = tokio::task::spawn_blocking(move || profiles::load_effective(&dir)).await;
-    // The token may have been rotated (`rampart token rotate`): pick it up too.
-    if let Ok(token) = crate::token::read(&state.config.home)
-        && crate::token::is_well_formed(&token)
-    {
-        state.set_token(token);
+    // The token may have been rotated (`rampart token rotate`): pick it up too, but only
+    // from a home and file others cannot write or read (the rule the server starts
+    // under); otherwise the token in force stays.
+    match crate::token::check_private(&state.config.home) {
+        Ok(()) => {
+            if let Ok(token) = crate::token::read(&state.config.home)
+                && crate::token::is_well_formed(&token)
+            {
+                state.set_token(token);
+            }
+        }
+        Err(unsafe_file) => {
+            eprintln!("rampart: token not re-read, the one in force stays: {unsafe_file}");
+        }
     }
     let result = match loaded {
         Ok(Ok((set, source))) => {
