@@ -276,7 +276,7 @@ impl Cx<'_> {
         let mark = e.marker();
         let message = if e.info() == "duplicated key in mapping" {
             match key_at(text, mark.index()) {
-                Some(key) => format!("duplicate key `{key}`"),
+                Some(key) => format!("duplicate key `{}`", one_line(&key)),
                 None => "duplicate key".to_owned(),
             }
         } else {
@@ -319,7 +319,8 @@ impl Cx<'_> {
                 return Err(self.at(
                     key,
                     format!(
-                        "unknown key `{name}` {place}; valid keys: {}",
+                        "unknown key `{}` {place}; valid keys: {}",
+                        one_line(name),
                         allowed.join(", ")
                     ),
                     suggest(name, allowed),
@@ -371,7 +372,8 @@ impl Cx<'_> {
             self.at(
                 node,
                 format!(
-                    "unknown action `{word}`; valid actions: {}",
+                    "unknown action `{}`; valid actions: {}",
+                    one_line(word),
                     Action::WORDS.join(", ")
                 ),
                 action_hint(word),
@@ -482,7 +484,10 @@ impl Cx<'_> {
             if version != VERSION {
                 return Err(self.at(
                     node,
-                    format!("unsupported `version` {version}; this Rampart reads version \"1\""),
+                    format!(
+                        "unsupported `version` {}; this Rampart reads version \"1\"",
+                        one_line(&version)
+                    ),
                     None,
                 ));
             }
@@ -676,6 +681,20 @@ fn describe(node: &Node<'_>) -> &'static str {
             "an invalid value"
         }
     }
+}
+
+/// `text` with control characters (line breaks, tabs, escapes) written as escapes, so an
+/// error that quotes what the file says stays one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The mapping key written at character `index` of `text` (for duplicate-key errors,
