@@ -616,3 +616,196 @@ fn ten_thousand_arguments_and_large_argv_are_evaluated_whole() {
     ));
     run_cases(&s, &cases);
 }
+
+/// An argv whose request body passes the server's 1 MiB limit is refused (EPERM) and the
+/// refusal is in the audit trail. It used to be decided by a race: the server answered
+/// 413 and closed with the body unread, the kernel reset the connection, and the library,
+/// seeing no answer, applied fail-open — the command ran, unaudited, about half the time.
+#[test]
+fn one_megabyte_argv_is_refused_and_audited_every_time() {
+    let s = Setup::standard();
+    let secret = secret_path(&s);
+    let mut cases = Vec::new();
+    for round in 0..4 {
+        // 1 MB in 10 arguments (each under the kernel's 128 KiB per string).
+        let mut spread = vec![b("true")];
+        spread.extend((0..10).map(|i| b(&format!("{i}{}", "z".repeat(99_999)))));
+        cases.push((
+            ["1 MB in 10 arguments", "again", "and again", "once more"][round],
+            spread,
+        ));
+    }
+    // A denied command padded past the limit is still refused.
+    let mut padded = vec![b("cat"), secret.clone()];
+    padded.extend((0..10).map(|i| b(&format!("/tmp/{i}{}", "p".repeat(99_990)))));
+    cases.push(("padded denied read", padded));
+    // One argument of 1 MB: refused by Rampart before the kernel would say E2BIG.
+    cases.push((
+        "1 MB in one argument",
+        vec![b("true"), vec![b'z'; 1_000_000]],
+    ));
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .map(|(name, argv)| Case::new(name, argv, Outcome::Eperm))
+        .collect();
+
+    let r = s.run_agent(&cases);
+    let stdout = r.stdout();
+    let stderr = r.stderr();
+    assert_eq!(r.code(), 0, "{stdout}{stderr}");
+    let results: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), cases.len(), "{stdout}{stderr}");
+    for (case, result) in cases.iter().zip(&results) {
+        assert_eq!(result["result"], "eperm", "{}: {result}", case.name);
+    }
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        vec![
+            "rampart: [ERROR] Policy denied: unexpected answer from the policy server (HTTP 413)";
+            cases.len()
+        ],
+        "{stderr}"
+    );
+
+    // One audit event per refusal: denied, with the start of the command.
+    let events = s.check_events();
+    assert_eq!(events.len(), cases.len(), "{events:#?}");
+    for (event, case) in events.iter().zip(&cases) {
+        assert_eq!(event["decision"], "deny", "{}", case.name);
+        assert_eq!(event["tool"], "exec");
+        assert_eq!(event["agent"], "preload");
+        assert_eq!(event["mode"], "enforce");
+        assert_eq!(
+            event["message"],
+            "request body larger than 1048576 bytes: not evaluated"
+        );
+        let recorded = event["command"].as_str().unwrap();
+        let full = command(&case.argv);
+        let start: String = full.chars().take(4096).collect();
+        assert_eq!(recorded, format!("{start} …"), "{}", case.name);
+    }
+    assert!(
+        events[4]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cat {}", wire(&secret)))
+    );
+    s.assert_healthy();
+}
+
+/// Writes `body` as one HTTP/1.1 POST over TCP and reads the whole answer.
+fn raw_post(port: u16, path: &str, token: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    // The server may answer before reading everything; what it answered is still there.
+    let _ = std::io::Write::write_all(&mut stream, &message);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Malformed preflight bodies get 400 with a one-line `{"error": ...}` saying what and
+/// where, are not audited (nothing was decided), and the server keeps serving.
+#[test]
+fn malformed_preflight_bodies_get_400_and_the_server_lives() {
+    let s = Setup::standard();
+    let deep = format!(
+        r#"{{"params":{{"command":"x"}},"argv":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let bodies: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), "EOF while parsing"),
+        ("not json", b"rm -rf /".to_vec(), "expected value"),
+        (
+            "truncated",
+            br#"{"agent":"preload","params":{"command":"rm -r"#.to_vec(),
+            "EOF while parsing",
+        ),
+        (
+            "raw invalid utf-8",
+            b"{\"params\":{\"command\":\"\xff\xfe\"}}".to_vec(),
+            "invalid unicode code point",
+        ),
+        (
+            "lone surrogate",
+            br#"{"params":{"command":"\ud800"}}"#.to_vec(),
+            "hex escape",
+        ),
+        (
+            "pid out of range",
+            br#"{"params":{"command":"ls"},"pid":99999999999999999999}"#.to_vec(),
+            "invalid",
+        ),
+        (
+            "negative wait",
+            br#"{"params":{"command":"ls"},"wait_ms":-5}"#.to_vec(),
+            "invalid value",
+        ),
+        (
+            "duplicate key",
+            br#"{"params":{"command":"ls"},"params":{"command":"rm -rf /"}}"#.to_vec(),
+            "duplicate field `params`",
+        ),
+        ("deep nesting", deep.into_bytes(), "invalid type"),
+        (
+            "no command",
+            br#"{"agent":"preload"}"#.to_vec(),
+            "params.command is required for tool exec",
+        ),
+    ];
+    for (name, body, expected) in &bodies {
+        let (status, answer) = raw_post(s.server.port, "/v1/preflight/exec", &s.server.token, body);
+        assert_eq!(status, 400, "{name}: {answer}");
+        let v: Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{name}: {e}: {answer}"));
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{name}: {error}");
+        assert!(!error.contains('\n'), "{name}: {error}");
+    }
+    // Nothing was decided, so nothing is in the trail.
+    assert_eq!(s.check_events().len(), 0);
+    // A body over the limit: 413, recorded as a refusal.
+    let big = format!(
+        r#"{{"agent":"raw","params":{{"command":"echo {}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let (status, answer) = raw_post(
+        s.server.port,
+        "/v1/preflight/exec",
+        &s.server.token,
+        big.as_bytes(),
+    );
+    assert_eq!(status, 413, "{answer}");
+    let events = s.check_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["agent"], "raw");
+    assert_eq!(events[0]["decision"], "deny");
+    // A well-formed request still works after all that.
+    let ok = s
+        .server
+        .preflight(json!({"agent": "preload", "params": {"command": "ls -la"}}));
+    assert_eq!(ok["decision"], "allow");
+    s.assert_healthy();
+}
