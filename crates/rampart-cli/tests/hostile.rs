@@ -809,3 +809,118 @@ fn malformed_preflight_bodies_get_400_and_the_server_lives() {
     assert_eq!(ok["decision"], "allow");
     s.assert_healthy();
 }
+
+// ---------------------------------------------------------------------------------------
+// `rampart policy show` writes YAML that loads back to the same policy.
+
+/// The `show` output without comment lines (origins name the file they came from).
+fn shown(home: &Home) -> String {
+    let r = home.run(&["policy", "show"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    r.stdout()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| l.split("  # ").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Loads `yaml` into a fresh home, shows it, loads what was shown into another home and
+/// shows that: the two must be the same, and decide a few commands the same.
+fn assert_show_round_trips(yaml: &str) {
+    let first = Home::new();
+    first.policy("custom.yaml", yaml);
+    let shown_once = first.run(&["policy", "show"]);
+    assert_eq!(shown_once.code(), 0, "{}\n{yaml}", shown_once.stderr());
+    let second = Home::new();
+    second.policy("shown.yaml", &shown_once.stdout());
+    assert_eq!(shown(&first), shown(&second), "{yaml}");
+    for command in [
+        "rm -rf /",
+        "ls -la",
+        "git push",
+        "cat ~/.ssh/id_rsa",
+        "x\u{1b}y",
+    ] {
+        let decide = |home: &Home| {
+            let r = home.run(&["test", "--json", command]);
+            let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+            (
+                v["decision"].clone(),
+                v["message"].clone(),
+                v["matched_policies"].clone(),
+            )
+        };
+        assert_eq!(decide(&first), decide(&second), "{command}\n{yaml}");
+    }
+}
+
+#[test]
+fn policy_show_round_trips_the_shipped_and_an_ugly_policy() {
+    for (_, text) in rampart_policy::profiles::PROFILES {
+        assert_show_round_trips(text);
+    }
+    assert_show_round_trips(crate::util::SEED_POLICY);
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    let ugly = [
+        "it's \"quoted\" \\ back",
+        "# not a comment",
+        "key: value",
+        "- dash",
+        "tab\there\nnewline\r\n",
+        "\u{0}\u{1b}[31m\u{7f}\u{85}\u{2028}\u{feff}",
+        "עברית \u{202e}rtl\u{202c} 😀",
+        "*",
+        "",
+    ];
+    let mut yaml = String::from("default_action: ask\npolicies:\n");
+    for (i, text) in ugly.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - name: {}\n    priority: {}\n    match:\n      agent: [{}]\n    rules:\n      - action: deny\n        when:\n          command_matches: [{}]\n          command_contains: [{}]\n        message: {}\n",
+            q(&format!("p{i} {text}")),
+            i64::MAX - i as i64,
+            q(&format!("{text}*")),
+            q(text),
+            q(&format!("c{text}")),
+            q(text),
+        ));
+    }
+    assert_show_round_trips(&yaml);
+}
+
+mod show_props {
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "[a-z *?/.-]{0,10}"]
+    }
+
+    proptest! {
+        // Each case runs `rampart` eight times: few cases, many strings per case.
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_policies_round_trip_through_show(
+            names in prop::collection::vec(text(), 1..4),
+            patterns in prop::collection::vec(text(), 1..6),
+            needle in text().prop_filter("non-empty", |s| !s.is_empty()),
+            message in text(),
+            priority in any::<i64>(),
+        ) {
+            let q = |s: &str| serde_json::to_string(s).unwrap();
+            let list = |v: &[String]| v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ");
+            let mut yaml = String::from("policies:\n");
+            for (i, name) in names.iter().enumerate() {
+                yaml.push_str(&format!(
+                    "  - name: {}\n    priority: {priority}\n    rules:\n      - action: ask\n        when:\n          command_matches: [{}]\n          command_contains: [{}]\n          path_matches: [{}]\n        message: {}\n      - action: log\n        default: true\n",
+                    q(&format!("{i}{name}")),
+                    list(&patterns),
+                    q(&needle),
+                    list(&patterns),
+                    q(&message),
+                ));
+            }
+            super::assert_show_round_trips(&yaml);
+        }
+    }
+}
