@@ -390,3 +390,74 @@ fn huge_events_round_trip() {
     let follower = Follower::new(dir.path()).unwrap();
     assert_eq!(follower.backlog(2).unwrap()[0], stored);
 }
+
+/// Writes events (unchained: the query side does not check hashes) as a day file.
+fn write_events(dir: &Path, commands: &[String]) -> Vec<AuditEvent> {
+    let mut events = Vec::new();
+    let mut text = Vec::new();
+    for (i, command) in commands.iter().enumerate() {
+        let mut event = parsed(&pool()[0]);
+        event.id = format!("01JDQ7Z4M5X0V9K3T2N1B8C6{:02}", i % 100);
+        event.command.clone_from(command);
+        serde_json::to_writer(&mut text, &event).unwrap();
+        text.push(b'\n');
+        events.push(event);
+    }
+    fs::write(day_file(dir), text).unwrap();
+    events
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Text search finds any piece of a command in any ASCII case, and only commands
+    /// (or messages) that contain it.
+    #[test]
+    fn text_search_ignores_ascii_case(
+        command in any::<String>(),
+        start in any::<usize>(),
+        len in 0usize..16,
+        flips in any::<u64>(),
+        other in "[a-z]{1,8}",
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let chars: Vec<char> = command.chars().collect();
+        let start = if chars.is_empty() { 0 } else { start % chars.len() };
+        let piece: String = chars[start..(start + len).min(chars.len())]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if flips >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+            .collect();
+        write_events(dir.path(), &[command.clone()]);
+        let found = |text: &str| read_events(dir.path(), &Query { text: Some(text.to_owned()), ..Query::default() }).unwrap().len();
+        prop_assert_eq!(found(&piece), 1, "{:?} in {:?}", piece, command);
+        let expected = usize::from(
+            command.to_ascii_lowercase().contains(&other) || "message 0".contains(&other),
+        );
+        prop_assert_eq!(found(&other), expected);
+    }
+}
+
+/// Searching a 1 MiB command for a long text that almost matches everywhere takes
+/// linear time (it took haystack × needle steps: 16 s for this one in a release build).
+#[test]
+fn long_search_texts_cost_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(dir.path(), &["a".repeat(1 << 20), "b".repeat(10)]);
+    let needle = format!("{}b", "A".repeat(200_000));
+    let started = std::time::Instant::now();
+    let found = read_events(
+        dir.path(),
+        &Query {
+            text: Some(needle),
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    assert!(found.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
