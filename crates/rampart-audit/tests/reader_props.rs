@@ -428,7 +428,7 @@ proptest! {
             .enumerate()
             .map(|(i, c)| if flips >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
             .collect();
-        write_events(dir.path(), &[command.clone()]);
+        write_events(dir.path(), std::slice::from_ref(&command));
         let found = |text: &str| read_events(dir.path(), &Query { text: Some(text.to_owned()), ..Query::default() }).unwrap().len();
         prop_assert_eq!(found(&piece), 1, "{:?} in {:?}", piece, command);
         let expected = usize::from(
