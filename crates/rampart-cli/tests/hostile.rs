@@ -497,6 +497,15 @@ fn ugly_arguments_are_decided_and_recorded_exactly() {
     in_odd_dir.cwd = Some(odd_dir.clone());
     in_odd_dir.checks[0].cwd = Some(wire(&odd_dir));
     cases.push(in_odd_dir);
+    // A program whose own path is not UTF-8 (and holds an RTL override).
+    let mut odd_program = s.scratch.bytes();
+    odd_program.extend_from_slice(b"/\xffecho\xe2\x80\xae");
+    std::fs::copy("/usr/bin/echo", std::ffi::OsStr::from_bytes(&odd_program)).unwrap();
+    cases.push(Case::new(
+        "program path not utf-8",
+        vec![odd_program, b("hi")],
+        Outcome::Ran(b"hi\n".to_vec()),
+    ));
     // A very long environment: 5 variables of 100 000 bytes (one string may not pass
     // 128 KiB, the kernel's limit) and 3 000 small ones. Not sent to the server, but the
     // library must pass it on untouched and re-inject itself into an environment that
