@@ -6,6 +6,7 @@
 
 mod dashboard;
 mod faults_preload;
+mod hostile;
 mod policy_cli;
 mod preload;
 mod security;

@@ -54,8 +54,12 @@ enum PathToken {
     Star,
     /// `**`: any run of characters.
     DoubleStar,
-    /// `**/`: nothing, or any run of characters ending in `/`.
-    DoubleStarSlash,
+    /// Starts `**/`, which means nothing or any run of characters ending in `/`: it is
+    /// written as this token, `DoubleStar` and `Char('/')`, and lets the match either
+    /// enter that pair or skip past it without consuming anything. (One token that stayed
+    /// on any character and could always be skipped let `**/` match runs that do not end
+    /// in `/`: `/a/**/b` matched `/a/xb`.)
+    OptionalDirs,
 }
 
 impl Glob {
@@ -100,7 +104,11 @@ impl Glob {
                     }
                     if j - i >= 2 {
                         if chars.get(j) == Some(&'/') {
-                            tokens.push(PathToken::DoubleStarSlash);
+                            tokens.extend([
+                                PathToken::OptionalDirs,
+                                PathToken::DoubleStar,
+                                PathToken::Char('/'),
+                            ]);
                             j += 1;
                         } else {
                             tokens.push(PathToken::DoubleStar);
@@ -331,15 +339,16 @@ fn match_path(tokens: &[PathToken], subject: &str) -> bool {
 }
 
 fn match_path_small(tokens: &[PathToken], subject: &str) -> bool {
+    // Every epsilon move goes forward, so one pass in token order closes the set.
     let close = |mut states: u64| {
         for (i, tok) in tokens.iter().enumerate() {
-            if states & (1 << i) != 0
-                && matches!(
-                    tok,
-                    PathToken::Star | PathToken::DoubleStar | PathToken::DoubleStarSlash
-                )
-            {
-                states |= 1 << (i + 1);
+            if states & (1 << i) == 0 {
+                continue;
+            }
+            match tok {
+                PathToken::Star | PathToken::DoubleStar => states |= 1 << (i + 1),
+                PathToken::OptionalDirs => states |= (1 << (i + 1)) | (1 << (i + 3)),
+                _ => {}
             }
         }
         states
@@ -370,8 +379,7 @@ fn step(tok: PathToken, c: char, i: usize) -> u64 {
         PathToken::AnyChar if c != '/' => advance,
         PathToken::Star if c != '/' => stay,
         PathToken::DoubleStar => stay,
-        PathToken::DoubleStarSlash if c == '/' => stay | advance,
-        PathToken::DoubleStarSlash => stay,
+        PathToken::OptionalDirs => 0,
         _ => 0,
     }
 }
@@ -393,12 +401,6 @@ fn match_path_large(tokens: &[PathToken], subject: &str) -> bool {
                 PathToken::AnyChar if c != '/' => next[i + 1] = true,
                 PathToken::Star if c != '/' => next[i] = true,
                 PathToken::DoubleStar => next[i] = true,
-                PathToken::DoubleStarSlash => {
-                    next[i] = true;
-                    if c == '/' {
-                        next[i + 1] = true;
-                    }
-                }
                 _ => {}
             }
         }
@@ -414,13 +416,16 @@ fn match_path_large(tokens: &[PathToken], subject: &str) -> bool {
 /// Epsilon closure: star tokens may match nothing.
 fn close(tokens: &[PathToken], states: &mut [bool]) {
     for i in 0..tokens.len() {
-        if states[i]
-            && matches!(
-                tokens[i],
-                PathToken::Star | PathToken::DoubleStar | PathToken::DoubleStarSlash
-            )
-        {
-            states[i + 1] = true;
+        if !states[i] {
+            continue;
+        }
+        match tokens[i] {
+            PathToken::Star | PathToken::DoubleStar => states[i + 1] = true,
+            PathToken::OptionalDirs => {
+                states[i + 1] = true;
+                states[i + 3] = true;
+            }
+            _ => {}
         }
     }
 }

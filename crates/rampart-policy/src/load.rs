@@ -55,6 +55,11 @@ const WHEN_KEYS: &[&str] = &[
 /// The only policy format version there is.
 const VERSION: &str = "1";
 
+/// Deepest nesting of mappings and sequences a policy file may have (a policy needs six).
+/// saphyr's loader recurses once per level, so thousands of levels (`- - - …`) would
+/// overflow the stack and abort the process instead of returning an error.
+const MAX_NESTING: usize = 64;
+
 /// Default `priority` of a policy.
 const DEFAULT_PRIORITY: i64 = 100;
 
@@ -85,6 +90,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<PolicyFile, PolicyError> {
         file,
         shared: Arc::new(file.to_path_buf()),
     };
+    check_nesting(&cx, text)?;
     let docs = MarkedYaml::load_from_str(text).map_err(|e| cx.scan_error(text, &e))?;
     let mut docs = docs.iter();
     let root = docs.next();
@@ -104,6 +110,37 @@ pub fn parse_str(file: &Path, text: &str) -> Result<PolicyFile, PolicyError> {
             policies: Vec::new(),
         }),
     }
+}
+
+/// Refuses YAML nested deeper than [`MAX_NESTING`], walking the parser's events (which
+/// does not recurse) before the recursive loader sees the text. Syntax errors are left to
+/// the loader, which reports them with its own message; it only gets that far into the
+/// text when the nesting up to the error is shallow.
+fn check_nesting(cx: &Cx<'_>, text: &str) -> Result<(), PolicyError> {
+    use saphyr_parser::{Event, Parser};
+    let mut depth = 0usize;
+    for item in Parser::new_from_str(text) {
+        match item {
+            Ok((Event::SequenceStart(..) | Event::MappingStart(..), span)) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(PolicyError::Invalid {
+                        file: cx.file.to_path_buf(),
+                        line: span.start.line(),
+                        column: span.start.col() + 1,
+                        message: format!(
+                            "lists and mappings nested more than {MAX_NESTING} levels deep"
+                        ),
+                        hint: Hint(None),
+                    });
+                }
+            }
+            Ok((Event::SequenceEnd | Event::MappingEnd, _)) => depth = depth.saturating_sub(1),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// Reads and parses one policy file.
@@ -239,7 +276,7 @@ impl Cx<'_> {
         let mark = e.marker();
         let message = if e.info() == "duplicated key in mapping" {
             match key_at(text, mark.index()) {
-                Some(key) => format!("duplicate key `{key}`"),
+                Some(key) => format!("duplicate key `{}`", one_line(&key)),
                 None => "duplicate key".to_owned(),
             }
         } else {
@@ -282,7 +319,8 @@ impl Cx<'_> {
                 return Err(self.at(
                     key,
                     format!(
-                        "unknown key `{name}` {place}; valid keys: {}",
+                        "unknown key `{}` {place}; valid keys: {}",
+                        one_line(name),
                         allowed.join(", ")
                     ),
                     suggest(name, allowed),
@@ -334,7 +372,8 @@ impl Cx<'_> {
             self.at(
                 node,
                 format!(
-                    "unknown action `{word}`; valid actions: {}",
+                    "unknown action `{}`; valid actions: {}",
+                    one_line(word),
                     Action::WORDS.join(", ")
                 ),
                 action_hint(word),
@@ -445,7 +484,10 @@ impl Cx<'_> {
             if version != VERSION {
                 return Err(self.at(
                     node,
-                    format!("unsupported `version` {version}; this Rampart reads version \"1\""),
+                    format!(
+                        "unsupported `version` {}; this Rampart reads version \"1\"",
+                        one_line(&version)
+                    ),
                     None,
                 ));
             }
@@ -639,6 +681,20 @@ fn describe(node: &Node<'_>) -> &'static str {
             "an invalid value"
         }
     }
+}
+
+/// `text` with control characters (line breaks, tabs, escapes) written as escapes, so an
+/// error that quotes what the file says stays one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The mapping key written at character `index` of `text` (for duplicate-key errors,

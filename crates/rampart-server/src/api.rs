@@ -109,6 +109,16 @@ route_table! {
     get "/metrics" Token => metrics;
 }
 
+/// An oversized preflight body is still read to its end, up to this much, before the 413
+/// answer. Closing a connection with unread data makes the kernel reset it, and a client
+/// that sees a reset instead of the 413 applies its fail-open rule: an argv padded past
+/// 1 MiB then ran unchecked and unaudited about half the time. (An argv is at most 2 MiB
+/// by the kernel's limit; escaped, its body stays far below this.)
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How much of an oversized preflight's command the audit event keeps.
+const OVERSIZED_COMMAND_CHARS: usize = 4096;
+
 pub fn router(state: Arc<AppState>) -> Router {
     let (public, protected) = table_routers();
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(
@@ -186,8 +196,110 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
             return Err(ApiError::new(status, message));
         }
     };
-    serde_json::from_slice(&bytes)
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+}
+
+/// A preflight body: `Ok` within [`BODY_LIMIT`]; over it, `Err` with the first bytes,
+/// after reading the rest (see [`DRAIN_LIMIT`]).
+async fn read_preflight_body(body: axum::body::Body) -> Result<Result<Bytes, Vec<u8>>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+        })?;
+        total = total.saturating_add(chunk.len());
+        if total <= BODY_LIMIT {
+            buf.extend_from_slice(&chunk);
+        } else {
+            buf.truncate(2 * OVERSIZED_COMMAND_CHARS);
+            if total > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    Ok(if total > BODY_LIMIT {
+        Err(buf)
+    } else {
+        Ok(Bytes::from(buf))
+    })
+}
+
+/// The start of a string field `"key":"…"` in a JSON text that may be cut short:
+/// best effort, for the audit record of a body too large to read as JSON.
+fn string_field_prefix(prefix: &[u8], key: &str) -> Option<String> {
+    let open = format!("\"{key}\":\"");
+    // The prefix is a few KiB: a plain search is fine.
+    let start = prefix
+        .windows(open.len())
+        .position(|w| w == open.as_bytes())?
+        + open.len();
+    let rest = &prefix[start..];
+    let mut end = rest.len();
+    let mut escaped = false;
+    for (i, &b) in rest.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    // Cut back until what is left is a whole JSON string (not ending inside an escape
+    // or a UTF-8 sequence).
+    (0..8).find_map(|cut| {
+        let body = rest.get(..end.checked_sub(cut)?)?;
+        let mut quoted = Vec::with_capacity(body.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(body);
+        quoted.push(b'"');
+        serde_json::from_slice::<String>(&quoted).ok()
+    })
+}
+
+/// Records and refuses a preflight whose body is over [`BODY_LIMIT`]: the client denies
+/// on 413 in enforce mode, and a decision the user sees must be in the audit trail.
+fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
+    let message = format!("request body larger than {BODY_LIMIT} bytes: not evaluated");
+    let mode = state.config.mode;
+    if mode == Mode::Disabled {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
+    let enforce = mode == Mode::Enforce;
+    let mut command: String = string_field_prefix(prefix, "command")
+        .unwrap_or_default()
+        .chars()
+        .take(OVERSIZED_COMMAND_CHARS)
+        .collect();
+    command.push_str(" …");
+    let action = if enforce { Action::Deny } else { Action::Log };
+    state.metrics.decision(action, 0);
+    let event = NewEvent {
+        agent: string_field_prefix(prefix, "agent").unwrap_or_else(|| "unknown".to_owned()),
+        session: string_field_prefix(prefix, "session").unwrap_or_default(),
+        tool: tool.to_owned(),
+        command,
+        decision: action.as_str().to_owned(),
+        message: message.clone(),
+        mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
+        ..NewEvent::default()
+    };
+    match append(state, event) {
+        Ok(_) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -201,9 +313,14 @@ fn duration_us(d: Duration) -> u64 {
 async fn preflight(
     State(state): State<Arc<AppState>>,
     Path(tool): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
-    let req: PreflightRequest = match parse_body(body) {
+    let bytes = match read_preflight_body(body).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(prefix)) => return oversized(&state, &tool, &prefix),
+        Err(e) => return e.into_response(),
+    };
+    let req: PreflightRequest = match parse_json(&bytes) {
         Ok(req) => req,
         Err(e) => return e.into_response(),
     };
