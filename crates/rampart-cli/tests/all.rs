@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod dashboard;
+mod faults_server;
 mod policy_cli;
 mod preload;
 mod server;

@@ -120,6 +120,8 @@ where
             source,
         })?;
     let unix = bind_unix(&config.socket).await?;
+    raise_backlog(&tcp);
+    raise_backlog(&unix);
     let bound = Bound {
         tcp: tcp.local_addr()?,
         socket: config.socket.clone(),
@@ -202,6 +204,18 @@ const MAX_REFUSING: usize = 64;
 /// asks) get to finish before they are dropped.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections the kernel queues for `accept` on each listener. The default of 128 that
+/// `bind` uses overflows when a parallel build spawns hundreds of programs at once; an
+/// overflowing TCP queue drops the connection attempt and the client retries only after a
+/// second, beyond the preload's connect timeout. The kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Calling `listen` again on a listening socket changes its backlog (Linux, BSD); if
+/// that fails the default stays, which still works.
+fn raise_backlog(listener: &impl std::os::fd::AsFd) {
+    let _ = rustix::net::listen(listener, LISTEN_BACKLOG);
+}
+
 /// Raises the soft open-file limit to the hard one (a server with 1 000 event-stream
 /// clients needs more than the common 1 024) and returns the soft limit now in force.
 fn raise_fd_limit() -> u64 {
@@ -211,7 +225,7 @@ fn raise_fd_limit() -> u64 {
         && current < maximum
     {
         limit.current = Some(maximum);
-        if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+        if setrlimit(Resource::Nofile, limit).is_err() {
             limit.current = Some(current);
         }
     }
