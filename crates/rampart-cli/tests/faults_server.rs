@@ -1062,3 +1062,136 @@ fn a_burst_of_a_thousand_connections_waits_in_the_listen_queue_without_drops() {
         assert!(read_head(stream).starts_with("HTTP/1.1 200 OK\r\n"));
     }
 }
+
+/// Whether `mkfs.ext2` and loop mounts work here (see [`can_mount`]).
+fn can_loop_mount(test: &str) -> bool {
+    if !can_mount(test) {
+        return false;
+    }
+    let probe = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=2m tmpfs /mnt && truncate -s 8m /mnt/img && mkfs.ext2 -q -F /mnt/img && mkdir /mnt/fs && mount -o loop /mnt/img /mnt/fs",
+        ])
+        .output();
+    let reason = match probe {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        Err(e) => format!("cannot run unshare: {e}"),
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED faults_server::{test}: needs mkfs.ext2 and a loop mount: {reason}"
+    );
+    false
+}
+
+#[test]
+fn a_failed_fsync_is_answered_503_said_on_stderr_and_recovered_from() {
+    if !can_loop_mount("a_failed_fsync_is_answered_503_said_on_stderr_and_recovered_from") {
+        return;
+    }
+    // The audit directory is an ext2 file system in an image file on a small tmpfs. With
+    // the tmpfs full, writes still land in the page cache but writing them back fails:
+    // write(2) succeeds and fsync fails, as on a thin-provisioned or failing disk.
+    let home = seed_home();
+    let backing = home.path().join("backing");
+    let audit = home.path().join("audit");
+    std::fs::create_dir_all(&backing).unwrap();
+    std::fs::create_dir_all(&audit).unwrap();
+    let script = "mount -t tmpfs -o size=4m tmpfs \"$1\" && truncate -s 32m \"$1/img\" && mkfs.ext2 -q -F \"$1/img\" && mount -o loop \"$1/img\" \"$2\" && chmod 700 \"$2\" && shift 2 && exec \"$@\"";
+    let server = spawn(
+        &home,
+        "unshare",
+        &[
+            "-m",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            backing.to_str().unwrap(),
+            audit.to_str().unwrap(),
+            rampart(),
+            "serve",
+            "--port",
+            "0",
+        ],
+    );
+    assert_eq!(server.exec("echo first").status, 200);
+    let day_name = day_file(&server.seen(&audit))
+        .file_name()
+        .unwrap()
+        .to_owned();
+    let filler = fill(&server.seen(&backing));
+
+    let big = "f".repeat(20_000);
+    let mut answered = 1;
+    let mut refused = None;
+    for i in 0..200 {
+        let r = server.exec(&format!("echo {i} {big}"));
+        match r.status {
+            200 => answered += 1,
+            503 => {
+                refused = Some(r.json().unwrap()["error"].as_str().unwrap().to_owned());
+                break;
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = refused.expect("no fsync failure was reported in 200 writes");
+    assert_eq!(
+        refused,
+        format!(
+            "audit trail cannot be written: cannot sync audit file {} to disk: No space left on device (os error 28)",
+            audit.join(&day_name).display()
+        )
+    );
+    assert!(
+        server.stderr().lines().any(|l| l
+            == format!(
+                "rampart: audit trail cannot be written: {}; answering preflights 503 until it can",
+                refused.trim_start_matches("audit trail cannot be written: ")
+            )),
+        "{}",
+        server.stderr()
+    );
+
+    // Space comes back: answered again, with no restart.
+    std::fs::remove_file(filler).unwrap();
+    let mut ok_in_a_row = 0;
+    for _ in 0..100 {
+        let r = server.exec("echo after");
+        if r.status == 200 {
+            answered += 1;
+            ok_in_a_row += 1;
+            if ok_in_a_row == 5 {
+                break;
+            }
+        } else {
+            assert_eq!(r.status, 503, "{}", r.text());
+            ok_in_a_row = 0;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok_in_a_row, 5, "{}", server.stderr());
+    assert!(
+        server
+            .stderr()
+            .lines()
+            .any(|l| l.starts_with("rampart: audit trail writable again; ")),
+        "{}",
+        server.stderr()
+    );
+    // Every answered decision is in the trail, nothing else, and the chain verifies.
+    assert_eq!(server.event_ids().len(), answered);
+    let verify = home.run(&[
+        "audit",
+        "verify",
+        "--audit-dir",
+        server.seen(&audit).to_str().unwrap(),
+    ]);
+    assert_eq!(verify.code(), 0, "{}", verify.stdout());
+}
