@@ -25,10 +25,10 @@ pub enum AuditError {
     #[error("cannot sync audit file {} to disk: {source}", path.display())]
     Sync { path: PathBuf, source: io::Error },
 
-    /// The newest event on disk has no hash to chain from, so appending would start a
-    /// second, unverifiable chain.
+    /// The end of the trail is damaged beyond the lines the writer steps over: no intact
+    /// event to continue the chain from.
     #[error(
-        "{}:{line}: the last audit event has no readable hash to continue the chain from; run `rampart audit verify`",
+        "{}:{line}: more than 100 damaged lines at the end of the audit trail, no intact event to continue the chain from; run `rampart audit verify`",
         path.display()
     )]
     UnreadableHead { path: PathBuf, line: usize },

@@ -161,9 +161,47 @@ pub(crate) fn leading_id(line: &[u8]) -> Option<ulid::Ulid> {
     ulid::Ulid::from_string(id).ok()
 }
 
+const PREV_FIELD_OPEN: &[u8] = b",\"prev_hash\":\"";
+
+/// Why a stored line (without its newline) is not an intact event on its own, whatever
+/// line came before it; `None` when its stored `hash` matches its content. Read
+/// textually, like [`trailing_hash`], so lines with fields this version does not know
+/// still count as intact. Used to find the newest good event at start-up.
+pub(crate) fn damage(line: &[u8]) -> Option<String> {
+    if line.is_empty() {
+        return Some("empty line (the writer never writes one)".into());
+    }
+    let Some(stored) = trailing_hash(line) else {
+        return Some(match serde_json::from_slice::<serde_json::Value>(line) {
+            Err(e) => format!("not a valid audit event: {e}"),
+            Ok(_) => "no `hash` field of the form sha256:<64 hex> at the end of the line".into(),
+        });
+    };
+    let body = &line[..line.len() - HASH_FIELD_LEN];
+    let prev = body
+        .len()
+        .checked_sub(PREV_FIELD_OPEN.len() + HASH_LEN + 1)
+        .and_then(|start| body[start..].strip_prefix(PREV_FIELD_OPEN))
+        .and_then(|field| field.strip_suffix(b"\""))
+        .and_then(|prev| std::str::from_utf8(prev).ok());
+    let Some(prev) = prev else {
+        return Some("no `prev_hash` field just before `hash`".into());
+    };
+    let mut input = Vec::with_capacity(body.len() + 1);
+    input.extend_from_slice(body);
+    input.push(b'}');
+    if chain_hash(prev, &input) != stored {
+        return Some("hash mismatch: the event was changed after it was written".into());
+    }
+    None
+}
+
 /// Checks one stored line (without its newline) against the hash of the line before it.
 /// The error is the reason shown by `rampart audit verify`.
 pub(crate) fn check_line(line: &[u8], expected_prev: &str) -> Result<AuditEvent, String> {
+    if line.is_empty() {
+        return Err("empty line (the writer never writes one)".into());
+    }
     let event: AuditEvent =
         serde_json::from_slice(line).map_err(|e| format!("not a valid audit event: {e}"))?;
     let Some(stored) = trailing_hash(line) else {
@@ -244,6 +282,34 @@ mod tests {
         assert_eq!(
             leading_id(line).map(|id| id.to_string()),
             Some(event.id.clone())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn damage_names_what_is_wrong_with_a_line_on_its_own() -> Result<(), AuditError> {
+        let mut event = sample();
+        let mut buf = Vec::new();
+        encode_line(&mut event, &mut buf)?;
+        let line = &buf[..buf.len() - 1];
+        assert_eq!(damage(line), None);
+        let edited = String::from_utf8_lossy(line).replace("rm -rf", "rm -rF");
+        assert_eq!(
+            damage(edited.as_bytes()).as_deref(),
+            Some("hash mismatch: the event was changed after it was written")
+        );
+        assert_eq!(
+            damage(b"").as_deref(),
+            Some("empty line (the writer never writes one)")
+        );
+        assert!(
+            damage(b"garbage").is_some_and(|r| r.starts_with("not a valid audit event: ")),
+            "{:?}",
+            damage(b"garbage")
+        );
+        assert_eq!(
+            damage(br#"{"id":"x"}"#).as_deref(),
+            Some("no `hash` field of the form sha256:<64 hex> at the end of the line")
         );
         Ok(())
     }

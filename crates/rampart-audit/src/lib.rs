@@ -24,4 +24,4 @@ pub use query::{Counts, Follower, Query, Stats, read_events, stats, tail};
 pub use redact::{redact, redact_argv};
 pub use time::parse_since;
 pub use verify::{BrokenLine, TornTail, VerifyReport, verify};
-pub use writer::{AuditLog, Recovery};
+pub use writer::{AuditLog, REPAIRS_FILE, Recovery, RepairRecord};

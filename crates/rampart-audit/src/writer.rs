@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ulid::Ulid;
 
-use crate::event::{check_line, encode_line, leading_id, trailing_hash};
+use crate::event::{check_line, damage, encode_line, leading_id, trailing_hash};
 use crate::files::{DayFile, RevLines, complete_len, day_path, list_day_files};
 use crate::time::{day_of, format_ts, to_timestamp};
 use crate::{AuditError, AuditEvent, GENESIS_HASH, NewEvent, redact, redact_argv};
@@ -26,22 +26,84 @@ use crate::{AuditError, AuditEvent, GENESIS_HASH, NewEvent, redact, redact_argv}
 /// Longest time between a write and the fsync that covers it, plus one fsync's duration.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(50);
 
-/// What [`AuditLog::open`] had to repair after a crash: the newest file ended in a line
-/// without its newline (a write cut short).
+/// One thing [`AuditLog::open`] found at the end of the trail and what it did about it.
+/// Each displays as one line naming the file and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recovery {
-    /// The unterminated line was a complete event that chains correctly; only its newline
-    /// was missing, and has been added.
+    /// The unterminated last line was a complete event that chains correctly; only its
+    /// newline was missing, and has been added.
     Completed { path: PathBuf, line: usize },
-    /// The unterminated line was a fragment and was cut off; `bytes` is what was removed.
-    /// No decision was returned for it, because `append` returns only after a whole line
-    /// was written.
+    /// The unterminated last line was a fragment and was cut off; `bytes` is what was
+    /// removed (also kept in `repairs.jsonl`). No decision was returned for it, because
+    /// `append` returns only after a whole line was written.
     Truncated {
         path: PathBuf,
         line: usize,
         bytes: Vec<u8>,
     },
+    /// Empty lines at the end of the newest file (never written by the writer; an editor
+    /// adds them) were removed. Nothing but newlines was lost.
+    BlankLinesRemoved {
+        path: PathBuf,
+        line: usize,
+        count: usize,
+    },
+    /// A complete line after the newest intact event is damaged (garbage, or changed so
+    /// its hash no longer matches). It is left in place for `rampart audit verify` to
+    /// report, and the chain continues from the newest intact event before it.
+    Skipped {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
+
+impl Recovery {
+    /// The file and 1-based line concerned.
+    pub fn location(&self) -> (&Path, usize) {
+        match self {
+            Recovery::Completed { path, line }
+            | Recovery::Truncated { path, line, .. }
+            | Recovery::BlankLinesRemoved { path, line, .. }
+            | Recovery::Skipped { path, line, .. } => (path, *line),
+        }
+    }
+
+    /// What was found and done, without the location.
+    pub fn what(&self) -> String {
+        match self {
+            Recovery::Completed { .. } => {
+                "the last event was missing its newline (a write cut short); added it".into()
+            }
+            Recovery::Truncated { bytes, .. } => format!(
+                "cut off an unterminated partial line of {} bytes (a write cut short); no decision was returned for it; its bytes are kept in {REPAIRS_FILE}",
+                bytes.len()
+            ),
+            Recovery::BlankLinesRemoved { count, .. } => {
+                format!("removed {count} empty line(s) at the end of the file")
+            }
+            Recovery::Skipped { reason, .. } => format!(
+                "{reason}; left in place, the chain continues from the last intact event before it (`rampart audit verify` reports this line)"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (path, line) = self.location();
+        write!(f, "{}:{line}: {}", path.display(), self.what())
+    }
+}
+
+/// Name of the file in the audit directory where start-up repairs that changed a day
+/// file are recorded, one JSON object per line (`ts`, `file`, `line`, `what`, `bytes`).
+/// `rampart audit verify` lists them.
+pub const REPAIRS_FILE: &str = "repairs.jsonl";
+
+/// At most this many damaged lines are stepped over at the end of the trail; more means
+/// the trail is not just damaged at its end, and the writer refuses to start.
+const MAX_SKIPPED: usize = 100;
 
 /// Appends hash-chained events to `DIR/YYYY-MM-DD.jsonl`. Share it (`Arc<AuditLog>`)
 /// between threads; dropping it fsyncs what is outstanding.
@@ -49,7 +111,7 @@ pub enum Recovery {
 pub struct AuditLog {
     shared: Arc<Shared>,
     syncer: Option<JoinHandle<()>>,
-    recovery: Option<Recovery>,
+    recovery: Vec<Recovery>,
     /// Held (advisory lock) for the life of the writer.
     _lock: File,
 }
@@ -85,6 +147,9 @@ struct Current {
     file: Arc<File>,
     /// Length after the last complete write: where a failed write is cut back to.
     len: u64,
+    /// A failed write could not be cut back: the file may end in a fragment, so the next
+    /// write must first cut it back to `len`.
+    torn: bool,
 }
 
 impl Shared {
@@ -111,11 +176,16 @@ impl AuditLog {
         })?;
 
         let files = list_day_files(dir)?;
-        let mut head = find_head(&files)?;
-        let recovery = match files.last() {
-            Some(newest) => repair_torn_tail(newest, &mut head)?,
+        let mut recovery = Vec::new();
+        let fragment = match files.last() {
+            Some(newest) => repair_tail(newest, &mut recovery)?,
             None => None,
         };
+        let mut head = find_head(&files, &mut recovery)?;
+        if let (Some(newest), Some(fragment)) = (files.last(), fragment) {
+            complete_or_cut(newest, fragment, &mut head, &mut recovery)?;
+        }
+        record_repairs(dir, &recovery)?;
 
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -151,9 +221,10 @@ impl AuditLog {
         &self.shared.dir
     }
 
-    /// What `open` repaired, if anything; the server logs it.
-    pub fn recovery(&self) -> Option<&Recovery> {
-        self.recovery.as_ref()
+    /// What `open` found and repaired at the end of the trail, in file order; empty when
+    /// the trail ended cleanly. The server prints each on stderr.
+    pub fn recovery(&self) -> &[Recovery] {
+        &self.recovery
     }
 
     /// Redacts, stamps (id, `ts` = now), chains and writes one event; returns it as stored.
@@ -274,6 +345,7 @@ impl AuditLog {
             path,
             file: Arc::new(file),
             len,
+            torn: false,
         });
         Ok(())
     }
@@ -291,8 +363,10 @@ impl Drop for AuditLog {
 }
 
 /// One `write(2)` of a whole line (a regular file takes it whole; `write_all` only
-/// loops on the rare short write). A failed write is cut back so no fragment stays
-/// for the next line to be glued to.
+/// loops on the rare short write, as when the disk fills up in the middle of a line). A
+/// failed write is cut back so no fragment stays for the next line to be glued to; if
+/// even that fails (the file system went read-only), the cut is retried before the next
+/// write and nothing is written until it succeeds.
 fn write_line(state: &mut State, line: &[u8]) -> Result<(), AuditError> {
     let Some(current) = state.current.as_mut() else {
         return Err(AuditError::Write {
@@ -300,8 +374,18 @@ fn write_line(state: &mut State, line: &[u8]) -> Result<(), AuditError> {
             source: io::Error::other("no current audit file"),
         });
     };
+    if current.torn {
+        current
+            .file
+            .set_len(current.len)
+            .map_err(|source| AuditError::Write {
+                path: current.path.clone(),
+                source,
+            })?;
+        current.torn = false;
+    }
     if let Err(source) = (&*current.file).write_all(line) {
-        let _ = current.file.set_len(current.len);
+        current.torn = current.file.set_len(current.len).is_err();
         return Err(AuditError::Write {
             path: current.path.clone(),
             source,
@@ -383,8 +467,12 @@ fn open_read(path: &Path) -> Result<File, AuditError> {
     })
 }
 
-fn find_head(files: &[DayFile]) -> Result<Head, AuditError> {
-    for day_file in files.iter().rev() {
+/// The newest intact event over the complete lines of `files`. Damaged lines after it
+/// (at most [`MAX_SKIPPED`]) are stepped over and recorded as [`Recovery::Skipped`].
+fn find_head(files: &[DayFile], recovery: &mut Vec<Recovery>) -> Result<Head, AuditError> {
+    let mut skipped = Vec::new();
+    let mut head = None;
+    'files: for day_file in files.iter().rev() {
         let read_err = |source| AuditError::Read {
             path: day_file.path.clone(),
             source,
@@ -393,23 +481,34 @@ fn find_head(files: &[DayFile]) -> Result<Head, AuditError> {
         let len = file.metadata().map_err(read_err)?.len();
         let end = complete_len(&mut file, len).map_err(read_err)?;
         let mut lines = RevLines::new(file, end);
-        if let Some((offset, line)) = lines.next_line().map_err(read_err)? {
-            let Some(hash) = trailing_hash(&line) else {
+        while let Some((offset, line)) = lines.next_line().map_err(read_err)? {
+            let Some(reason) = damage(&line) else {
+                head = Some(Head {
+                    prev_hash: trailing_hash(&line).unwrap_or(GENESIS_HASH).to_owned(),
+                    last_id: leading_id(&line),
+                });
+                break 'files;
+            };
+            let line_no = line_number(&day_file.path, offset)?;
+            if skipped.len() == MAX_SKIPPED {
                 return Err(AuditError::UnreadableHead {
                     path: day_file.path.clone(),
-                    line: line_number(&day_file.path, offset)?,
+                    line: line_no,
                 });
-            };
-            return Ok(Head {
-                prev_hash: hash.to_owned(),
-                last_id: leading_id(&line),
+            }
+            skipped.push(Recovery::Skipped {
+                path: day_file.path.clone(),
+                line: line_no,
+                reason,
             });
         }
     }
-    Ok(Head {
+    skipped.reverse();
+    recovery.extend(skipped);
+    Ok(head.unwrap_or_else(|| Head {
         prev_hash: GENESIS_HASH.to_owned(),
         last_id: None,
-    })
+    }))
 }
 
 /// 1-based number of the line starting at byte `offset`.
@@ -426,57 +525,182 @@ pub(crate) fn line_number(path: &Path, offset: u64) -> Result<usize, AuditError>
     Ok(memchr::memchr_iter(b'\n', &prefix).count() + 1)
 }
 
-/// Completes or cuts off an unterminated last line of the newest file (see [`Recovery`]).
-/// `head` must be the chain head computed from complete lines; it moves forward when
-/// the last line turns out complete.
-fn repair_torn_tail(newest: &DayFile, head: &mut Head) -> Result<Option<Recovery>, AuditError> {
+fn open_rw(path: &Path) -> Result<File, AuditError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| AuditError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// First half of the tail repair of the newest file, before the chain head is known:
+/// cuts off an unterminated last line that is not an intact event ([`Recovery::Truncated`]),
+/// then removes empty lines at the end ([`Recovery::BlankLinesRemoved`]). Returns an
+/// unterminated last line that is an intact event, for [`complete_or_cut`] to decide.
+fn repair_tail(
+    newest: &DayFile,
+    recovery: &mut Vec<Recovery>,
+) -> Result<Option<Vec<u8>>, AuditError> {
     let path = &newest.path;
     let io_err = |source| AuditError::Write {
         path: path.clone(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|source| AuditError::Open {
-            path: path.clone(),
-            source,
-        })?;
+    let mut file = open_rw(path)?;
     let len = file.metadata().map_err(io_err)?.len();
     let end = complete_len(&mut file, len).map_err(io_err)?;
-    if end == len {
-        return Ok(None);
+    if end < len {
+        let mut tail = Vec::new();
+        file.seek(SeekFrom::Start(end)).map_err(io_err)?;
+        file.read_to_end(&mut tail).map_err(io_err)?;
+        if damage(&tail).is_none() {
+            return Ok(Some(tail));
+        }
+        let line = line_number(path, end)?;
+        file.set_len(end).map_err(io_err)?;
+        sync_file(&file, path)?;
+        recovery.push(Recovery::Truncated {
+            path: path.clone(),
+            line,
+            bytes: tail,
+        });
     }
-    let mut tail = Vec::new();
-    file.seek(SeekFrom::Start(end)).map_err(io_err)?;
-    file.read_to_end(&mut tail).map_err(io_err)?;
+    // Empty lines at the end: the file ends in two or more newlines.
+    let mut cut = end;
+    while cut >= 2 {
+        let mut two = [0u8; 2];
+        file.seek(SeekFrom::Start(cut - 2)).map_err(io_err)?;
+        file.read_exact(&mut two).map_err(io_err)?;
+        if two != *b"\n\n" {
+            break;
+        }
+        cut -= 1;
+    }
+    if cut == 1 && end >= 1 {
+        // The whole file is newlines.
+        let mut one = [0u8; 1];
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        file.read_exact(&mut one).map_err(io_err)?;
+        if one == *b"\n" {
+            cut = 0;
+        }
+    }
+    if cut < end {
+        let line = line_number(path, cut)?;
+        let count = usize::try_from(end - cut).unwrap_or(usize::MAX);
+        file.set_len(cut).map_err(io_err)?;
+        sync_file(&file, path)?;
+        recovery.push(Recovery::BlankLinesRemoved {
+            path: path.clone(),
+            line,
+            count,
+        });
+    }
+    Ok(None)
+}
+
+/// Second half of the tail repair: an unterminated last line that is an intact event is
+/// completed (its newline added) when it chains to `head`, which then moves to it;
+/// otherwise it is cut off.
+fn complete_or_cut(
+    newest: &DayFile,
+    tail: Vec<u8>,
+    head: &mut Head,
+    recovery: &mut Vec<Recovery>,
+) -> Result<(), AuditError> {
+    let path = &newest.path;
+    let io_err = |source| AuditError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut file = open_rw(path)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    let end = len.saturating_sub(tail.len() as u64);
     let line = line_number(path, end)?;
-    let recovery = match check_line(&tail, &head.prev_hash) {
+    match check_line(&tail, &head.prev_hash) {
         Ok(event) => {
             file.seek(SeekFrom::End(0)).map_err(io_err)?;
             file.write_all(b"\n").map_err(io_err)?;
             head.prev_hash = event.hash;
             head.last_id = leading_id(&tail);
-            Recovery::Completed {
+            recovery.push(Recovery::Completed {
                 path: path.clone(),
                 line,
-            }
+            });
         }
         Err(_) => {
             file.set_len(end).map_err(io_err)?;
-            Recovery::Truncated {
+            recovery.push(Recovery::Truncated {
                 path: path.clone(),
                 line,
                 bytes: tail,
-            }
+            });
         }
-    };
+    }
+    sync_file(&file, path)
+}
+
+fn sync_file(file: &File, path: &Path) -> Result<(), AuditError> {
     file.sync_all().map_err(|source| AuditError::Sync {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One line of [`REPAIRS_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RepairRecord {
+    /// When the repair was made (RFC 3339 UTC).
+    pub ts: String,
+    /// Day file name, e.g. `2026-11-26.jsonl`.
+    pub file: String,
+    /// 1-based line of that file.
+    pub line: usize,
+    /// What was done, in words.
+    pub what: String,
+    /// The bytes removed (lossy UTF-8), when any besides newlines.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bytes: String,
+}
+
+/// Appends the repairs that changed a day file to [`REPAIRS_FILE`] (fsynced), so they
+/// stay visible to `rampart audit verify` after the day file itself verifies again.
+fn record_repairs(dir: &Path, recovery: &[Recovery]) -> Result<(), AuditError> {
+    let ts = format_ts(to_timestamp(SystemTime::now())?);
+    let mut out = Vec::new();
+    for item in recovery {
+        let bytes = match item {
+            Recovery::Truncated { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
+            Recovery::Skipped { .. } => continue,
+            Recovery::Completed { .. } | Recovery::BlankLinesRemoved { .. } => String::new(),
+        };
+        let (path, line) = item.location();
+        let record = RepairRecord {
+            ts: ts.clone(),
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            line,
+            what: item.what(),
+            bytes,
+        };
+        serde_json::to_writer(&mut out, &record)?;
+        out.push(b'\n');
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(REPAIRS_FILE);
+    let mut file = open_append(&path)?;
+    file.write_all(&out).map_err(|source| AuditError::Write {
         path: path.clone(),
         source,
     })?;
-    Ok(Some(recovery))
+    sync_file(&file, &path)
 }
 
 fn create_dir(dir: &Path) -> Result<(), AuditError> {

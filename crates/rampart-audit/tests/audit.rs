@@ -266,7 +266,7 @@ fn editing_any_byte_of_an_event_breaks_verify_at_that_line() {
 
         let report = verify(dir.path()).unwrap();
         assert!(!report.ok);
-        assert_eq!(report.events, 5, "the five lines before it are good");
+        assert_eq!(report.damage.first(), report.first_broken.as_ref());
         let first = report.first_broken.unwrap();
         assert_eq!(
             (first.file.as_path(), first.line),
@@ -430,7 +430,7 @@ fn reopening_continues_the_chain() {
     }
     drop(log);
     let log = AuditLog::open(dir.path()).unwrap();
-    assert_eq!(log.recovery(), None);
+    assert_eq!(log.recovery(), &[]);
     let next = log.append(event("a", "exec", "allow", "ls")).unwrap();
     let last = last.unwrap();
     assert_eq!(next.prev_hash, last.hash);
@@ -478,11 +478,11 @@ fn a_torn_fragment_is_a_warning_for_verify_and_is_cut_off_on_open() {
     let log = AuditLog::open(dir.path()).unwrap();
     assert_eq!(
         log.recovery(),
-        Some(&Recovery::Truncated {
+        &[Recovery::Truncated {
             path: path.clone(),
             line: 11,
             bytes: fragment.to_vec()
-        })
+        }]
     );
     assert_eq!(fs::read(&path).unwrap(), complete);
     log.append_at(
@@ -514,10 +514,10 @@ fn a_whole_last_event_missing_only_its_newline_is_kept() {
     let log = AuditLog::open(dir.path()).unwrap();
     assert_eq!(
         log.recovery(),
-        Some(&Recovery::Completed {
+        &[Recovery::Completed {
             path: path.clone(),
             line: 10
-        })
+        }]
     );
     log.append_at(
         event("a", "exec", "allow", "ls"),
@@ -558,17 +558,141 @@ fn a_torn_line_in_an_older_file_is_a_break() {
 }
 
 #[test]
-fn an_unreadable_last_event_stops_open_with_its_line() {
+fn a_damaged_last_line_is_stepped_over_left_in_place_and_named_by_verify() {
+    let damaged = [
+        ("garbage".to_owned(), "not a valid audit event: "),
+        (String::new(), "empty line (the writer never writes one)"),
+    ];
+    for (garbage, reason) in damaged {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ten_events(dir.path());
+        let original = lines(&path);
+        let mut edited = original.clone();
+        edited.push(garbage.clone());
+        edited.push(original[9].replace("echo 9", "echo 99"));
+        write_lines(&path, &edited);
+
+        let log = AuditLog::open(dir.path()).unwrap();
+        let recovery = log.recovery().to_vec();
+        assert_eq!(recovery.len(), 2, "{recovery:?}");
+        assert!(
+            matches!(&recovery[0], Recovery::Skipped { line: 11, reason: r, .. } if r.starts_with(reason)),
+            "{recovery:?}"
+        );
+        assert!(
+            matches!(&recovery[1], Recovery::Skipped { line: 12, reason: r, .. } if r == "hash mismatch: the event was changed after it was written"),
+            "{recovery:?}"
+        );
+        let next = log
+            .append_at(
+                event("a", "exec", "allow", "ls"),
+                at("2026-11-26T11:00:00Z"),
+            )
+            .unwrap();
+        drop(log);
+        let tenth: AuditEvent = serde_json::from_str(&original[9]).unwrap();
+        assert_eq!(
+            next.prev_hash, tenth.hash,
+            "continues from the last intact event"
+        );
+        assert_eq!(lines(&path).len(), 13, "the damaged lines stay");
+
+        let report = verify(dir.path()).unwrap();
+        assert!(!report.ok);
+        let named: Vec<(usize, bool)> = report
+            .damage
+            .iter()
+            .map(|d| {
+                (
+                    d.line,
+                    d.reason.starts_with(reason) || d.reason.starts_with("hash mismatch"),
+                )
+            })
+            .collect();
+        assert_eq!(named, [(11, true), (12, true)], "{report:?}");
+        assert_eq!(report.events, 11, "ten before, one after the damage");
+        assert!(
+            !dir.path().join("repairs.jsonl").exists(),
+            "nothing was changed"
+        );
+    }
+}
+
+#[test]
+fn empty_lines_at_the_end_are_removed_and_the_repair_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ten_events(dir.path());
+    let complete = fs::read(&path).unwrap();
+    let mut content = complete.clone();
+    content.extend_from_slice(b"\n\n");
+    fs::write(&path, &content).unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert_eq!(
+        report.first_broken.map(|b| (b.line, b.reason)),
+        Some((11, "empty line (the writer never writes one)".to_owned()))
+    );
+
+    let log = AuditLog::open(dir.path()).unwrap();
+    assert_eq!(
+        log.recovery(),
+        &[Recovery::BlankLinesRemoved {
+            path: path.clone(),
+            line: 11,
+            count: 2
+        }]
+    );
+    assert_eq!(fs::read(&path).unwrap(), complete);
+    log.append(event("a", "exec", "allow", "ls")).unwrap();
+    drop(log);
+    let report = verify(dir.path()).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.repairs.len(), 1);
+    assert_eq!(report.repairs[0].file, "2026-11-26.jsonl");
+    assert_eq!(report.repairs[0].line, 11);
+    assert_eq!(
+        report.repairs[0].what,
+        "removed 2 empty line(s) at the end of the file"
+    );
+}
+
+#[test]
+fn a_cut_fragment_is_kept_in_the_repairs_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ten_events(dir.path());
+    let mut content = fs::read(&path).unwrap();
+    content.extend_from_slice(b"{\"id\":\"01J");
+    fs::write(&path, &content).unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    let report = verify(dir.path()).unwrap();
+    assert!(report.ok && report.torn_tail.is_none(), "{report:?}");
+    assert_eq!(report.repairs.len(), 1);
+    let repair = &report.repairs[0];
+    assert_eq!(
+        (repair.file.as_str(), repair.line),
+        ("2026-11-26.jsonl", 11)
+    );
+    assert_eq!(repair.bytes, "{\"id\":\"01J");
+    assert!(
+        repair
+            .what
+            .starts_with("cut off an unterminated partial line of 10 bytes"),
+        "{}",
+        repair.what
+    );
+}
+
+#[test]
+fn a_trail_damaged_beyond_its_end_stops_open_with_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = ten_events(dir.path());
     let mut edited = lines(&path);
-    edited[9] = "garbage".into();
+    edited.extend((0..101).map(|i| format!("garbage {i}")));
     write_lines(&path, &edited);
     let err = AuditLog::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:10: the last audit event has no readable hash to continue the chain from; run `rampart audit verify`",
+            "{}:11: more than 100 damaged lines at the end of the audit trail, no intact event to continue the chain from; run `rampart audit verify`",
             path.display()
         )
     );

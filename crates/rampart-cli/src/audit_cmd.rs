@@ -229,33 +229,52 @@ fn stats(since_arg: Option<&str>, agent: Option<&str>, dir: &std::path::Path) ->
 
 fn verify(dir: &std::path::Path) -> Result<Outcome> {
     let report = rampart_audit::verify(dir)?;
+    for repair in &report.repairs {
+        outln!(
+            "note: repaired at start-up {}: {}:{}: {}",
+            repair.ts,
+            dir.join(&repair.file).display(),
+            repair.line,
+            repair.what
+        );
+    }
     if let Some(torn) = &report.torn_tail {
         outln!(
-            "note: {}:{}: incomplete last line ({} bytes, from an interrupted write) ignored",
+            "note: {}:{}: incomplete last line ({} bytes, from an interrupted write) ignored; the server cuts it off when it next starts",
             torn.file.display(),
             torn.line,
             torn.bytes
         );
     }
-    match &report.first_broken {
-        None => {
-            outln!(
-                "ok: {} events in {} file(s), hash chain intact",
-                thousands(report.events),
-                report.files
-            );
-            Ok(Outcome::Success)
-        }
-        Some(broken) => {
-            outln!(
-                "BROKEN: {}:{}: {}",
-                broken.file.display(),
-                broken.line,
-                broken.reason
-            );
-            Ok(Outcome::Code(1))
-        }
+    if report.ok {
+        outln!(
+            "ok: {} events in {} file(s), hash chain intact",
+            thousands(report.events),
+            report.files
+        );
+        return Ok(Outcome::Success);
     }
+    for broken in &report.damage {
+        outln!(
+            "BROKEN: {}:{}: {}",
+            broken.file.display(),
+            broken.line,
+            broken.reason
+        );
+    }
+    let unlisted = report
+        .damaged_lines
+        .saturating_sub(report.damage.len() as u64);
+    if unlisted > 0 {
+        outln!("BROKEN: and {} more damaged line(s)", thousands(unlisted));
+    }
+    outln!(
+        "{} damaged line(s); {} intact events in {} file(s)",
+        thousands(report.damaged_lines),
+        thousands(report.events),
+        report.files
+    );
+    Ok(Outcome::Code(1))
 }
 
 #[cfg(test)]

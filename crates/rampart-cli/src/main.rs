@@ -151,7 +151,18 @@ fn main() -> ExitCode {
 }
 
 /// `anyhow`'s context chain on one line: "reading policies: x.yaml:3:5: unknown key".
+/// A cause whose text the message before it already ends with (errors that print their
+/// source themselves) is not repeated.
 fn one_line(err: &anyhow::Error) -> String {
-    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-    parts.join(": ")
+    let mut line = String::new();
+    for part in err.chain().map(|e| e.to_string()) {
+        if line.ends_with(&part) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&part);
+    }
+    line
 }

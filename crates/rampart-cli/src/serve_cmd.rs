@@ -112,19 +112,25 @@ fn run_foreground(config: ServerConfig) -> Result<Outcome> {
         .context("starting the async runtime")?;
     let mode = config.mode;
     runtime.block_on(async move {
-        let shutdown = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(e) => {
-                        eprintln!("rampart: cannot watch SIGTERM ({e}); stop with Ctrl-C");
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
+        // Registered before the server says it is listening: a SIGTERM or Ctrl-C that
+        // comes right after start-up is then a clean shutdown (audit flushed), not the
+        // default action of killing the process.
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        let shutdown = async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = interrupt.recv() => {},
                     }
-                };
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("rampart: cannot watch SIGTERM/SIGINT ({e}); stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
             }
             eprintln!("rampart: shutting down");
         };

@@ -6,6 +6,7 @@
 
 mod dashboard;
 mod faults_preload;
+mod faults_server;
 mod hostile;
 mod policy_cli;
 mod preload;

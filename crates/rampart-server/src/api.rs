@@ -473,15 +473,26 @@ fn new_event(
 }
 
 /// Writes the event (before any answer leaves) and streams it; its id, or 503 when the
-/// trail cannot be written (the client's fail-open rule then applies).
+/// trail cannot be written (the client's fail-open rule then applies). Nothing that was
+/// not written is answered as a decision, streamed or counted, in any mode. The first
+/// failure of an outage and the recovery after it are said once each on stderr.
 fn append(state: &AppState, event: NewEvent) -> Result<String, ApiError> {
     match state.audit.append(event) {
         Ok(stored) => {
+            if let Some(refused) = state.metrics.audit_recovered() {
+                eprintln!(
+                    "rampart: audit trail writable again; {refused} preflight(s) were answered 503 while it was not"
+                );
+            }
             state.events.send("decision", &stored);
             Ok(stored.id)
         }
         Err(e) => {
-            state.metrics.audit_error();
+            if state.metrics.audit_error() {
+                eprintln!(
+                    "rampart: audit trail cannot be written: {e}; answering preflights 503 until it can"
+                );
+            }
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("audit trail cannot be written: {e}"),
@@ -546,7 +557,39 @@ async fn ask_and_wait(
         resolution_message: None,
         resolved_at: None,
     };
-    let mut rx = state.approvals.create(info.clone());
+    let mut rx = match state.approvals.create(info.clone()) {
+        Ok(rx) => rx,
+        Err(crate::approvals::TooManyPending) => {
+            let denied = Decision {
+                action: Action::Deny,
+                message: format!(
+                    "{}; denied without asking: {} approvals are already pending (see `rampart pending`)",
+                    decision.message,
+                    crate::approvals::MAX_PENDING
+                ),
+                matched_policies: decision.matched_policies.clone(),
+                rule: decision.rule.clone(),
+            };
+            let event = new_event(
+                &req, &tool, &agent, &session, &command, &denied, eval_us, None, true,
+            );
+            let audit_id = match append(&state, event) {
+                Ok(id) => id,
+                Err(e) => return e.into_response(),
+            };
+            return axum::Json(PreflightResponse {
+                allowed: false,
+                decision: Action::Deny.as_str().to_owned(),
+                message: denied.message,
+                matched_policies: denied.matched_policies,
+                eval_duration_us: eval_us,
+                audit_id,
+                policy_decision: None,
+                approval_id: None,
+            })
+            .into_response();
+        }
+    };
     state.events.send("approval", &info);
     let mut guard = AbandonGuard {
         state: state.clone(),
@@ -816,7 +859,19 @@ async fn audit_verify(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn event_stream(State(state): State<Arc<AppState>>) -> Response {
-    let stream = BroadcastStream::new(state.events.subscribe()).map(|item| {
+    let Some(subscription) = state.events.subscribe() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many event-stream clients ({} listening); try again later",
+                crate::events::MAX_SUBSCRIBERS
+            ),
+        );
+    };
+    let slot = subscription.slot;
+    let stream = BroadcastStream::new(subscription.rx).map(move |item| {
+        // The slot lives as long as the stream: the client's place is freed when it goes.
+        let _slot = &slot;
         Ok::<Event, Infallible>(match item {
             Ok(message) => Event::default()
                 .event(message.event)
@@ -873,7 +928,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(state.approvals.pending_count()),
+        state.metrics.render(
+            state.approvals.pending_count(),
+            state.events.subscribers(),
+            state.connections.open(),
+        ),
     )
         .into_response()
 }

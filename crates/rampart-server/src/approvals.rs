@@ -34,6 +34,15 @@ struct Entry {
 /// How many settled approvals are remembered for 410 answers and lookups.
 const KEEP_SETTLED: usize = 1000;
 
+/// Most approvals pending at once. Each is a held connection waiting for a person; an
+/// `ask` beyond this is denied at once (and audited as such) rather than queued, so a
+/// runaway agent cannot grow the queue, and no ask ever turns into an allow.
+pub const MAX_PENDING: usize = 10_000;
+
+/// [`Approvals::create`] refused: [`MAX_PENDING`] are already waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyPending;
+
 #[derive(Default)]
 pub struct Approvals {
     inner: Mutex<Inner>,
@@ -43,6 +52,13 @@ pub struct Approvals {
 struct Inner {
     entries: HashMap<String, Entry>,
     settled_order: VecDeque<String>,
+}
+
+impl Inner {
+    /// Every entry is pending or listed in `settled_order` (ids are unique ULIDs).
+    fn pending_count(&self) -> usize {
+        self.entries.len().saturating_sub(self.settled_order.len())
+    }
 }
 
 impl Approvals {
@@ -55,12 +71,17 @@ impl Approvals {
     }
 
     /// Registers a pending approval; the receiver sees its outcome.
-    pub fn create(&self, info: ApprovalInfo) -> watch::Receiver<Option<Outcome>> {
+    pub fn create(
+        &self,
+        info: ApprovalInfo,
+    ) -> Result<watch::Receiver<Option<Outcome>>, TooManyPending> {
+        let mut inner = self.lock();
+        if inner.pending_count() >= MAX_PENDING {
+            return Err(TooManyPending);
+        }
         let (tx, rx) = watch::channel(None);
-        self.lock()
-            .entries
-            .insert(info.id.clone(), Entry { info, tx });
-        rx
+        inner.entries.insert(info.id.clone(), Entry { info, tx });
+        Ok(rx)
     }
 
     pub fn pending(&self) -> Vec<ApprovalInfo> {
@@ -76,11 +97,7 @@ impl Approvals {
     }
 
     pub fn pending_count(&self) -> usize {
-        self.lock()
-            .entries
-            .values()
-            .filter(|e| e.info.status == "pending")
-            .count()
+        self.lock().pending_count()
     }
 
     pub fn get(&self, id: &str) -> Option<ApprovalInfo> {
@@ -129,6 +146,22 @@ impl Approvals {
 mod tests {
     use super::*;
 
+    #[test]
+    fn no_more_than_max_pending_and_settling_frees_a_place() {
+        let a = Approvals::default();
+        let mut receivers = Vec::new();
+        for i in 0..MAX_PENDING {
+            receivers.push(a.create(info(&format!("{i:08}"))).unwrap());
+        }
+        assert_eq!(a.pending_count(), MAX_PENDING);
+        assert_eq!(a.create(info("over")).err(), Some(TooManyPending));
+        a.settle("00000000", Outcome::Expired, "now".into())
+            .unwrap();
+        assert_eq!(a.pending_count(), MAX_PENDING - 1);
+        assert!(a.create(info("again")).is_ok());
+        assert_eq!(a.pending_count(), MAX_PENDING);
+    }
+
     fn info(id: &str) -> ApprovalInfo {
         ApprovalInfo {
             id: id.into(),
@@ -152,7 +185,7 @@ mod tests {
     #[test]
     fn settle_once_then_gone() {
         let a = Approvals::default();
-        let rx = a.create(info("1"));
+        let rx = a.create(info("1")).unwrap();
         assert_eq!(a.pending_count(), 1);
         let approved = Outcome::Approved {
             by: "me".into(),

@@ -2,6 +2,7 @@
 //! One broadcast channel; messages are serialised once, when sent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -13,19 +14,62 @@ pub struct Message {
     pub data: Arc<str>,
 }
 
+/// Most SSE clients at once; one more is answered 503. Each costs a connection and a
+/// receiver, not a queue: all share one ring of [`BACKLOG`] messages.
+pub const MAX_SUBSCRIBERS: usize = 2000;
+
+/// Messages kept for slow clients; one that falls further behind skips ahead and is sent
+/// a `lagged` event saying how many it missed. Bounds the memory of slow consumers.
+pub const BACKLOG: usize = 4096;
+
 pub struct Events {
     tx: broadcast::Sender<Message>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+/// A live subscription; dropping it frees its place under [`MAX_SUBSCRIBERS`].
+#[derive(Debug)]
+pub struct Subscription {
+    pub rx: broadcast::Receiver<Message>,
+    pub slot: Slot,
+}
+
+/// One place under [`MAX_SUBSCRIBERS`], given back on drop.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Events {
     pub fn new() -> Events {
-        // Slow clients that fall this far behind skip ahead (they are told so).
-        let (tx, _) = broadcast::channel(4096);
-        Events { tx }
+        let (tx, _) = broadcast::channel(BACKLOG);
+        Events {
+            tx,
+            subscribers: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Message> {
-        self.tx.subscribe()
+    /// A new subscription, or `None` when [`MAX_SUBSCRIBERS`] are already listening.
+    pub fn subscribe(&self) -> Option<Subscription> {
+        let taken = self
+            .subscribers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_SUBSCRIBERS).then_some(n + 1)
+            });
+        taken.ok()?;
+        Some(Subscription {
+            rx: self.tx.subscribe(),
+            slot: Slot(Arc::clone(&self.subscribers)),
+        })
+    }
+
+    /// SSE clients listening now.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
     }
 
     /// Sends `value` as event `event`; no subscribers is fine.

@@ -17,6 +17,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     audit_errors: AtomicU64,
+    /// Failed audit writes since the last successful one: 0 while the trail is writable.
+    audit_outage: AtomicU64,
 }
 
 fn index(action: Action) -> usize {
@@ -51,11 +53,25 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn audit_error(&self) {
+    /// Counts a failed audit write; true when it is the first of an outage.
+    pub fn audit_error(&self) -> bool {
         self.audit_errors.fetch_add(1, Ordering::Relaxed);
+        self.audit_outage.fetch_add(1, Ordering::Relaxed) == 0
     }
 
-    pub fn render(&self, pending: usize) -> String {
+    /// Notes a successful audit write; after an outage, how many writes failed during it.
+    pub fn audit_recovered(&self) -> Option<u64> {
+        if self.audit_outage.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.audit_outage.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// The Prometheus text; the gauges are read by the caller from where they live.
+    pub fn render(&self, pending: usize, stream_clients: usize, connections: usize) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -116,6 +132,25 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE rampart_audit_errors_total counter");
         let errors = self.audit_errors.load(Ordering::Relaxed);
         let _ = writeln!(out, "rampart_audit_errors_total {errors}");
+        let _ = writeln!(
+            out,
+            "# HELP rampart_audit_writable 1 when the last audit write succeeded, 0 while writes fail."
+        );
+        let _ = writeln!(out, "# TYPE rampart_audit_writable gauge");
+        let writable = u8::from(self.audit_outage.load(Ordering::Relaxed) == 0);
+        let _ = writeln!(out, "rampart_audit_writable {writable}");
+        let _ = writeln!(
+            out,
+            "# HELP rampart_event_stream_clients Clients of /v1/events/stream now."
+        );
+        let _ = writeln!(out, "# TYPE rampart_event_stream_clients gauge");
+        let _ = writeln!(out, "rampart_event_stream_clients {stream_clients}");
+        let _ = writeln!(
+            out,
+            "# HELP rampart_open_connections Connections being served now (TCP and Unix socket)."
+        );
+        let _ = writeln!(out, "# TYPE rampart_open_connections gauge");
+        let _ = writeln!(out, "rampart_open_connections {connections}");
         out
     }
 }

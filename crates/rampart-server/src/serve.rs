@@ -4,8 +4,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use axum::serve::Listener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
 use rampart_audit::AuditLog;
 use rampart_policy::profiles;
@@ -96,6 +101,16 @@ where
     })?;
     let (set, source) = profiles::load_effective(&config.policies_dir)?;
     let audit = AuditLog::open(&config.audit_dir)?;
+    for repair in audit.recovery() {
+        eprintln!("rampart: audit: {repair}");
+    }
+    let connections = Arc::new(Connections::new(connection_cap(raise_fd_limit())));
+    if connections.max < LOW_CAP_WARNING {
+        eprintln!(
+            "rampart: the open-file limit allows only {} connections at once (raise it with `ulimit -n`)",
+            connections.max
+        );
+    }
 
     let tcp_addr = SocketAddr::new(config.addr, config.port);
     let tcp = tokio::net::TcpListener::bind(tcp_addr)
@@ -105,6 +120,8 @@ where
             source,
         })?;
     let unix = bind_unix(&config.socket).await?;
+    raise_backlog(&tcp);
+    raise_backlog(&unix);
     let bound = Bound {
         tcp: tcp.local_addr()?,
         socket: config.socket.clone(),
@@ -128,6 +145,7 @@ where
         metrics: Metrics::default(),
         started: Instant::now(),
         reload_lock: tokio::sync::Mutex::new(()),
+        connections: connections.clone(),
         config,
     });
     let _watcher =
@@ -146,16 +164,179 @@ where
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let tcp_server = axum::serve(tcp, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let unix_server = serve_unix_on_own_thread(unix, app, stopped(stop_rx))?;
+    let tcp_server = serve_connections(
+        tcp,
+        app.clone(),
+        connections.clone(),
+        stopped(stop_rx.clone()),
+    );
+    let unix_server = serve_unix_on_own_thread(unix, app, connections, stopped(stop_rx))?;
     on_ready(&bound);
-    let (a, b) = tokio::join!(tcp_server.into_future(), unix_server);
+    let ((), b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&state.config.socket);
     // Every returned decision was already written; make sure it is on disk too.
     state.audit.flush_sync()?;
-    a?;
     b?;
     Ok(())
+}
+
+/// How long a connection may take to send a request's headers, counted from when it
+/// connected or finished its previous request: idle keep-alive connections and clients
+/// that stall mid-header are closed after this. (Held `ask` answers and event streams
+/// are responses in progress, not idle.)
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most connections served at once (TCP and Unix socket together), further bounded by
+/// the open-file limit less [`FD_RESERVE`]. A connection over the cap is answered 503
+/// `{"error": "too many connections ..."}` and closed.
+pub const MAX_CONNECTIONS: usize = 16_384;
+
+/// File descriptors kept free for the audit files, policy reloads and readers.
+const FD_RESERVE: u64 = 64;
+
+/// Below this many connections the start-up says the open-file limit is low.
+const LOW_CAP_WARNING: usize = 1024;
+
+/// Refusals being written at once; beyond this an over-cap connection is just closed.
+const MAX_REFUSING: usize = 64;
+
+/// After a graceful shutdown begins, how long open connections (event streams, held
+/// asks) get to finish before they are dropped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections the kernel queues for `accept` on each listener. The default of 128 that
+/// `bind` uses overflows when a parallel build spawns hundreds of programs at once; an
+/// overflowing TCP queue drops the connection attempt and the client retries only after a
+/// second, beyond the preload's connect timeout. The kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Calling `listen` again on a listening socket changes its backlog (Linux, BSD); if
+/// that fails the default stays, which still works.
+fn raise_backlog(listener: &impl std::os::fd::AsFd) {
+    let _ = rustix::net::listen(listener, LISTEN_BACKLOG);
+}
+
+/// Raises the soft open-file limit to the hard one (a server with 1 000 event-stream
+/// clients needs more than the common 1 024) and returns the soft limit now in force.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        limit.current = Some(maximum);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit.current = Some(current);
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+fn connection_cap(fd_limit: u64) -> usize {
+    let by_fds = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    MAX_CONNECTIONS.min(by_fds).max(1)
+}
+
+/// The connection cap shared by both listeners.
+#[derive(Debug)]
+pub struct Connections {
+    slots: Arc<Semaphore>,
+    pub max: usize,
+    refusing: AtomicUsize,
+}
+
+impl Connections {
+    fn new(max: usize) -> Connections {
+        Connections {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            refusing: AtomicUsize::new(0),
+        }
+    }
+
+    /// Connections being served now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+}
+
+/// Accepts connections until `shutdown`, serving each with HTTP/1.1 under the cap and
+/// [`IDLE_TIMEOUT`]; then lets open ones finish for up to [`DRAIN_TIMEOUT`].
+async fn serve_connections<L>(
+    mut listener: L,
+    app: axum::Router,
+    connections: Arc<Connections>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    L: Listener,
+{
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // `accept` retries by itself on errors such as EMFILE (after a pause).
+        let io = tokio::select! {
+            (io, _) = listener.accept() => io,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.slots.clone().try_acquire_owned() else {
+            refuse(io, &connections);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(IDLE_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = async { let _ = closing.wait_for(|c| *c).await.is_ok(); } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    let _ = closing_tx.send(true);
+    let all = u32::try_from(connections.max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, connections.slots.acquire_many(all)).await;
+}
+
+/// Answers a connection over the cap with 503 and closes it, without holding it long.
+fn refuse<Io>(mut io: Io, connections: &Arc<Connections>)
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if connections.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        connections.refusing.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let connections = connections.clone();
+    tokio::spawn(async move {
+        let body = format!(
+            "{{\"error\":\"too many connections ({} open); try again later\"}}",
+            connections.max
+        );
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            io.write_all(response.as_bytes()).await?;
+            io.shutdown().await?;
+            // Read what the client sent, so closing does not reset the connection
+            // before it has read the answer.
+            let mut sink = [0u8; 4096];
+            while io.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        connections.refusing.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// Serves the Unix socket — the preload library's path, one request per spawn — on a
@@ -173,6 +354,7 @@ where
 fn serve_unix_on_own_thread(
     listener: tokio::net::UnixListener,
     app: axum::Router,
+    connections: Arc<Connections>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<impl Future<Output = std::io::Result<()>>, ServerError> {
     // The listener is registered with the main runtime's reactor; hand its socket over.
@@ -186,9 +368,8 @@ fn serve_unix_on_own_thread(
         .spawn(move || {
             let result = runtime.block_on(async move {
                 let listener = tokio::net::UnixListener::from_std(listener)?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                serve_connections(listener, app, connections, shutdown).await;
+                Ok(())
             });
             let _ = done_tx.send(result);
         })?;

@@ -24,6 +24,8 @@ pub struct AppState {
     pub started: Instant,
     /// Serialises reloads (watcher, SIGHUP and the API may fire together).
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// The connection cap of both listeners (for `/metrics`).
+    pub connections: Arc<crate::serve::Connections>,
 }
 
 #[derive(Clone)]
