@@ -66,6 +66,22 @@ pub unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
     unsafe { core::slice::from_raw_parts(p.cast::<u8>(), libc::strlen(p)) }
 }
 
+/// Whether the C string at `p` starts with `prefix`, reading no further than the first
+/// byte that differs (so never past its NUL) and without measuring it.
+pub fn has_prefix(p: *const c_char, prefix: &[u8]) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    for (k, &want) in prefix.iter().enumerate() {
+        // SAFETY: bytes 0..k matched `prefix`, which holds no NUL, so the string is at
+        // least k + 1 bytes long including its terminator: byte k is readable.
+        if unsafe { *p.cast::<u8>().add(k) } != want {
+            return false;
+        }
+    }
+    true
+}
+
 /// Iterates a NULL-terminated array of C strings (argv or envp). NULL means empty.
 #[derive(Clone, Copy)]
 pub struct CArray {
