@@ -64,7 +64,10 @@ pub struct Response {
     pub body_len: usize,
 }
 
+/// This process's idle kept-alive connection: pid in the high half, fd + 1 in the low
+/// half (0: none, [`FILLING`]: a thread is storing one).
 static CONN: AtomicU64 = AtomicU64::new(0);
+const FILLING: u32 = u32::MAX;
 static CONN_INO: AtomicU64 = AtomicU64::new(0);
 
 fn pack(pid: i32, fd: c_int) -> u64 {
@@ -85,15 +88,18 @@ fn inode(fd: c_int) -> Option<u64> {
 /// the socket's inode, so that putting it back needs no second `fstat`.
 fn take_cached(pid: i32) -> Option<(c_int, u64)> {
     let v = CONN.load(Ordering::Acquire);
-    if (v >> 32) as u32 != pid as u32 || v as u32 == 0 {
+    if (v >> 32) as u32 != pid as u32 || v as u32 == 0 || v as u32 == FILLING {
         return None;
     }
+    // The inode is read while the slot still holds `v`: a thread storing another
+    // connection writes CONN_INO only after it has claimed the emptied slot (see
+    // `put_cached`), so this is the inode stored with `v`.
+    let ino = CONN_INO.load(Ordering::Acquire);
     CONN.compare_exchange(v, pack(pid, -1), Ordering::AcqRel, Ordering::Relaxed)
         .ok()?;
     let fd = (v as u32).wrapping_sub(1) as c_int;
     // The program may have closed our fd and reused the number: only use it if it is
     // still the very socket we stored.
-    let ino = CONN_INO.load(Ordering::Acquire);
     if inode(fd)? != ino {
         return None;
     }
@@ -120,16 +126,22 @@ fn put_cached(pid: i32, fd: c_int, ino: Option<u64>) {
     };
     let cur = CONN.load(Ordering::Acquire);
     if (cur >> 32) as u32 == pid as u32 && cur as u32 != 0 {
-        // Another thread already left one; keep theirs.
+        // Another thread already left one (or is leaving one); keep theirs.
+        return close(fd);
+    }
+    // Claim the slot first, then write the inode, then publish: a taker never reads an
+    // inode that belongs to another connection than the one it takes. (Writing the
+    // inode before the claim let a concurrent taker see a mismatch and drop its own
+    // socket without closing it.)
+    let filling = (u64::from(pid as u32) << 32) | u64::from(FILLING);
+    if CONN
+        .compare_exchange(cur, filling, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
         return close(fd);
     }
     CONN_INO.store(ino, Ordering::Release);
-    if CONN
-        .compare_exchange(cur, pack(pid, fd), Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        close(fd);
-    }
+    CONN.store(pack(pid, fd), Ordering::Release);
 }
 
 fn close(fd: c_int) {

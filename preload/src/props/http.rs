@@ -429,3 +429,51 @@ fn exchange_reads_an_answer_sent_before_the_request_was_read() {
     let (resp, keep) = r.map_err(|(f, _)| f).unwrap();
     assert_eq!((resp.status, keep), (413, false));
 }
+
+/// Many threads taking and leaving the process's one cached connection at once: every
+/// socket ends up either cached or closed, never dropped open (the inode used to be
+/// written before the slot was claimed, so a taker could see another connection's inode
+/// and abandon its own socket).
+#[test]
+fn the_connection_cache_loses_no_socket_under_contention() {
+    let pid = crate::sys::getpid();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut inodes = Vec::new();
+                for _ in 0..2000 {
+                    match take_cached(pid) {
+                        Some((fd, ino)) => put_cached(pid, fd, Some(ino)),
+                        None => {
+                            let (a, _b) = UnixStream::pair().unwrap();
+                            let fd = a.into_raw_fd();
+                            inodes.push(inode(fd).unwrap());
+                            put_cached(pid, fd, None);
+                        }
+                    }
+                }
+                inodes
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for t in threads {
+        made.extend(t.join().unwrap());
+    }
+    // Drain the cache, closing what it holds.
+    if let Some((fd, _)) = take_cached(pid) {
+        close(fd);
+    }
+    // Only sockets this test made are looked for (by inode) among the open descriptors:
+    // other tests in the binary open and close their own at the same time.
+    let leaked: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let fd: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            inode(fd)
+        })
+        .filter(|ino| made.contains(ino))
+        .collect();
+    assert!(!made.is_empty());
+    assert_eq!(leaked, Vec::<u64>::new(), "sockets left open by the cache");
+}
