@@ -5,11 +5,16 @@
 //! the second time after having said no.
 //!
 //! Only denials are remembered (an allowed exec does not come back), keyed by pid, the
-//! program's device and inode, and argv, and only for a short window. The state is two
-//! atomics: no heap, no lock. In a `vfork` child they live in the parent's memory; the
-//! child's pid is part of the key, so the parent never matches it (a later process would
-//! need the same recycled pid, file and argv within the window, and would then be denied
-//! what was just denied).
+//! program's device and inode, and argv, and only for a short window. The state is a
+//! table of atomics indexed by pid: no heap, no lock. In a `vfork` child it lives in the
+//! parent's memory, shared with the vfork children of the parent's other threads; each
+//! child uses the slot of its own pid, so children denied at the same moment do not
+//! overwrite each other's memory (with one process-wide slot they did, and a child whose
+//! memory was overwritten between `/usr/bin/X` and `/bin/X` asked twice: two audit events
+//! for one spawn, seen once in 28 699 spawns by `make test-long`). The child's pid is part
+//! of the key, so the parent never matches it (a later process would need the same
+//! recycled pid, file and argv within the window, and would then be denied what was just
+//! denied).
 
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -18,8 +23,22 @@ use crate::sys::{self, CArray};
 
 const WINDOW_MS: i64 = 2000;
 
-static LAST_KEY: AtomicU64 = AtomicU64::new(0);
-static LAST_AT_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+/// Slots, indexed by pid modulo their number. Two processes share a slot only when their
+/// pids differ by a multiple of this and both are denied within the same PATH walk.
+/// Zero-initialised (`.bss`): a process that is never denied never touches these pages.
+const SLOTS: usize = 512;
+
+#[allow(clippy::declare_interior_mutable_const)] // only used to initialise the arrays
+const NO_KEY: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const LONG_AGO: AtomicI64 = AtomicI64::new(0);
+static LAST_KEY: [AtomicU64; SLOTS] = [NO_KEY; SLOTS];
+/// When the slot's denial happened, in `sys::now_ms` time (0: never).
+static LAST_AT_MS: [AtomicI64; SLOTS] = [LONG_AGO; SLOTS];
+
+fn slot(pid: i32) -> usize {
+    (pid as u32 as usize) % SLOTS
+}
 
 struct Fnv(u64);
 
@@ -52,13 +71,47 @@ pub fn key(path: *const c_char, argv: CArray) -> Option<u64> {
     Some(h.0)
 }
 
-/// Whether the same key was denied within the window.
+/// Whether the same key was denied within the window, in this process's slot.
 pub fn denied_recently(key: u64) -> bool {
-    LAST_KEY.load(Ordering::Acquire) == key
-        && sys::now_ms().saturating_sub(LAST_AT_MS.load(Ordering::Acquire)) < WINDOW_MS
+    denied_recently_in(sys::getpid(), key)
 }
 
 pub fn remember_denial(key: u64) {
-    LAST_AT_MS.store(sys::now_ms(), Ordering::Release);
-    LAST_KEY.store(key, Ordering::Release);
+    remember_denial_in(sys::getpid(), key);
+}
+
+fn denied_recently_in(pid: i32, key: u64) -> bool {
+    let i = slot(pid);
+    let (Some(k), Some(at)) = (LAST_KEY.get(i), LAST_AT_MS.get(i)) else {
+        return false;
+    };
+    let at = at.load(Ordering::Acquire);
+    k.load(Ordering::Acquire) == key && at != 0 && sys::now_ms().saturating_sub(at) < WINDOW_MS
+}
+
+fn remember_denial_in(pid: i32, key: u64) {
+    let i = slot(pid);
+    if let (Some(k), Some(at)) = (LAST_KEY.get(i), LAST_AT_MS.get(i)) {
+        at.store(sys::now_ms().max(1), Ordering::Release);
+        k.store(key, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two vfork children (different pids, one shared memory) denied at the same time:
+    /// each still remembers its own denial for the rest of its PATH walk.
+    #[test]
+    fn children_denied_at_once_keep_their_own_memory() {
+        let (a, b) = (40_001, 40_002);
+        remember_denial_in(a, 0xaaaa);
+        remember_denial_in(b, 0xbbbb);
+        assert!(denied_recently_in(a, 0xaaaa));
+        assert!(denied_recently_in(b, 0xbbbb));
+        assert!(!denied_recently_in(a, 0xbbbb));
+        // A pid whose slot was never used remembers nothing.
+        assert!(!denied_recently_in(40_003, 0));
+    }
 }
