@@ -267,6 +267,15 @@ fn every_protected_endpoint_refuses_missing_and_wrong_tokens() {
             }
         }
     }
+    // The scheme is case-insensitive (RFC 7235): the right token with `bearer` or
+    // `BEARER` is accepted on both transports.
+    for endpoint in [server.tcp(), server.unix()] {
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let header = authorization(&format!("{scheme} {token}"));
+            let r = raw(&endpoint, "GET", "/v1/status", &[header.as_str()]);
+            assert_eq!(r.status, 200, "{scheme} on {endpoint:?}: {}", r.body);
+        }
+    }
     // Nothing refused left a trace: no audit event, no approval.
     assert!(crate::util::audit_ids(home.path()).is_empty());
     let approvals = server.call("GET", "/v1/approvals", None).json().unwrap();
