@@ -450,6 +450,16 @@ fn three_events(home: &Home) -> PathBuf {
     day_file(&home.path().join("audit"))
 }
 
+/// Appends raw bytes to an audit day file, as a crash or an editor would leave them.
+fn append_raw(day: &Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(day)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
 fn verify_out(home: &Home) -> (i32, String) {
     let run = home.run(&["audit", "verify"]);
     assert_eq!(run.stderr(), "");
@@ -546,12 +556,7 @@ fn a_torn_last_line_is_cut_off_at_start_up_said_and_recorded() {
 fn a_garbage_last_line_is_left_in_place_and_the_chain_continues_before_it() {
     let home = seed_home();
     let day = three_events(&home);
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&day)
-        .unwrap()
-        .write_all(b"this is not JSON\n")
-        .unwrap();
+    append_raw(&day, b"this is not JSON\n");
 
     let (code, out) = verify_out(&home);
     assert_eq!(code, 1);
@@ -624,12 +629,7 @@ fn a_changed_last_line_is_named_by_verify_and_the_chain_continues_before_it() {
 fn an_empty_last_line_is_removed_at_start_up_said_and_recorded() {
     let home = seed_home();
     let day = three_events(&home);
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&day)
-        .unwrap()
-        .write_all(b"\n")
-        .unwrap();
+    append_raw(&day, b"\n");
 
     let (code, out) = verify_out(&home);
     assert_eq!(code, 1);
