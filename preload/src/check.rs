@@ -304,6 +304,41 @@ fn put_unusable(s: &mut dyn Sink, cfg: &Config, why: &[u8]) {
     s.put(why);
 }
 
+/// The server could not be asked (`Soft`) or not even tried (`Unusable`): fail-open
+/// decides. The debug line gives the reason in brackets; a refusal gives the reason,
+/// then `where_` (what was tried, if anything), then "and fail-open is off".
+fn fail_open_decides(
+    cfg: &Config,
+    allow: bool,
+    reason: &dyn Fn(&mut dyn Sink),
+    where_: &dyn Fn(&mut dyn Sink),
+) -> bool {
+    if cfg.debug {
+        stderr_line(
+            b"rampart: [DEBUG] Decision: ",
+            &|s| {
+                s.put(if allow {
+                    b"allow (fail-open: "
+                } else {
+                    b"deny (fail-closed: "
+                });
+                reason(s);
+                s.put(b")");
+            },
+            b"",
+        );
+    }
+    if allow {
+        return true;
+    }
+    deny_line(&|s| {
+        reason(s);
+        where_(s);
+        s.put(b" and fail-open is off");
+    });
+    false
+}
+
 fn decide(cfg: &Config, v: Verdict) -> bool {
     let enforce = cfg.mode == Mode::Enforce;
     let allow = permits(&v, enforce, cfg.fail_open);
@@ -358,56 +393,13 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
             false
         }
         Verdict::Soft(what, status) => {
-            if cfg.debug {
-                stderr_line(
-                    b"rampart: [DEBUG] Decision: ",
-                    &|s| {
-                        s.put(if allow {
-                            b"allow (fail-open: "
-                        } else {
-                            b"deny (fail-closed: "
-                        });
-                        put_reason(s, what, status);
-                        s.put(b")");
-                    },
-                    b"",
-                );
-            }
-            if allow {
-                return true;
-            }
-            deny_line(&|s| {
-                put_reason(s, what, status);
+            fail_open_decides(cfg, allow, &|s| put_reason(s, what, status), &|s| {
                 s.put(b" at ");
                 s.put(cfg.s(cfg.url));
-                s.put(b" and fail-open is off");
-            });
-            false
+            })
         }
         Verdict::Unusable(why) => {
-            if cfg.debug {
-                stderr_line(
-                    b"rampart: [DEBUG] Decision: ",
-                    &|s| {
-                        s.put(if allow {
-                            b"allow (fail-open: "
-                        } else {
-                            b"deny (fail-closed: "
-                        });
-                        put_unusable(s, cfg, why);
-                        s.put(b")");
-                    },
-                    b"",
-                );
-            }
-            if allow {
-                return true;
-            }
-            deny_line(&|s| {
-                put_unusable(s, cfg, why);
-                s.put(b" and fail-open is off");
-            });
-            false
+            fail_open_decides(cfg, allow, &|s| put_unusable(s, cfg, why), &|_| {})
         }
     }
 }
