@@ -50,9 +50,17 @@ impl Fnv {
     }
 }
 
-/// The key of "this process starts this file with these arguments"; `None` when the file
-/// cannot be examined (then nothing is remembered).
-pub fn key(path: *const c_char, argv: CArray) -> Option<u64> {
+/// "This process starts this file with these arguments": the pid picks the slot, the
+/// hash (of pid, file and argv) is what the slot remembers.
+#[derive(Clone, Copy)]
+pub struct Key {
+    pid: i32,
+    hash: u64,
+}
+
+/// The key of this call; `None` when the file cannot be examined (then nothing is
+/// remembered).
+pub fn key(path: *const c_char, argv: CArray) -> Option<Key> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: `path` is the caller's NUL-terminated path (checked to exist), `st` is
@@ -60,40 +68,33 @@ pub fn key(path: *const c_char, argv: CArray) -> Option<u64> {
     if unsafe { libc::stat(path, &mut st) } != 0 {
         return None;
     }
+    let pid = sys::getpid();
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    h.put(&sys::getpid().to_le_bytes());
+    h.put(&pid.to_le_bytes());
     h.put(&st.st_dev.to_le_bytes());
     h.put(&st.st_ino.to_le_bytes());
     for i in 0..argv.len() {
         h.put(argv.get(i));
         h.put(&[0]);
     }
-    Some(h.0)
+    Some(Key { pid, hash: h.0 })
 }
 
-/// Whether the same key was denied within the window, in this process's slot.
-pub fn denied_recently(key: u64) -> bool {
-    denied_recently_in(sys::getpid(), key)
-}
-
-pub fn remember_denial(key: u64) {
-    remember_denial_in(sys::getpid(), key);
-}
-
-fn denied_recently_in(pid: i32, key: u64) -> bool {
-    let i = slot(pid);
+/// Whether the same key was denied within the window, in its process's slot.
+pub fn denied_recently(key: Key) -> bool {
+    let i = slot(key.pid);
     let (Some(k), Some(at)) = (LAST_KEY.get(i), LAST_AT_MS.get(i)) else {
         return false;
     };
     let at = at.load(Ordering::Acquire);
-    k.load(Ordering::Acquire) == key && at != 0 && sys::now_ms().saturating_sub(at) < WINDOW_MS
+    k.load(Ordering::Acquire) == key.hash && at != 0 && sys::now_ms().saturating_sub(at) < WINDOW_MS
 }
 
-fn remember_denial_in(pid: i32, key: u64) {
-    let i = slot(pid);
+pub fn remember_denial(key: Key) {
+    let i = slot(key.pid);
     if let (Some(k), Some(at)) = (LAST_KEY.get(i), LAST_AT_MS.get(i)) {
         at.store(sys::now_ms().max(1), Ordering::Release);
-        k.store(key, Ordering::Release);
+        k.store(key.hash, Ordering::Release);
     }
 }
 
@@ -105,13 +106,13 @@ mod tests {
     /// each still remembers its own denial for the rest of its PATH walk.
     #[test]
     fn children_denied_at_once_keep_their_own_memory() {
-        let (a, b) = (40_001, 40_002);
-        remember_denial_in(a, 0xaaaa);
-        remember_denial_in(b, 0xbbbb);
-        assert!(denied_recently_in(a, 0xaaaa));
-        assert!(denied_recently_in(b, 0xbbbb));
-        assert!(!denied_recently_in(a, 0xbbbb));
+        let key = |pid, hash| Key { pid, hash };
+        remember_denial(key(40_001, 0xaaaa));
+        remember_denial(key(40_002, 0xbbbb));
+        assert!(denied_recently(key(40_001, 0xaaaa)));
+        assert!(denied_recently(key(40_002, 0xbbbb)));
+        assert!(!denied_recently(key(40_001, 0xbbbb)));
         // A pid whose slot was never used remembers nothing.
-        assert!(!denied_recently_in(40_003, 0));
+        assert!(!denied_recently(key(40_003, 0)));
     }
 }
