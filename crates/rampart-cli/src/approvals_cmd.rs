@@ -4,6 +4,7 @@ use anyhow::{Result, bail};
 use rampart_server::wire::ApprovalInfo;
 
 use crate::Outcome;
+use crate::audit_cmd::shown;
 use crate::serve_cmd::call;
 
 pub fn pending() -> Result<Outcome> {
@@ -32,10 +33,10 @@ pub fn pending() -> Result<Outcome> {
             "{}  {}s left  {}  {}  {}  — {}",
             a.id,
             left,
-            a.agent,
-            a.session,
-            a.command,
-            a.message
+            shown(&a.agent),
+            shown(&a.session),
+            shown(&a.command),
+            shown(&a.message)
         );
     }
     Ok(Outcome::Success)
@@ -64,7 +65,7 @@ pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcom
                 "{} {}: {}",
                 if approved { "Approved" } else { "Denied" },
                 info.id,
-                info.command
+                shown(&info.command)
             );
             Ok(Outcome::Success)
         }

@@ -103,6 +103,11 @@ pub fn run(command: AuditCommand) -> Result<Outcome> {
     }
 }
 
+/// Untrusted text (commands, names, messages) as it may be shown on a terminal.
+pub fn shown(text: &str) -> String {
+    rampart_contract::printable::printable_string(text.as_bytes())
+}
+
 /// One event per line: time, decision, agent, session, command, then the policy's reason.
 pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     let time = event.ts.get(..19).unwrap_or(&event.ts).replace('T', " ");
@@ -118,19 +123,22 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     } else {
         decision
     };
+    // Everything the agent chose is shown through `printable`: one event, one line, and no
+    // escape sequence in a command can rewrite or hide what the terminal already shows.
     let mut line = format!(
         "{time}  {decision}  {}  {}  {}",
-        event.agent, event.session, event.command
+        shown(&event.agent),
+        shown(&event.session),
+        shown(&event.command)
     );
     if !event.message.is_empty() {
         line.push_str("  — ");
-        line.push_str(&event.message);
+        line.push_str(&shown(&event.message));
     }
     if !event.policy.is_empty() {
-        line.push_str(&format!(" [{}]", event.policy));
+        line.push_str(&format!(" [{}]", shown(&event.policy)));
     }
-    // One event, one line, whatever the command contained.
-    line.replace(['\n', '\r'], " ")
+    line
 }
 
 fn tail(n: usize, follow: bool, dir: &std::path::Path) -> Result<Outcome> {

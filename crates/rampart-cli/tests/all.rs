@@ -13,4 +13,5 @@ mod preload;
 mod security;
 mod server;
 mod supervise;
+mod terminal;
 mod util;
