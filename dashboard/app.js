@@ -45,6 +45,24 @@ const state = {
 // ---------------------------------------------------------------------------
 // Small helpers
 
+/**
+ * Untrusted text (commands, agents, sessions, messages) as it may be shown: the same rule
+ * as the CLI's (crates/rampart-contract/src/printable.rs). Control characters, DEL, C1,
+ * bidi controls, zero-width characters and line/paragraph separators are shown escaped, so
+ * a command cannot hide or reorder what the approver reads.
+ */
+function shown(value) {
+  return String(value ?? '').replace(
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\u2028\u2029\ufeff]/g,
+    (c) => {
+      if (c === '\n') return '\\n';
+      if (c === '\r') return '\\r';
+      if (c === '\t') return '\\t';
+      const n = c.charCodeAt(0);
+      return n < 0x80 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16).padStart(4, '0')}}`;
+    });
+}
+
 /** Creates an element. `props.text` becomes textContent; other props are attributes. */
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
@@ -267,14 +285,14 @@ function matchesFilters(ev) {
 
 function rowFor(ev, fresh) {
   const meta = el('div', { class: 'meta' },
-    el('span', { class: 'agent', title: 'agent', text: ev.agent || '—' }),
+    el('span', { class: 'agent', title: 'agent', text: shown(ev.agent) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-    el('span', { class: 'session', title: 'session', text: ev.session || '—' }));
+    el('span', { class: 'session', title: 'session', text: shown(ev.session) || '—' }));
   if (ev.policy) {
     meta.append(el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-      el('span', { class: 'policy', title: 'matched policy', text: ev.policy }));
+      el('span', { class: 'policy', title: 'matched policy', text: shown(ev.policy) }));
   }
-  if (ev.message) meta.append(el('span', { class: 'message', text: ev.message }));
+  if (ev.message) meta.append(el('span', { class: 'message', text: shown(ev.message) }));
   if (ev.approval) {
     meta.append(el('span', { class: 'approval-note', text: ev.approval.approved ? 'approved' : 'denied' }));
   }
@@ -282,7 +300,7 @@ function rowFor(ev, fresh) {
     el('time', { class: 'ts', datetime: ev.ts, title: ev.ts, text: timeText(ev.ts) }),
     badge(ev.decision),
     el('div', { class: 'body' },
-      el('code', { class: 'command', text: ev.command || '' }),
+      el('code', { class: 'command', text: shown(ev.command) }),
       meta));
   row.addEventListener('click', (event) => {
     if (window.getSelection && String(window.getSelection()).length > 0) return;
@@ -682,18 +700,18 @@ function addApproval(info) {
   const deny = el('button', { type: 'button', class: 'deny', text: '✕ Deny' });
   const left = el('span', { class: 'left' });
   const meta = el('div', { class: 'meta' },
-    el('span', { class: 'agent', text: info.agent || '—' }),
+    el('span', { class: 'agent', text: shown(info.agent) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-    el('span', { class: 'session', text: info.session || '—' }),
+    el('span', { class: 'session', text: shown(info.session) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
     el('time', { datetime: info.created_at, title: info.created_at, text: timeText(info.created_at) }));
   const card = el('li', { class: 'approval', 'data-id': info.id },
-    el('div', { class: 'approval-top' }, badge('ask'), el('code', { class: 'command', text: info.command }), left),
+    el('div', { class: 'approval-top' }, badge('ask'), el('code', { class: 'command', text: shown(info.command) }), left),
     meta,
     info.message || (info.matched_policies || []).length
       ? el('div', { class: 'why' },
-        (info.matched_policies || []).length ? el('span', { class: 'policy', text: info.matched_policies.join(', ') }) : null,
-        info.message ? el('span', { class: 'message', text: info.message }) : null)
+        (info.matched_policies || []).length ? el('span', { class: 'policy', text: shown(info.matched_policies.join(', ')) }) : null,
+        info.message ? el('span', { class: 'message', text: shown(info.message) }) : null)
       : null,
     el('div', { class: 'actions' }, note, approve, deny));
   const resolve = async (approved) => {
@@ -710,7 +728,7 @@ function addApproval(info) {
       } else if (!r.ok) {
         throw new Error((r.data && r.data.error) || `HTTP ${r.status}`);
       } else {
-        toast(`${approved ? 'Approved' : 'Denied'}: ${info.command}`, approved ? 'allow' : 'deny');
+        toast(`${approved ? 'Approved' : 'Denied'}: ${shown(info.command)}`, approved ? 'allow' : 'deny');
         removeApproval(info.id);
       }
     } catch (error) {
@@ -738,7 +756,7 @@ function removeApproval(id, info) {
   state.approvals.delete(id);
   entry.card.remove();
   updatePendingCount();
-  if (info && info.status === 'expired') toast(`Timed out (denied): ${info.command}`, 'deny');
+  if (info && info.status === 'expired') toast(`Timed out (denied): ${shown(info.command)}`, 'deny');
 }
 
 function tickApproval(entry) {

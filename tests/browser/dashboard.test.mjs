@@ -307,6 +307,18 @@ test('a command carrying markup is shown as text', async () => {
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
 });
 
+test('control characters and bidi overrides are shown escaped and isolated', async () => {
+  // A command that would rewrite a terminal or reorder the text around it.
+  await agent.run(['/bin/echo', 'tidy\r\u001b[2Kgit status \u202etxt.exe']);
+  const shown = row('tidy\\r\\x1b[2Kgit status');
+  await shown.waitFor({ timeout: 1000 });
+  const text = await shown.locator('.command').textContent();
+  assert.ok(text.includes('tidy\\r\\x1b[2Kgit status \\u{202e}txt.exe'), text);
+  assert.ok(!/[\u001b\r\u202e]/.test(text), JSON.stringify(text));
+  const bidi = await shown.locator('.command').evaluate((node) => getComputedStyle(node).unicodeBidi);
+  assert.equal(bidi, 'isolate');
+});
+
 test('the CSP blocks script injected into the page', async () => {
   // A page of its own: the violations provoked here are the point, not page errors.
   const other = await context.newPage();
