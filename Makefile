@@ -24,9 +24,16 @@ demo: build
 # Every test: formatting and lints, the Rust workspace (unit tests and end-to-end tests
 # against real `rampart serve` processes and the real library), then the preload
 # library's own contract tests.
-test: lint preload test-rust test-preload test-browser-if-chromium
+# The prerequisites run in this order even under `make -j`: the end-to-end tests need the
+# library, and lint should fail fast before minutes of tests.
+test:
+	$(MAKE) lint
+	$(MAKE) preload
+	$(MAKE) test-rust
+	$(MAKE) test-preload
+	$(MAKE) test-browser-if-chromium
 
-test-rust:
+test-rust: preload
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
@@ -55,9 +62,11 @@ test-browser-if-chromium:
 	@if [ -x /usr/bin/chromium ]; then $(MAKE) test-browser; \
 	else echo "SKIPPED browser test: /usr/bin/chromium not installed (.ci/run installs it)"; fi
 
+# Both workspaces: the main one and preload/ (its own workspace, so `--workspace` misses it).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) -C preload lint
 
 fmt:
 	$(CARGO) fmt --all
@@ -75,6 +84,8 @@ install: build
 	install -m 0755 $(RAMPART) $(PREFIX)/bin/rampart
 	$(MAKE) -C preload install RAMPART_HOME=$(RAMPART_HOME)
 	@echo "installed $(PREFIX)/bin/rampart and $(RAMPART_HOME)/lib/librampart.so"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
+	  *) echo "warning: $(PREFIX)/bin is not on your PATH; add it (e.g. export PATH=\"$(PREFIX)/bin:\$$PATH\" in ~/.profile) or run $(PREFIX)/bin/rampart";; esac
 
 clean:
 	$(CARGO) clean
