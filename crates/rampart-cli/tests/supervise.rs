@@ -629,3 +629,140 @@ fn supervise_cannot_be_nested() {
     );
     assert_eq!(text(&out.stdout), "");
 }
+
+/// A fake program: the static helper under another name (`touch` creates its arguments,
+/// `allow` does nothing), in `dir`.
+fn fake(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::copy(exec_helper(), &path).unwrap();
+    path
+}
+
+#[test]
+fn proc_self_and_dev_fd_are_the_task_s_own() {
+    // The supervisor used to look these up as itself, find nothing and let the exec
+    // continue unasked: the kernel, looking as the task, ran the denied program.
+    let setup = Setup::new();
+    let files: Vec<PathBuf> = (1..=4)
+        .map(|i| setup.target(&format!("spelled{i}")))
+        .collect();
+    // (`$t`: the policy sees through `bash -c`; the inner execs are what is tested.)
+    let script = format!(
+        "t=touch; exec 77</usr/bin; /dev/fd/77/$t {0}; echo rc=$?\n\
+         cd /usr/bin && /proc/self/cwd/$t {1}; echo rc=$?\n\
+         /proc/thread-self/cwd/$t {2}; echo rc=$?\n\
+         /dev/stdin {3} </usr/bin/$t; echo rc=$?\n",
+        files[0].display(),
+        files[1].display(),
+        files[2].display(),
+        files[3].display()
+    );
+    let out = setup.run(&["bash", "-c", &script]);
+    assert_eq!(
+        text(&out.stdout),
+        "rc=126\n".repeat(4),
+        "{}",
+        text(&out.stderr)
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches(DENIED).count(), 4, "{stderr}");
+    for file in &files {
+        assert!(!file.exists(), "{} was created", file.display());
+        // Judged as the program it is, whatever the spelling.
+        setup.assert_denied_in_audit(&format!("/usr/bin/touch {}", file.display()));
+    }
+    let events = setup.seccomp_events();
+    let denied: Vec<_> = events.iter().filter(|e| e["decision"] == "deny").collect();
+    assert_eq!(denied.len(), 4, "{denied:#?}");
+    assert!(
+        denied.iter().all(|e| e["exe"] == "/usr/bin/touch"),
+        "{denied:#?}"
+    );
+}
+
+#[test]
+fn a_chrooted_task_is_judged_by_what_it_will_run() {
+    // unshare(CLONE_NEWUSER|CLONE_NEWNS) + chroot needs no privilege; a relative name then
+    // means the file inside the new root, which the supervisor must find there.
+    let setup = Setup::new();
+    let jail = tempfile::Builder::new()
+        .prefix("rampart-jail-")
+        .tempdir()
+        .unwrap();
+    fake(jail.path(), "touch");
+    let helper = exec_helper().to_str().unwrap();
+    let jail_dir = jail.path().to_str().unwrap();
+    let out = setup.run(&[helper, "chroot", jail_dir, "touch", "ran"]);
+    let stderr = text(&out.stderr);
+    if stderr.starts_with("exec_helper: unshare:") {
+        println!(
+            "SKIPPED a_chrooted_task_is_judged_by_what_it_will_run: no user namespaces here ({stderr})"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(stderr.starts_with(DENIED), "{stderr}");
+    assert!(!jail.path().join("ran").exists(), "the jail's touch ran");
+    setup.assert_denied_in_audit("touch ran");
+
+    // The same jail, an absolute name and a `..` that must stay inside it.
+    let out = setup.run(&[helper, "chroot", jail_dir, "/../../touch", "ran"]);
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out.stderr));
+    assert!(!jail.path().join("ran").exists(), "the jail's touch ran");
+}
+
+#[test]
+fn a_program_renamed_in_and_out_of_existence_never_runs() {
+    // "Missing" used to mean "let the kernel fail it"; a file renamed back in the
+    // microseconds before the kernel's own lookup then ran unchecked (about 1 in 5).
+    let setup = Setup::new();
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-flip-")
+        .tempdir()
+        .unwrap();
+    let program = fake(dir.path(), "touch");
+    let hidden = dir.path().join(".hidden");
+    let marker = setup.target("flipped");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, program, hidden) = (stop.clone(), program.clone(), hidden.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(&program, &hidden).unwrap();
+                std::fs::rename(&hidden, &program).unwrap();
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let out = setup.run(&[
+        exec_helper().to_str().unwrap(),
+        "loop",
+        "2000",
+        program.to_str().unwrap(),
+        marker.to_str().unwrap(),
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    let stdout = text(&out.stdout);
+    println!("{stdout} ({flips} renames)");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.starts_with("ran=0 "), "{stdout}");
+    assert!(
+        !marker.exists(),
+        "the renamed program ran {} times",
+        std::fs::read(&marker).map(|b| b.len()).unwrap_or(0)
+    );
+    // Every attempt ended as refused (EPERM) or missing (ENOENT), nothing else.
+    let count = |key: &str| -> u32 {
+        stdout
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count("refused=") + count("missing="), 2000, "{stdout}");
+    assert_eq!(count("other="), 0, "{stdout}");
+}
