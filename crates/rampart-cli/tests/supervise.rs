@@ -766,3 +766,80 @@ fn a_program_renamed_in_and_out_of_existence_never_runs() {
     assert_eq!(count("refused=") + count("missing="), 2000, "{stdout}");
     assert_eq!(count("other="), 0, "{stdout}");
 }
+
+/// Whether this test process is root (`/proc/self` belongs to the effective uid).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[test]
+fn the_agent_cannot_steal_the_seccomp_listener() {
+    // Same user, no Yama: an agent could list the supervisor's descriptors, copy the
+    // listener with pidfd_getfd and answer its own execs. As root the attempt proves
+    // nothing (CAP_SYS_PTRACE), so supervisor and agent run as uid 1000.
+    if !running_as_root() {
+        println!(
+            "SKIPPED the_agent_cannot_steal_the_seccomp_listener: needs root to run as uid 1000"
+        );
+        return;
+    }
+    let setup = Setup::new();
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-uid1000-")
+        .tempdir()
+        .unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(1000), Some(1000)).unwrap();
+    let file = dir.path().join("stolen");
+    let script = r#"
+import ctypes, errno, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+sup = os.getppid()
+with open(f"/proc/{sup}/cmdline", "rb") as f:
+    print("parent is the supervisor:", b"supervise" in f.read())
+try:
+    print("listed:", os.listdir(f"/proc/{sup}/fd"))
+except PermissionError:
+    print("listdir: PermissionError")
+pidfd = libc.syscall(434, sup, 0)
+print("pidfd_open:", "ok" if pidfd >= 0 else errno.errorcode[ctypes.get_errno()])
+seen = set()
+for fd in range(64):
+    r = libc.syscall(438, pidfd, fd, 0)
+    seen.add("stolen" if r >= 0 else errno.errorcode[ctypes.get_errno()])
+print("pidfd_getfd:", sorted(seen))
+try:
+    subprocess.run(["tou" + "ch", sys.argv[1]])
+    print("touch ran")
+except PermissionError:
+    print("touch: PermissionError")
+"#;
+    let out = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_rampart"))
+        .args(["supervise", "--port", &setup.server.port.to_string()])
+        .args(["--no-autostart", "--token", &setup.server.token, "--"])
+        .args(["python3", "-c", script])
+        .arg(&file)
+        .env("RAMPART_HOME", dir.path().join("home"))
+        .env("HOME", dir.path())
+        .env_remove("LD_PRELOAD")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        text(&out.stdout),
+        "parent is the supervisor: True\n\
+         listdir: PermissionError\n\
+         pidfd_open: ok\n\
+         pidfd_getfd: ['EPERM']\n\
+         touch: PermissionError\n",
+        "{stderr}"
+    );
+    assert_eq!(stderr, DENIED);
+    assert!(!file.exists());
+}
