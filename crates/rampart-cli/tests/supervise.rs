@@ -899,3 +899,48 @@ fn the_argument_swap_race_is_measured_not_hidden() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_lookup_the_supervisor_cannot_make_is_refused_and_audited() {
+    // Inside `unshare -p --mount-proc`, /proc/self names pids the supervisor does not map:
+    // it cannot see the program, so the exec is refused (never continued) and audited.
+    // /proc/1/cwd in that /proc is a plain lookup and still works.
+    let setup = Setup::new();
+    let out = setup.run(&[
+        "unshare",
+        "-Urpf",
+        "--mount-proc",
+        "/bin/sh",
+        "-c",
+        "t=true; /proc/self/cwd/$t; echo rc=$?; cd /usr/bin; /proc/1/cwd/$t; echo rc=$?",
+    ]);
+    let stderr = text(&out.stderr);
+    if stderr.starts_with("unshare:") {
+        println!("SKIPPED a_lookup_the_supervisor_cannot_make_is_refused_and_audited: {stderr}");
+        return;
+    }
+    assert_eq!(text(&out.stdout), "rc=126\nrc=0\n", "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("rampart: [ERROR] Policy denied: cannot look at the program pid "),
+        "{stderr}"
+    );
+    assert!(
+        first.ends_with(
+            " would run: its path goes through a /proc of another pid namespace (refused in enforce mode)"
+        ),
+        "{stderr}"
+    );
+    let events = setup.seccomp_events();
+    let unchecked: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("exec not checked: cannot look at the program pid ")
+        })
+        .collect();
+    assert_eq!(unchecked.len(), 1, "{events:#?}");
+    assert_eq!(unchecked[0]["decision"], "deny");
+}
