@@ -709,6 +709,33 @@ fn a_chrooted_task_is_judged_by_what_it_will_run() {
     let out = setup.run(&[helper, "chroot", jail_dir, "/../../touch", "ran"]);
     assert_eq!(out.status.code(), Some(77), "{}", text(&out.stderr));
     assert!(!jail.path().join("ran").exists(), "the jail's touch ran");
+
+    // And as an ordinary user, supervisor included.
+    if !running_as_root() {
+        println!("SKIPPED a_chrooted_task_is_judged_by_what_it_will_run as uid 1000: not root");
+        return;
+    }
+    let dir = uid_1000_dir();
+    let jail = dir.path().join("jail");
+    std::fs::create_dir(&jail).unwrap();
+    fake(&jail, "touch");
+    let helper = fake(dir.path(), "exec_helper");
+    for path in [&jail, &jail.join("touch"), &helper] {
+        std::os::unix::fs::chown(path, Some(1000), Some(1000)).unwrap();
+    }
+    let (helper, jail_dir) = (helper.to_str().unwrap(), jail.to_str().unwrap());
+    let out = as_uid_1000(
+        &setup,
+        dir.path(),
+        &[helper, "chroot", jail_dir, "touch", "ran"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(stderr.starts_with(DENIED), "{stderr}");
+    assert!(
+        !jail.join("ran").exists(),
+        "the jail's touch ran as uid 1000"
+    );
 }
 
 #[test]
@@ -767,6 +794,34 @@ fn a_program_renamed_in_and_out_of_existence_never_runs() {
     assert_eq!(count("other="), 0, "{stdout}");
 }
 
+/// A temp dir owned by uid 1000.
+fn uid_1000_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-uid1000-")
+        .tempdir()
+        .unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(1000), Some(1000)).unwrap();
+    dir
+}
+
+/// `rampart supervise -- COMMAND` run as uid 1000 (`cloudsdk`) in `dir` (owned by it),
+/// against the setup's server.
+fn as_uid_1000(setup: &Setup, dir: &Path, command: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_rampart"))
+        .args(["supervise", "--port", &setup.server.port.to_string()])
+        .args(["--no-autostart", "--token", &setup.server.token, "--"])
+        .args(command)
+        .env("RAMPART_HOME", dir.join("home"))
+        .env("HOME", dir)
+        .env_remove("LD_PRELOAD")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// Whether this test process is root (`/proc/self` belongs to the effective uid).
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -815,20 +870,11 @@ try:
 except PermissionError:
     print("touch: PermissionError")
 "#;
-    let out = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_rampart"))
-        .args(["supervise", "--port", &setup.server.port.to_string()])
-        .args(["--no-autostart", "--token", &setup.server.token, "--"])
-        .args(["python3", "-c", script])
-        .arg(&file)
-        .env("RAMPART_HOME", dir.path().join("home"))
-        .env("HOME", dir.path())
-        .env_remove("LD_PRELOAD")
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = as_uid_1000(
+        &setup,
+        dir.path(),
+        &["python3", "-c", script, file.to_str().unwrap()],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(

@@ -46,6 +46,10 @@ pub enum Start<'a> {
 /// The start of the lookup for `execve(path)` (`dirfd` `None`) or
 /// `execveat(dirfd, path, …, flags)`.
 pub fn start(dirfd: Option<i32>, path: &[u8], flags: i32) -> Start<'_> {
+    // The kernel refuses such a path before looking (and a long one would cost a long walk).
+    if path.len() >= libc::PATH_MAX as usize {
+        return Start::Fails(libc::ENAMETOOLONG);
+    }
     if path.is_empty() {
         return match dirfd {
             Some(fd) if flags & libc::AT_EMPTY_PATH != 0 => Start::Fd(fd),
