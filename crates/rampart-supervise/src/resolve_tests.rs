@@ -159,6 +159,25 @@ fn paths_are_looked_up_from_the_task_s_cwd_descriptors_and_proc_self() {
     for (start, name, file) in cases {
         assert_eq!(found(pid, start), (name.to_owned(), id_of(file)));
     }
+    // A symlink into /proc/self means the task too; `..` after a magic link goes up from
+    // the object it stands for.
+    std::os::unix::fs::symlink("/proc/self/cwd", b_dir.join("selfcwd")).unwrap();
+    let via_link = format!("{}/selfcwd/prog", b_dir.display());
+    let up = format!(
+        "/proc/self/cwd/../{}/prog",
+        a_dir.file_name().unwrap().to_str().unwrap()
+    );
+    // Plain directories that happen to be called proc/self/cwd are just directories.
+    std::fs::create_dir_all(a_dir.join("proc/self/cwd")).unwrap();
+    let plain = program(&a_dir.join("proc/self/cwd"), "plain");
+    for (start, file) in [
+        (Start::Root(via_link.as_bytes()), &prog),
+        (Start::Root(up.as_bytes()), &prog),
+        (Start::Cwd(b"proc/self/cwd/plain"), &plain),
+    ] {
+        assert_eq!(found(pid, start).1, id_of(file));
+    }
+
     let stdin = resolve(pid, &Start::Root(b"/dev/stdin"), false);
     assert!(matches!(stdin, Err(Fail::Errno(libc::EACCES))), "{stdin:?}");
 
