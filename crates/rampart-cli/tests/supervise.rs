@@ -947,25 +947,49 @@ fn the_argument_swap_race_is_measured_not_hidden() {
 }
 
 #[test]
-fn a_lookup_the_supervisor_cannot_make_is_refused_and_audited() {
-    // Inside `unshare -p --mount-proc`, /proc/self names pids the supervisor does not map:
-    // it cannot see the program, so the exec is refused (never continued) and audited.
-    // /proc/1/cwd in that /proc is a plain lookup and still works.
+fn proc_self_inside_a_pid_namespace_is_the_task_there() {
+    // Inside `unshare -p --mount-proc`, /proc is another procfs that numbers the pids of
+    // the new namespace; the supervisor used to follow its `self` as itself, find nothing
+    // there and let the exec continue.
     let setup = Setup::new();
-    let out = setup.run(&[
-        "unshare",
-        "-Urpf",
-        "--mount-proc",
-        "/bin/sh",
-        "-c",
-        "t=true; /proc/self/cwd/$t; echo rc=$?; cd /usr/bin; /proc/1/cwd/$t; echo rc=$?",
-    ]);
+    let (f, g) = (setup.target("pidns-self"), setup.target("pidns-one"));
+    let script = format!(
+        "t=touch; cd /usr/bin; /proc/self/cwd/$t {}; echo rc=$?; /proc/1/cwd/$t {}; echo rc=$?",
+        f.display(),
+        g.display()
+    );
+    let out = setup.run(&["unshare", "-Urpf", "--mount-proc", "/bin/sh", "-c", &script]);
     let stderr = text(&out.stderr);
     if stderr.starts_with("unshare:") {
-        println!("SKIPPED a_lookup_the_supervisor_cannot_make_is_refused_and_audited: {stderr}");
+        println!("SKIPPED proc_self_inside_a_pid_namespace_is_the_task_there: {stderr}");
         return;
     }
-    assert_eq!(text(&out.stdout), "rc=126\nrc=0\n", "{stderr}");
+    assert_eq!(text(&out.stdout), "rc=126\nrc=126\n", "{stderr}");
+    assert_eq!(stderr.matches(DENIED).count(), 2, "{stderr}");
+    assert!(!f.exists() && !g.exists());
+    setup.assert_denied_in_audit(&format!("/usr/bin/touch {}", f.display()));
+    setup.assert_denied_in_audit(&format!("/usr/bin/touch {}", g.display()));
+}
+
+#[test]
+fn a_lookup_the_supervisor_may_not_make_is_refused_and_audited() {
+    // As uid 1000, /proc/1/root is not ours to follow: the supervisor cannot see the
+    // program, so the exec is refused (never continued) and the refusal audited.
+    if !running_as_root() {
+        println!(
+            "SKIPPED a_lookup_the_supervisor_may_not_make_is_refused_and_audited: needs root to run as uid 1000"
+        );
+        return;
+    }
+    let setup = Setup::new();
+    let dir = uid_1000_dir();
+    let out = as_uid_1000(
+        &setup,
+        dir.path(),
+        &["sh", "-c", "/proc/1/root/usr/bin/true; echo rc=$?"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(text(&out.stdout), "rc=126\n", "{stderr}");
     let first = stderr.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("rampart: [ERROR] Policy denied: cannot look at the program pid "),
@@ -973,7 +997,7 @@ fn a_lookup_the_supervisor_cannot_make_is_refused_and_audited() {
     );
     assert!(
         first.ends_with(
-            " would run: its path goes through a /proc of another pid namespace (refused in enforce mode)"
+            " would run: following /proc/1/root: Permission denied (os error 13) (refused in enforce mode)"
         ),
         "{stderr}"
     );

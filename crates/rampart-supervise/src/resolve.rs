@@ -114,7 +114,7 @@ pub struct FileId {
 pub enum Fail {
     /// The task's own lookup fails with this errno: so must its exec.
     Errno(i32),
-    /// We may not look (a task we cannot inspect, a /proc of another pid namespace).
+    /// We may not look (a task we cannot inspect, a /proc of a pid namespace it is not in).
     Unseeable(String),
     /// The task's /proc entry is gone.
     Gone,
@@ -247,6 +247,66 @@ fn tgid_of(tid: u32) -> Result<u32, Fail> {
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or(Fail::Gone)
+}
+
+/// The numbers (tgid, tid) the task `tid` has in the pid namespace of the procfs whose root
+/// is `proc_root`, a procfs other than ours (`unshare -p --mount-proc`). Its `NStgid`/`NSpid`
+/// list them for every level from ours inward; a level is taken only when that procfs's
+/// entry under those numbers is the task itself: same pid namespace and same start time.
+fn numbered_in(proc_root: RawFd, tid: u32) -> Result<(u32, u32), Fail> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| Fail::Gone)?;
+    let list = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (tgids, tids) = (list("NStgid:"), list("NSpid:"));
+    let ns_of = |dir: RawFd| {
+        open_at(dir, b"ns/pid", libc::O_PATH)
+            .ok()
+            .and_then(|f| file_id(f.as_raw_fd()).ok())
+    };
+    let ours_dir = task_object(tid, "", libc::O_DIRECTORY)?;
+    let want = (
+        ns_of(ours_dir.as_raw_fd()),
+        start_time(ours_dir.as_raw_fd()),
+    );
+    for (&tg, &t) in tgids.iter().zip(tids.iter()).rev() {
+        let Ok(dir) = open_at(
+            proc_root,
+            format!("{tg}/task/{t}").as_bytes(),
+            libc::O_PATH | libc::O_DIRECTORY,
+        ) else {
+            continue;
+        };
+        let seen = (ns_of(dir.as_raw_fd()), start_time(dir.as_raw_fd()));
+        if want.0.is_some() && want.1.is_some() && seen == want {
+            return Ok((tg, t));
+        }
+    }
+    Err(Fail::Unseeable(
+        "its path goes through a /proc of a pid namespace it is not in".to_owned(),
+    ))
+}
+
+/// Field 22 of `stat` in the /proc directory `dir` (ticks since boot).
+fn start_time(dir: RawFd) -> Option<u64> {
+    let f = open_at(dir, b"stat", libc::O_RDONLY).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(f), &mut text).ok()?;
+    // "pid (comm) state ppid …": comm may contain anything, so count after the last ')'.
+    text.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 fn push_name(name: &mut Vec<u8>, component: &[u8]) {
@@ -443,18 +503,18 @@ impl Walk {
             if on_procfs(fd.as_raw_fd()) {
                 let parent = stat(cur.as_raw_fd())?;
                 if parent.st_ino == PROC_ROOT_INO && proc_self(&next.name, 0, 0).is_some() {
-                    // `self` names the reader: substitute the task, in the same procfs
-                    // only (another instance numbers pids of another namespace).
-                    if ours().proc_dev != Some(parent.st_dev) {
-                        return Err(Fail::Unseeable(
-                            "its path goes through a /proc of another pid namespace".to_owned(),
-                        ));
-                    }
-                    let tgid = match self.tgid {
-                        Some(t) => t,
-                        None => *self.tgid.insert(tgid_of(self.tid)?),
+                    // `self` names the reader: substitute the task, numbered as this
+                    // procfs numbers it (another instance belongs to another pid namespace).
+                    let (tgid, tid) = if ours().proc_dev == Some(parent.st_dev) {
+                        let tgid = match self.tgid {
+                            Some(t) => t,
+                            None => *self.tgid.insert(tgid_of(self.tid)?),
+                        };
+                        (tgid, self.tid)
+                    } else {
+                        numbered_in(cur.as_raw_fd(), self.tid)?
                     };
-                    let target = proc_self(&next.name, tgid, self.tid).unwrap_or_default();
+                    let target = proc_self(&next.name, tgid, tid).unwrap_or_default();
                     for c in components(&target).into_iter().rev() {
                         todo.push(Pending {
                             name: c,

@@ -209,3 +209,59 @@ fn a_gone_task_is_gone() {
         Err(Fail::Gone)
     );
 }
+
+#[test]
+fn proc_self_in_a_pid_namespace_s_own_proc_is_the_task_there() {
+    // `unshare -p --mount-proc`: the task's /proc numbers pids of its own namespace (it is
+    // pid 1 there) and its mount namespace is a copy, so the whole walk is exercised.
+    let a = tempfile::tempdir().unwrap();
+    let a_dir = a.path().canonicalize().unwrap();
+    let prog = program(&a_dir, "prog");
+    let mut unshare = Command::new("unshare")
+        .args(["-Urpf", "--mount-proc", "sleep", "60"])
+        .current_dir(&a_dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+    let mut pid = None;
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(p) = text.split_whitespace().next() {
+            // Wait until the child has exec'd sleep (it shows in its own /proc then).
+            let p: u32 = p.parse().unwrap();
+            if std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e.ends_with("sleep")) {
+                pid = Some(p);
+                break;
+            }
+        }
+        if unshare.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let Some(pid) = pid else {
+        let _ = unshare.kill();
+        let out = unshare.wait_with_output().unwrap();
+        println!(
+            "SKIPPED proc_self_in_a_pid_namespace_s_own_proc_is_the_task_there: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    };
+    for path in [
+        &b"/proc/self/cwd/prog"[..],
+        b"/proc/thread-self/cwd/prog",
+        b"/proc/1/cwd/prog",
+    ] {
+        let got = resolve(pid, &Start::Root(path), false);
+        assert_eq!(
+            got.map(|t| (t.id.dev, t.id.ino)),
+            Ok(id_of(&prog)),
+            "{}",
+            String::from_utf8_lossy(path)
+        );
+    }
+    let _ = unshare.kill();
+    let _ = unshare.wait();
+}
