@@ -120,6 +120,16 @@ fn child(sock: RawFd, program: *const libc::c_char, argv: *const *const libc::c_
             .raw_os_error()
             .unwrap_or(libc::EIO)
     };
+    // The supervisor is non-dumpable and fork copied that; the command's own exec is read
+    // from this process's memory before the exec resets it, which a supervisor without
+    // CAP_SYS_PTRACE may only do if this copy is dumpable. Nothing of the command runs
+    // yet; the listener created below is closed before the exec.
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+        report(TAG_SETUP_FAILED, errno());
+        // SAFETY: _exit is async-signal-safe and ends the child without running atexit.
+        unsafe { libc::_exit(125) };
+    }
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         report(TAG_SETUP_FAILED, errno());

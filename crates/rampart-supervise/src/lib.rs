@@ -30,6 +30,8 @@ mod memory;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod notify;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod resolve;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod supervisor;
 
 use std::ffi::OsString;

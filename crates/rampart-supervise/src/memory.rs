@@ -21,6 +21,11 @@ pub enum ReadError {
     Fault,
     /// The descriptor of an `execveat` is not open: the exec would fail with EBADF anyway.
     BadFd,
+    /// The program's lookup fails in the task's own view with this errno: the exec fails
+    /// with it (it never runs unchecked).
+    Exec(i32),
+    /// We may not look at the program the exec names: refused like unreadable memory.
+    Unseeable(String),
     /// The task's memory cannot be read by us (non-dumpable, Yama, no permission), or the
     /// arguments exceed any exec's limits.
     Unreadable(String),

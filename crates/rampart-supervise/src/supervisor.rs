@@ -4,15 +4,28 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::memory::{ReadError, Task};
 use crate::notify::Listener;
+use crate::resolve::{self, Fail, FileId};
 use crate::{Decider, Error, ExecRequest, Finished, Verdict, launch, text_from_bytes};
 
 pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, Error> {
+    // Before the child (and anything it starts) exists: a non-dumpable process's
+    // /proc/<pid>/{fd,mem,environ} belong to root and ptrace access to it needs
+    // CAP_SYS_PTRACE, so a task of the same user cannot list our descriptors, copy the
+    // seccomp listener with pidfd_getfd and answer its own execs, or read the token from
+    // our memory. (Reading the tree's memory is unaffected: that depends on *their*
+    // dumpability; the child makes itself dumpable again before its exec is decided.)
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(Error::Sys {
+            what: "making the supervisor non-dumpable",
+            source: io::Error::last_os_error(),
+        });
+    }
     // Orphans of the tree are reparented to us: we can wait for them, and we stay their
     // ancestor, which Yama's ptrace scope 1 requires for reading their memory.
     // SAFETY: plain prctl with integer arguments.
@@ -54,17 +67,17 @@ struct Refusals {
 }
 
 /// The program file, its argv and the notification id of a refused exec.
-type Refused = (PathBuf, Vec<Vec<u8>>, u64);
+type Refused = (FileId, Vec<Vec<u8>>, u64);
 
 impl Refusals {
-    fn seen(&self, pid: u32, file: &Path, argv: &[Vec<u8>], id: u64) -> bool {
+    fn seen(&self, pid: u32, file: FileId, argv: &[Vec<u8>], id: u64) -> bool {
         let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         // Notification ids only grow; an old entry for a recycled pid never matches a
         // different program and argv by accident in practice, and at worst repeats a no.
-        matches!(last.get(&pid), Some((f, a, i)) if f == file && a == argv && *i < id)
+        matches!(last.get(&pid), Some((f, a, i)) if *f == file && a == argv && *i < id)
     }
 
-    fn record(&self, pid: u32, file: PathBuf, argv: Vec<Vec<u8>>, id: u64) {
+    fn record(&self, pid: u32, file: FileId, argv: Vec<Vec<u8>>, id: u64) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if last.len() > 4096 {
             last.clear();
@@ -132,10 +145,8 @@ impl Pool {
 struct Read {
     request: ExecRequest,
     raw: Vec<Vec<u8>>,
-    /// The path names no file: the kernel will fail the exec with ENOENT by itself.
-    missing: bool,
-    /// The program as the supervisor sees it (through `/proc/<pid>/root`).
-    seen: PathBuf,
+    /// The program the task's exec will run, found from the task's own view.
+    file: FileId,
 }
 
 fn handle(
@@ -154,9 +165,20 @@ fn handle(
         Ok(read) => read,
         Err(ReadError::Fault) => return listener.fail(id, libc::EFAULT),
         Err(ReadError::BadFd) => return listener.fail(id, libc::EBADF),
+        // What would not run is not asked about (CPython tries every PATH candidate; one
+        // spawn must be one decision), and it is failed here, never continued: the kernel
+        // would look again, and a file renamed into place meanwhile would run unchecked.
+        Err(ReadError::Exec(errno)) => return listener.fail(id, errno),
         // Live but its /proc entries vanished mid-read: nothing was checked.
         Err(ReadError::Gone) => {
             let why = format!("pid {} disappeared while its exec was read", notif.pid);
+            return answer(listener, id, &decider.unchecked(notif.pid, &why));
+        }
+        Err(ReadError::Unseeable(why)) => {
+            let why = format!(
+                "cannot look at the program pid {} would run: {why}",
+                notif.pid
+            );
             return answer(listener, id, &decider.unchecked(notif.pid, &why));
         }
         Err(ReadError::Unreadable(why)) => {
@@ -167,27 +189,22 @@ fn handle(
             return answer(listener, id, &decider.unchecked(notif.pid, &why));
         }
     };
-    // Same rule as the preload library: what would not run is not asked about (CPython
-    // tries every PATH candidate with execve; one spawn must be one decision).
-    if read.missing {
-        return listener.allow(id);
-    }
-    let file = std::fs::canonicalize(&read.seen).unwrap_or_else(|_| read.seen.clone());
     let argv = read.raw.get(1..).unwrap_or_default();
-    if refusals.seen(notif.pid, &file, argv, id) {
+    if refusals.seen(notif.pid, read.file, argv, id) {
         return listener.fail(id, libc::EPERM);
     }
     let verdict = decider.decide(&read.request);
     if verdict != Verdict::Allow {
-        refusals.record(notif.pid, file, argv.to_vec(), id);
+        refusals.record(notif.pid, read.file, argv.to_vec(), id);
     }
     if verdict == Verdict::Allow {
         // Narrow the race inherent in SECCOMP_USER_NOTIF_FLAG_CONTINUE: the kernel reads
-        // the arguments again after we answer, so another thread of the task could have
-        // swapped them while the decision was made. Compare a fresh read just before
-        // answering; what remains is the window between this read and the kernel's.
+        // the arguments and looks the path up again after we answer, so another thread
+        // could have swapped them (or another process renamed a file into place) while
+        // the decision was made. Compare a fresh read and lookup just before answering;
+        // what remains is the window between this read and the kernel's.
         let again = read_exec(notif);
-        let same = matches!(&again, Ok(a) if a.raw == read.raw);
+        let same = matches!(&again, Ok(a) if a.raw == read.raw && a.file == read.file);
         if !same {
             if !listener.is_live(id) {
                 return;
@@ -215,11 +232,9 @@ fn read_exec(notif: &libc::seccomp_notif) -> Result<Read, ReadError> {
     let mut task = Task::new(pid);
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
         .ok()
-        .map(|p| p.into_os_string());
-    let cwd_bytes = cwd
-        .as_ref()
-        .map(|c| std::os::unix::ffi::OsStrExt::as_bytes(c.as_os_str()).to_vec());
-    let (syscall, path, argv_addr) = if notif.data.nr == libc::SYS_execveat as i32 {
+        .map(|p| p.into_os_string().into_vec());
+    let execveat = notif.data.nr == libc::SYS_execveat as i32;
+    let (syscall, path, argv_addr) = if execveat {
         ("execveat", args[1], args[2])
     } else {
         ("execve", args[0], args[1])
@@ -227,35 +242,21 @@ fn read_exec(notif: &libc::seccomp_notif) -> Result<Read, ReadError> {
     let path_bytes = task.string(path)?;
     let argv = task.strings(argv_addr)?;
 
-    let mut missing = false;
-    let mut seen = PathBuf::from(format!("/proc/{pid}/fd/{}", args[0] as i32));
-    let exe: Vec<u8> = if syscall == "execveat" {
-        let dirfd = args[0] as i32;
-        let flags = args[4] as i32;
-        if path_bytes.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
-            fd_target(pid, dirfd)?
-        } else if path_bytes.starts_with(b"/") {
-            path_bytes.clone()
-        } else if dirfd == libc::AT_FDCWD {
-            join(cwd_bytes.as_deref(), &path_bytes)
-        } else {
-            let dir = fd_target(pid, dirfd)?;
-            join(Some(&dir), &path_bytes)
-        }
-    } else if path_bytes.starts_with(b"/") {
-        path_bytes.clone()
+    let (dirfd, flags) = if execveat {
+        (Some(args[0] as i32), args[4] as i32)
     } else {
-        join(cwd_bytes.as_deref(), &path_bytes)
+        (None, 0)
     };
-    if !(syscall == "execveat" && path_bytes.is_empty()) {
-        // Look through the task's root, so a chroot sees its own files.
-        let mut through_root = format!("/proc/{pid}/root").into_bytes();
-        through_root.extend_from_slice(&exe);
-        seen = PathBuf::from(OsString::from_vec(through_root));
-        missing = std::fs::metadata(&seen).is_err_and(|e| {
-            e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
-        });
-    }
+    let start = resolve::start(dirfd, &path_bytes, flags);
+    let target =
+        resolve::resolve(pid, &start, flags & libc::AT_SYMLINK_NOFOLLOW != 0).map_err(|fail| {
+            match fail {
+                Fail::Errno(libc::EBADF) => ReadError::BadFd,
+                Fail::Errno(errno) => ReadError::Exec(errno),
+                Fail::Unseeable(why) => ReadError::Unseeable(why),
+                Fail::Gone => ReadError::Gone,
+            }
+        })?;
 
     let mut raw = Vec::with_capacity(argv.len() + 1);
     raw.push(path_bytes);
@@ -265,38 +266,13 @@ fn read_exec(notif: &libc::seccomp_notif) -> Result<Read, ReadError> {
             pid,
             ppid: parent_of(pid),
             syscall,
-            exe: text_from_bytes(&exe),
+            exe: text_from_bytes(&target.name),
             argv: argv.iter().map(|a| text_from_bytes(a)).collect(),
-            cwd: cwd_bytes.map(|c| text_from_bytes(&c)),
+            cwd: cwd.map(|c| text_from_bytes(&c)),
         },
         raw,
-        missing,
-        seen,
+        file: target.id,
     })
-}
-
-/// `dir/path` without normalisation, `./` dropped (the preload library's rule).
-fn join(dir: Option<&[u8]>, path: &[u8]) -> Vec<u8> {
-    let path = path.strip_prefix(b"./").unwrap_or(path);
-    let mut out = Vec::new();
-    if let Some(dir) = dir {
-        out.extend_from_slice(dir);
-        if dir != b"/" {
-            out.push(b'/');
-        }
-    }
-    out.extend_from_slice(path);
-    out
-}
-
-fn fd_target(pid: u32, fd: i32) -> Result<Vec<u8>, ReadError> {
-    match std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) {
-        Ok(p) => Ok(p.into_os_string().into_vec()),
-        // The descriptor is not open (or the task is gone, which the caller notices). It is
-        // refused here rather than let through: another thread could open it meanwhile.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadError::BadFd),
-        Err(e) => Err(ReadError::Unreadable(format!("/proc/{pid}/fd/{fd}: {e}"))),
-    }
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
