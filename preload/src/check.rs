@@ -205,7 +205,7 @@ pub fn check(call: &Call) -> Permit {
     let mut cwd_buf = [0u8; PATH_MAX];
     let cwd = path::getcwd(&mut cwd_buf).unwrap_or(&[]);
     let pid = sys::getpid();
-    let ran_unchecked = unchecked::pending(pid);
+    let (owner, ran_unchecked) = unchecked::to_report(pid);
     let body = Body {
         cfg,
         call,
@@ -239,7 +239,7 @@ pub fn check(call: &Call) -> Permit {
     let verdict = classify(result, &buf);
     if matches!(verdict, Verdict::Answer { .. }) && ran_unchecked > 0 {
         // The server read a well-formed request carrying the count: it is reported.
-        unchecked::reported(pid, ran_unchecked);
+        unchecked::reported(owner, ran_unchecked);
     }
     decide(cfg, call, verdict)
 }

@@ -31,8 +31,8 @@ pub fn init(pid: i32, n: u64) {
     COUNT.store(n, Ordering::Release);
 }
 
-/// This process's count not yet reported (0 in a child whose memory is its parent's or a
-/// copy of it).
+/// This process's count not yet reported (0 in a child whose memory is a copy of its
+/// parent's).
 pub fn pending(pid: i32) -> u64 {
     if OWNER.load(Ordering::Acquire) == pid {
         COUNT.load(Ordering::Acquire)
@@ -41,9 +41,25 @@ pub fn pending(pid: i32) -> u64 {
     }
 }
 
-/// `n` were reported to the server by a check of process `pid`.
-pub fn reported(pid: i32, n: u64) {
-    if OWNER.load(Ordering::Acquire) == pid {
+/// What a check by process `pid` reports, and whose count that is: its own, or — in a
+/// `vfork` child, whose memory is its parent's — the parent's. Python's subprocess checks
+/// every program in a `vfork` child, so an agent's count is reported by the first of its
+/// children that reaches the server. `kcmp` only runs when there is a parent's count.
+pub fn to_report(pid: i32) -> (i32, u64) {
+    let owner = OWNER.load(Ordering::Acquire);
+    if owner == pid {
+        return (pid, COUNT.load(Ordering::Acquire));
+    }
+    let n = COUNT.load(Ordering::Acquire);
+    if n > 0 && owner == sys::getppid() && shares_parent_memory() {
+        return (owner, n);
+    }
+    (pid, 0)
+}
+
+/// `n` of the count of `owner` (see [`to_report`]) were reported to the server.
+pub fn reported(owner: i32, n: u64) {
+    if OWNER.load(Ordering::Acquire) == owner {
         // Only what was reported: another thread may have added one meanwhile.
         let _ = COUNT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
             Some(c.saturating_sub(n))
