@@ -3,8 +3,6 @@
 //! decision matrix (`rampart_contract::verdict::permit`): fail closed on everything but
 //! "nobody answered".
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
 pub use rampart_contract::verdict::Permit;
 use rampart_contract::verdict::{Outcome, permit};
 
@@ -205,7 +203,7 @@ pub fn check(call: &Call) -> Permit {
     let mut cwd_buf = [0u8; PATH_MAX];
     let cwd = path::getcwd(&mut cwd_buf).unwrap_or(&[]);
     let pid = sys::getpid();
-    let (owner, ran_unchecked) = unchecked::to_report(pid);
+    let ran_unchecked = unchecked::pending();
     let body = Body {
         cfg,
         call,
@@ -239,7 +237,7 @@ pub fn check(call: &Call) -> Permit {
     let verdict = classify(result, &buf);
     if matches!(verdict, Verdict::Answer { .. }) && ran_unchecked > 0 {
         // The server read a well-formed request carrying the count: it is reported.
-        unchecked::reported(owner, ran_unchecked);
+        unchecked::reported(ran_unchecked);
     }
     decide(cfg, call, verdict)
 }
@@ -358,26 +356,16 @@ fn put_unusable(s: &mut dyn Sink, cfg: &Config, why: &[u8]) {
     s.put(why);
 }
 
-/// Whether this process has already said that it runs programs unchecked. In a `vfork`
-/// child this is the parent's memory: the agent says it once for all its children. A
-/// program that was itself started unchecked (`RAMPART_UNCHECKED` at load) starts with
-/// it set: whoever started it has said so already, for the whole tree below.
-static WARNED: AtomicBool = AtomicBool::new(false);
-
-/// At load, for a program started unchecked (see `WARNED`).
-pub fn already_warned() {
-    WARNED.store(true, Ordering::Relaxed);
-}
-
-/// The `[WARN]` line, once per process: fail-open is never silent.
+/// The `[WARN]` line, once per agent (the processes sharing `unchecked`'s page): fail-open
+/// is never silent.
 fn warn_unchecked(cfg: &Config, call: &Call, why: &dyn Fn(&mut dyn Sink)) {
-    if WARNED.swap(true, Ordering::Relaxed) {
+    if !unchecked::first_warning() {
         return;
     }
     let hint: &[u8] = if cfg.mode == Mode::Monitor {
-        b" runs unchecked (monitor mode never blocks; said once per process)"
+        b" runs unchecked (monitor mode never blocks; said once)"
     } else {
-        b" runs unchecked (fail-open; said once per process; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)"
+        b" runs unchecked (fail-open; said once; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)"
     };
     stderr_line(
         b"rampart: [WARN] ",

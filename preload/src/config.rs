@@ -192,6 +192,32 @@ impl Config {
         Str { off, len }
     }
 
+    /// Stores `key=<val>` plus a NUL, `val` being a string already in the arena.
+    fn store_kv(&mut self, key: &[u8], val: Str) -> Str {
+        let off = self.used;
+        let total = key.len() + 1 + val.len + 1;
+        let value_at = off + key.len() + 1;
+        if off + total > ARENA || val.off + val.len > off {
+            self.incomplete = true;
+            return Str { off, len: 0 };
+        }
+        if let Some(k) = self.arena.get_mut(off..off + key.len()) {
+            k.copy_from_slice(key);
+        }
+        if let Some(eq) = self.arena.get_mut(off + key.len()) {
+            *eq = b'=';
+        }
+        self.arena.copy_within(val.off..val.off + val.len, value_at);
+        if let Some(nul) = self.arena.get_mut(off + total - 1) {
+            *nul = 0;
+        }
+        self.used += total;
+        Str {
+            off,
+            len: total - 1,
+        }
+    }
+
     fn cptr(&self, s: Str) -> *const c_char {
         self.arena.as_ptr().wrapping_add(s.off).cast()
     }
@@ -298,18 +324,16 @@ pub unsafe fn init(envp: *const *const c_char) {
         .and_then(values::duration_ms)
         .unwrap_or(values::DEFAULT_ASK_TIMEOUT_MS);
     cfg.unchecked_at_load = var(UNCHECKED_KEY).map_or(0, parse_count);
-    if cfg.unchecked_at_load > 0 {
-        crate::unchecked::init(sys::getpid(), cfg.unchecked_at_load);
-        crate::check::already_warned();
-    }
     let agent = var(b"RAMPART_AGENT")
         .filter(|a| !a.is_empty())
         .unwrap_or(values::DEFAULT_AGENT.as_bytes());
     cfg.agent = cfg.store(&[agent]);
+    let pid = sys::getpid();
+    crate::unchecked::init(pid, cfg.unchecked_at_load);
     let mut pidbuf = [0u8; 20];
     cfg.session = match var(b"RAMPART_SESSION").filter(|s| !s.is_empty()) {
         Some(s) => cfg.store(&[s]),
-        None => cfg.store(&[b"preload-", sys::fmt_u64(sys::getpid() as u64, &mut pidbuf)]),
+        None => cfg.store(&[b"preload-", sys::fmt_u64(pid as u64, &mut pidbuf)]),
     };
     for v in [url, token, agent, var(b"RAMPART_SESSION").unwrap_or(b"")] {
         if v.len() > VALUE_MAX {
@@ -448,6 +472,22 @@ fn resolve_real(real: &mut Real) {
     real.posix_spawn = sym!("posix_spawn", SpawnFn);
 }
 
+/// Adds the stored `KEY=VALUE` string `s` to the injected entries.
+fn push(cfg: &mut Config, n: &mut usize, s: Str) {
+    if s.len == 0 {
+        cfg.incomplete = true;
+        return;
+    }
+    let ptr = cfg.cptr(s);
+    match cfg.env.get_mut(*n) {
+        Some(slot) => {
+            *slot = ptr;
+            *n += 1;
+        }
+        None => cfg.incomplete = true,
+    }
+}
+
 fn build_env(cfg: &mut Config) {
     let mut ms = [0u8; 20];
     let ask = sys::fmt_u64(cfg.ask_timeout_ms, &mut ms);
@@ -461,54 +501,43 @@ fn build_env(cfg: &mut Config) {
     }
     let ask = ask_copy.get(..ask_len + 2).unwrap_or(b"");
     let mut n = 0;
-    let mut add = |cfg: &mut Config, key: &[u8], val: &[u8]| {
+    let add = |cfg: &mut Config, n: &mut usize, key: &[u8], val: &[u8]| {
         let s = cfg.store(&[key, b"=", val]);
-        if s.len > 0 {
-            let ptr = cfg.cptr(s);
-            if let Some(slot) = cfg.env.get_mut(n) {
-                *slot = ptr;
-                n += 1;
-            } else {
-                cfg.incomplete = true;
-            }
-        } else {
-            cfg.incomplete = true;
-        }
+        push(cfg, n, s);
     };
     let (url, agent, session, token) = (cfg.url, cfg.agent, cfg.session, cfg.token);
-    let mut tmp = [0u8; VALUE_MAX];
-    macro_rules! put {
-        ($key:literal, $s:expr) => {{
-            let v = cfg.s($s);
-            let too_long = v.len() > tmp.len();
-            let l = v.len().min(tmp.len());
-            if let (Some(d), Some(s)) = (tmp.get_mut(..l), v.get(..l)) {
-                d.copy_from_slice(s);
-            }
-            cfg.incomplete |= too_long;
-            add(cfg, $key, tmp.get(..l).unwrap_or(&[]));
-        }};
-    }
-    put!(b"RAMPART_URL", url);
+    // Values already in the arena are copied within it: no stack buffer to clear in
+    // every process that loads the library.
+    let put = |cfg: &mut Config, n: &mut usize, key: &[u8], val: Str| {
+        let s = cfg.store_kv(key, val);
+        push(cfg, n, s);
+    };
+    put(cfg, &mut n, b"RAMPART_URL", url);
     if token.len > 0 {
-        put!(b"RAMPART_TOKEN", token);
+        put(cfg, &mut n, b"RAMPART_TOKEN", token);
     }
     let mode = cfg.mode.name().as_bytes();
-    add(cfg, b"RAMPART_MODE", mode);
+    add(cfg, &mut n, b"RAMPART_MODE", mode);
     add(
         cfg,
+        &mut n,
         b"RAMPART_FAIL_OPEN",
         if cfg.fail_open { b"true" } else { b"false" },
     );
     if cfg.protect {
-        add(cfg, b"RAMPART_PROTECT", b"true");
+        add(cfg, &mut n, b"RAMPART_PROTECT", b"true");
     }
-    put!(b"RAMPART_AGENT", agent);
-    put!(b"RAMPART_SESSION", session);
-    add(cfg, b"RAMPART_DEBUG", if cfg.debug { b"1" } else { b"0" });
-    add(cfg, b"RAMPART_ASK_TIMEOUT", ask);
+    put(cfg, &mut n, b"RAMPART_AGENT", agent);
+    put(cfg, &mut n, b"RAMPART_SESSION", session);
+    add(
+        cfg,
+        &mut n,
+        b"RAMPART_DEBUG",
+        if cfg.debug { b"1" } else { b"0" },
+    );
+    add(cfg, &mut n, b"RAMPART_ASK_TIMEOUT", ask);
     if cfg.debug {
-        add(cfg, b"RAMPART_DEBUG_LOADED", b"1");
+        add(cfg, &mut n, b"RAMPART_DEBUG_LOADED", b"1");
     }
     cfg.env_len = n;
 }

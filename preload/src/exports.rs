@@ -64,7 +64,7 @@ fn unchecked_entry(n: u64, buf: &mut [u8; 48]) -> *const c_char {
 
 /// Runs an exec-family `real` that was permitted: with the re-injected environment, the
 /// caller's errno restored and, for a program that runs unchecked, the count carried on
-/// (into the parent's memory from a `vfork` child, else into the program's environment).
+/// (in the shared page, or in the program's environment: see `unchecked`).
 fn exec_permitted(saved: c_int, p: Permit, envp: Strs, real: impl FnOnce(Strs) -> c_int) -> c_int {
     if p != Permit::RunUnchecked {
         return with_env(envp, None, |env, _| {
@@ -72,20 +72,19 @@ fn exec_permitted(saved: c_int, p: Permit, envp: Strs, real: impl FnOnce(Strs) -
             real(env)
         });
     }
-    if unchecked::shares_parent_memory() {
-        let ppid = unchecked::add_to_parent();
+    let Some(n) = unchecked::before_exec() else {
         let r = with_env(envp, None, |env, _| {
             set_errno(saved);
             real(env)
         });
         // Only reached when the exec failed: nothing ran.
         let e = sys::errno();
-        unchecked::undo_parent(ppid);
+        unchecked::exec_failed();
         set_errno(e);
         return r;
-    }
+    };
     let mut buf = [0u8; 48];
-    let entry = unchecked_entry(unchecked::carried(sys::getpid()), &mut buf);
+    let entry = unchecked_entry(n, &mut buf);
     with_env(envp, Some(entry), |env, _| {
         set_errno(saved);
         real(env)
@@ -120,9 +119,7 @@ fn run_spawn(saved: c_int, call: &Call, envp: Strs, real: impl FnOnce(Strs) -> c
         real(env)
     });
     if p == Permit::RunUnchecked && r == 0 {
-        let e = sys::errno();
-        unchecked::add(sys::getpid());
-        set_errno(e);
+        unchecked::add();
     }
     r
 }
@@ -465,7 +462,7 @@ pub unsafe extern "C" fn system(command: *const c_char) -> c_int {
     }
     match check(&call) {
         Permit::Refuse => return fail(libc::EPERM),
-        Permit::RunUnchecked => unchecked::add(sys::getpid()),
+        Permit::RunUnchecked => unchecked::add(),
         Permit::Run => {}
     }
     with_environ(|| {
@@ -507,7 +504,7 @@ pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *
             set_errno(libc::EPERM);
             return core::ptr::null_mut();
         }
-        Permit::RunUnchecked => unchecked::add(sys::getpid()),
+        Permit::RunUnchecked => unchecked::add(),
         Permit::Run => {}
     }
     with_environ(|| {

@@ -1,124 +1,119 @@
-//! The count of programs that ran unchecked (fail-open, or monitor mode without an
-//! answer), kept until the server can be told: the next check that gets a well-formed
-//! answer carries it as `"ran_unchecked": N` in the preflight body and the count drops
+//! Programs that ran unchecked (fail-open, or monitor mode without an answer): said once,
+//! counted until the server can be told. The next check that gets a well-formed answer
+//! carries the count as `"ran_unchecked": N` in the preflight body, and the count drops
 //! by what was reported.
 //!
-//! Where a count lives depends on whose memory survives the program start:
-//! - `posix_spawn*`, `system`, `popen` run the program in a child while this process goes
-//!   on: the count stays in this process's memory ([`add`]).
-//! - the `exec*` family replaces the calling process. In a `vfork` child (Python's
-//!   subprocess, `posix_spawn` inside glibc) the memory is the parent's, which goes on:
-//!   the count is added there ([`add_to_parent`], undone if the exec fails). Otherwise
-//!   this process's memory ends with the exec, so its pending count plus one travels to
-//!   the new program as `RAMPART_UNCHECKED=N` ([`carried`]), which reads it at load
-//!   (`config::init`); a child never receives the variable otherwise.
+//! The state lives in one page mapped `MAP_SHARED | MAP_ANONYMOUS` when the library
+//! loads, so every process forked or vforked from this one (until it execs) shares it
+//! with us: Node's and bash's `fork` children and Python's `vfork` children all count into
+//! the agent's page and say the `[WARN]` line once between them, and whichever of them
+//! reaches the server next reports the lot. Atomics only: no locks in a `vfork` child.
 //!
-//! The count is tagged with the pid whose memory it describes, as the keep-alive
-//! connection is (`http`): a `fork` child inherits its parent's count but must not report
-//! it (the parent will), and sees a foreign tag. Atomics only: no locks in a `vfork` child.
+//! An exec replaces the mapping. When the process that mapped the page starts a program
+//! unchecked by exec (a shell's `exec`, a launcher), the count so far plus that program
+//! travels in the program's environment as `RAMPART_UNCHECKED=N`, which it reads at load;
+//! a child never receives the variable otherwise. Any other process (a child sharing the
+//! page) adds the program to the page, and takes it back if the exec fails.
+//!
+//! If the page cannot be mapped, the same state lives in this process's memory: `vfork`
+//! children still share it, `fork` children get a copy (and may then report their
+//! parent's count a second time: a count is a report, never a permission).
 
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 use crate::sys;
 
-/// The pid whose count `COUNT` is (0: nobody's yet).
-static OWNER: AtomicI32 = AtomicI32::new(0);
-static COUNT: AtomicU64 = AtomicU64::new(0);
-
-/// At load: the count handed down by the exec that started this program.
-pub fn init(pid: i32, n: u64) {
-    OWNER.store(pid, Ordering::Relaxed);
-    COUNT.store(n, Ordering::Release);
+#[repr(C)]
+struct State {
+    warned: AtomicBool,
+    count: AtomicU64,
 }
 
-/// This process's count not yet reported (0 in a child whose memory is a copy of its
-/// parent's).
-pub fn pending(pid: i32) -> u64 {
-    if OWNER.load(Ordering::Acquire) == pid {
-        COUNT.load(Ordering::Acquire)
-    } else {
-        0
+static PRIVATE: State = State {
+    warned: AtomicBool::new(false),
+    count: AtomicU64::new(0),
+};
+static SHARED: AtomicPtr<State> = AtomicPtr::new(core::ptr::null_mut());
+/// The pid that mapped the page: the process whose exec replaces it.
+static CREATOR: AtomicI32 = AtomicI32::new(0);
+
+fn state() -> &'static State {
+    let p = SHARED.load(Ordering::Acquire);
+    if p.is_null() {
+        return &PRIVATE;
     }
+    // SAFETY: `p` is the page mapped by `init`, never unmapped, zero-initialised by the
+    // kernel (a valid `State`: atomics of zero) and only accessed through atomics.
+    unsafe { &*p }
 }
 
-/// What a check by process `pid` reports, and whose count that is: its own, or — in a
-/// `vfork` child, whose memory is its parent's — the parent's. Python's subprocess checks
-/// every program in a `vfork` child, so an agent's count is reported by the first of its
-/// children that reaches the server. `kcmp` only runs when there is a parent's count.
-pub fn to_report(pid: i32) -> (i32, u64) {
-    let owner = OWNER.load(Ordering::Acquire);
-    if owner == pid {
-        return (pid, COUNT.load(Ordering::Acquire));
-    }
-    let n = COUNT.load(Ordering::Acquire);
-    if n > 0 && owner == sys::getppid() && shares_parent_memory() {
-        return (owner, n);
-    }
-    (pid, 0)
-}
-
-/// `n` of the count of `owner` (see [`to_report`]) were reported to the server.
-pub fn reported(owner: i32, n: u64) {
-    if OWNER.load(Ordering::Acquire) == owner {
-        // Only what was reported: another thread may have added one meanwhile.
-        let _ = COUNT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-            Some(c.saturating_sub(n))
-        });
-    }
-}
-
-/// One more program ran unchecked from this (real, not `vfork`) process.
-pub fn add(pid: i32) {
-    if OWNER.load(Ordering::Acquire) != pid {
-        // A fork child's copy of its parent's count: the parent reports that one.
-        COUNT.store(0, Ordering::Release);
-        OWNER.store(pid, Ordering::Release);
-    }
-    COUNT.fetch_add(1, Ordering::AcqRel);
-}
-
-/// The count the program about to replace this process inherits: what this process had
-/// pending, plus the program itself.
-pub fn carried(pid: i32) -> u64 {
-    pending(pid).saturating_add(1)
-}
-
-/// Whether this process shares its parent's memory (a `vfork` child): `kcmp(2)`
-/// `KCMP_VM`. Where `kcmp` is not available the answer is no, and the count travels in
-/// the environment instead (never lost, never counted twice).
-pub fn shares_parent_memory() -> bool {
-    const KCMP_VM: libc::c_long = 1;
-    let pid = sys::getpid();
-    let ppid = sys::getppid();
-    // SAFETY: kcmp takes plain integers and touches no memory of ours.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            libc::c_long::from(pid),
-            libc::c_long::from(ppid),
-            KCMP_VM,
-            0 as libc::c_long,
-            0 as libc::c_long,
+/// At load: map the shared page, with the count handed down by the exec that started
+/// this program (a program started unchecked has had its `[WARN]` line said for it).
+pub fn init(pid: i32, handed_down: u64) {
+    // SAFETY: an anonymous shared mapping of one page; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
         )
     };
-    r == 0
-}
-
-/// One program runs unchecked from a `vfork` child: count it in the parent's memory,
-/// which survives the exec. Returns what [`undo_parent`] needs if the exec fails.
-pub fn add_to_parent() -> i32 {
-    let ppid = sys::getppid();
-    if OWNER.load(Ordering::Acquire) != ppid {
-        COUNT.store(0, Ordering::Release);
-        OWNER.store(ppid, Ordering::Release);
+    if p != libc::MAP_FAILED {
+        SHARED.store(p.cast(), Ordering::Release);
     }
-    COUNT.fetch_add(1, Ordering::AcqRel);
-    ppid
+    CREATOR.store(pid, Ordering::Release);
+    if handed_down > 0 {
+        let s = state();
+        s.count.store(handed_down, Ordering::Release);
+        s.warned.store(true, Ordering::Release);
+    }
 }
 
-/// The exec after [`add_to_parent`] failed: nothing ran.
-pub fn undo_parent(ppid: i32) {
-    reported(ppid, 1);
+/// Whether this is the first program run unchecked in this tree of processes (then the
+/// caller says so).
+pub fn first_warning() -> bool {
+    !state().warned.swap(true, Ordering::AcqRel)
+}
+
+/// The count a check reports now.
+pub fn pending() -> u64 {
+    state().count.load(Ordering::Acquire)
+}
+
+/// `n` were reported to the server.
+pub fn reported(n: u64) {
+    // Only what was reported: another process or thread may have added one meanwhile.
+    let _ = state()
+        .count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            Some(c.saturating_sub(n))
+        });
+}
+
+/// One more program ran unchecked (spawned, or exec'd by a process sharing the page).
+pub fn add() {
+    state().count.fetch_add(1, Ordering::AcqRel);
+}
+
+/// A program is about to replace this process unchecked: `Some(N)` to hand it as
+/// `RAMPART_UNCHECKED=N` when the page dies with this exec, else `None` (the program was
+/// added to the page; call [`exec_failed`] if the exec returns).
+pub fn before_exec() -> Option<u64> {
+    if sys::getpid() == CREATOR.load(Ordering::Acquire) || SHARED.load(Ordering::Acquire).is_null()
+    {
+        Some(pending().saturating_add(1))
+    } else {
+        add();
+        None
+    }
+}
+
+/// The exec after `before_exec` returned `None` failed: nothing ran.
+pub fn exec_failed() {
+    reported(1);
 }
 
 #[cfg(test)]
@@ -126,20 +121,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_belong_to_one_pid() {
-        init(50_001, 2);
-        assert_eq!(pending(50_001), 2);
-        assert_eq!(
-            pending(50_002),
-            0,
-            "a fork child does not report its parent's"
+    fn counts_and_warns_once() {
+        init(sys::getpid(), 2);
+        assert!(
+            !first_warning(),
+            "a program started unchecked was warned for"
         );
-        add(50_001);
-        assert_eq!(carried(50_001), 4);
-        reported(50_001, 3);
-        assert_eq!(pending(50_001), 0);
-        add(50_002);
-        assert_eq!(pending(50_002), 1, "a fork child starts its own count");
-        assert_eq!(pending(50_001), 0);
+        assert_eq!(pending(), 2);
+        add();
+        reported(2);
+        assert_eq!(pending(), 1);
+        // The creator's own exec hands the count on.
+        assert_eq!(before_exec(), Some(2));
+        reported(1);
+        assert_eq!(pending(), 0);
     }
 }

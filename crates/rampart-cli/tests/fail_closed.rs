@@ -443,7 +443,7 @@ fn fail_open_is_announced_once_and_checks_resume_when_the_server_is_back() {
     assert_eq!(
         stderr,
         format!(
-            "rampart: [WARN] policy server unreachable at {url}: /bin/echo one runs unchecked (fail-open; said once per process; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)\n{DENIED}\n"
+            "rampart: [WARN] policy server unreachable at {url}: /bin/echo one runs unchecked (fail-open; said once; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)\n{DENIED}\n"
         )
     );
     assert_eq!(s.ran(), "");
