@@ -375,6 +375,19 @@ expect "Authorization: Bearer header sent" "$(tail -1 "$LOG_tok" | grep -o '"aut
 expect "wrong token (401) denies despite fail-open" "$(probe hello RAMPART_URL=$URL_tok RAMPART_TOKEN=nope)" blocked
 expect "localhost URL" "$(probe denyme RAMPART_URL=${URL_main/127.0.0.1/localhost})" blocked
 
+# ---- limits of re-injection ----
+# A value the snapshot cannot hold whole would reach children cut or not at all: every
+# exec is refused with E2BIG and one line, in every mode.
+LONG=$(head -c 5000 /dev/zero | tr '\0' s)
+out=$(RAMPART_SESSION=$LONG RAMPART_URL=$URL_main LD_PRELOAD=$LIB "$PYTHON" -c '
+import subprocess
+try:
+    subprocess.run(["/bin/echo", "hello"])
+except OSError as e:
+    print("errno", e.errno)' 2>"$WORK/long.err")
+expect "a 5000-byte RAMPART_SESSION: E2BIG, one line" "$out|$(cat "$WORK/long.err")" \
+    "errno 7|rampart: [ERROR] Policy denied: the library's configuration (a RAMPART_* value over 4096 bytes, or its own path) does not fit its buffers, so it could not be passed on (E2BIG); not starting /bin/echo hello"
+
 # ---- request contents ----
 RAMPART_URL=$URL_main RAMPART_AGENT=my-agent RAMPART_SESSION=prod-deploy LD_PRELOAD=$LIB \
     /usr/bin/env /bin/echo "it's" 'a b' $'\xff' >/dev/null 2>&1

@@ -496,7 +496,7 @@ pub fn env_fits(call: &Call, envp: *const *const core::ffi::c_char) -> bool {
     let cfg = config::get();
     if cfg.incomplete {
         deny_line(&|s: &mut dyn Sink| {
-            s.put(b"the RAMPART_* configuration does not fit the library's buffers (a value over 4096 bytes), so it could not be passed on; not starting ");
+            s.put(b"the library's configuration (a RAMPART_* value over 4096 bytes, or its own path) does not fit its buffers, so it could not be passed on (E2BIG); not starting ");
             call.put_command(s);
         });
         return false;

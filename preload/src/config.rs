@@ -343,6 +343,11 @@ pub unsafe fn init(envp: *const *const c_char) {
     let url_copy = cfg.url;
     parse_url(cfg, url_copy);
     find_lib_path(cfg);
+    // Without our own path (or with one too long for the `LD_PRELOAD` entry) children
+    // could not be given the library back: every exec is refused instead.
+    if cfg.lib_path.len == 0 || cfg.lib_path.len > VALUE_MAX {
+        cfg.incomplete = true;
+    }
     resolve_real(&mut cfg.real);
     build_env(cfg);
 
