@@ -425,6 +425,12 @@ PY
 expect "python agent through an outage: all ran, one WARN line" "$(tr '\n' ' ' <"$WORK/py-unchecked.out")|$(grep -c WARN "$WORK/py-unchecked.err")|$(wc -l <"$WORK/py-unchecked.err")" "after-1 after-2 |1|1"
 expect "python agent: the first answered check (a vfork child's) reports \"ran_unchecked\": 3, the next nothing" \
     "$(tail -2 "$LOG_main" | sed -e 's/.*"ran_unchecked": \([0-9]*\).*/\1/' -e 's/.*after-2.*/none/' | tr '\n' ' ')" '3 none '
+# The same through bash's fork children: the child's count lands in the shared page.
+setmode close
+RAMPART_URL=$URL_main LD_PRELOAD=$LIB bash -c "/bin/true; /bin/true; echo normal >$MODE_main; /bin/echo bash-after; /bin/echo bash-again" >/dev/null 2>"$WORK/bash-unchecked.err"
+expect "bash through an outage: one WARN line" "$(grep -c WARN "$WORK/bash-unchecked.err")" 1
+expect "bash: the first answered check reports \"ran_unchecked\": 2, the next nothing" \
+    "$(tail -2 "$LOG_main" | sed -e 's/.*"ran_unchecked": \([0-9]*\).*/\1/' -e 's/.*bash-again.*/none/' | tr '\n' ' ')" '2 none '
 setmode normal
 RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /bin/true
 expect "no unchecked programs: no ran_unchecked field" "$(tail -1 "$LOG_main" | grep -c ran_unchecked)" 0
