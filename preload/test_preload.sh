@@ -19,7 +19,8 @@ export RAMPART_HOME=$WORK/home
 export PATH=/usr/local/bin:/usr/bin:/bin
 # Nothing from the caller's environment may steer the library under test.
 unset LD_PRELOAD RAMPART_URL RAMPART_TOKEN RAMPART_MODE RAMPART_FAIL_OPEN RAMPART_AGENT \
-    RAMPART_SESSION RAMPART_DEBUG RAMPART_ASK_TIMEOUT RAMPART_DEBUG_LOADED http_proxy HTTP_PROXY
+    RAMPART_SESSION RAMPART_DEBUG RAMPART_ASK_TIMEOUT RAMPART_DEBUG_LOADED RAMPART_PROTECT \
+    RAMPART_UNCHECKED http_proxy HTTP_PROXY
 PASS=0
 FAIL=0
 SERVERS=()
@@ -130,13 +131,38 @@ else
 fi
 
 # ---- fail-open matrix ----
+# Fail-open applies when nobody answered, and only then; it is never silent.
 REFUSED=http://127.0.0.1:1
 expect "refused, fail-open default: runs" "$(probe hello RAMPART_URL=$REFUSED)" ran
+expect "refused, fail-open: one WARN line names the URL and the way to fail closed" "$(cat "$WORK/probe.err")" \
+    "rampart: [WARN] policy server unreachable at $REFUSED: /bin/echo hello runs unchecked (fail-open; said once; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)"
 expect "refused, RAMPART_FAIL_OPEN=false: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_FAIL_OPEN=false)" blocked
 expect "refused, RAMPART_FAIL_OPEN=0: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_FAIL_OPEN=0)" blocked
 expect "refused, RAMPART_FAIL_OPEN=no: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_FAIL_OPEN=no)" blocked
-expect "unusable URL follows fail-open" "$(probe hello RAMPART_URL=https://example.invalid)" ran
+expect "refused, RAMPART_PROTECT=1 with fail-open: EPERM" "$(probe hello RAMPART_URL=$REFUSED RAMPART_PROTECT=1)" blocked
+expect "refused, RAMPART_PROTECT=1: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: policy server unreachable at $REFUSED and RAMPART_PROTECT is on"
+expect "RAMPART_PROTECT=0 is off: fail-open runs" "$(probe hello RAMPART_URL=$REFUSED RAMPART_PROTECT=0)" ran
+# Programs run unchecked are counted until the server can be told, in a page shared
+# with every process forked or vforked from the agent, which also says the WARN line
+# once for all of them. dash vforks, bash forks: either way the child counts into the
+# shell's page, and the shell's own exec hands the count plus itself to the program.
+for sh in /bin/sh bash; do
+    out=$(RAMPART_URL=$REFUSED LD_PRELOAD=$LIB $sh -c '/usr/bin/env; exec /usr/bin/env' 2>"$WORK/tree.err" | grep '^RAMPART_UNCHECKED=' | tr '\n' ' ')
+    expect "fail-open, $sh: the count reaches the shell's exec, one WARN line" "$out|$(grep -c WARN "$WORK/tree.err")|$(wc -l <"$WORK/tree.err")" "RAMPART_UNCHECKED=2 |1|1"
+done
+# A request that cannot be built is not "nobody answered": enforce refuses whatever
+# fail-open says (before, these ran unchecked and silently).
+expect "unusable URL, fail-open: EPERM" "$(probe hello RAMPART_URL=https://example.invalid)" blocked
+expect "unusable URL: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: RAMPART_URL https://example.invalid is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)"
+expect "relative unix: URL, fail-open: EPERM" "$(probe hello RAMPART_URL=unix:rampart.sock)" blocked
+expect "relative unix: URL: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: RAMPART_URL unix:rampart.sock is a relative unix: socket path (give an absolute path: the library runs in every working directory)"
 expect "unusable URL, fail-closed: EPERM" "$(probe hello RAMPART_URL=https://example.invalid RAMPART_FAIL_OPEN=false)" blocked
+expect "unusable URL, monitor: runs, with a WARN line" "$(probe hello RAMPART_URL=https://example.invalid RAMPART_MODE=monitor)|$(cut -c1-16 "$WORK/probe.err")" "ran|rampart: [WARN] "
+expect "unusable URL, disabled: runs silently" "$(probe hello RAMPART_URL=https://example.invalid RAMPART_MODE=disabled)|$(cat "$WORK/probe.err")" "ran|"
+expect "missing unix socket, fail-open: runs" "$(probe hello RAMPART_URL=unix:$WORK/none.sock)" ran
 expect "missing unix socket, fail-closed: EPERM" "$(probe hello RAMPART_URL=unix:$WORK/none.sock RAMPART_FAIL_OPEN=false)" blocked
 
 M=(RAMPART_URL=$URL_main)
@@ -165,32 +191,50 @@ within() {
 ANSWER=2000
 SLACK=2500
 Z=(RAMPART_ASK_TIMEOUT=0)
-# A server that holds the answer: hang (never answers), slow (5 s), drip-slow (one byte
-# every 50 ms, ~10 s: only a total deadline stops it, a per-read timeout never would).
+# A server that holds the answer: hang (never answers), slow (5 s): not one byte in time
+# is "nobody answered". drip-slow (one byte every 50 ms, ~10 s: only a total deadline
+# stops it, a per-read timeout never would) did answer, cut off by the deadline: refused
+# in enforce whatever fail-open says.
 for mode in hang slow drip-slow; do
     setmode $mode
-    within "$mode, fail-open: runs at the answer timeout" "$(tprobe hello "${M[@]}" "${Z[@]}")" ran $((ANSWER - 100)) $((ANSWER + SLACK))
+    if [[ $mode == drip-slow ]]; then want=blocked; else want=ran; fi
+    within "$mode, fail-open: $want at the answer timeout" "$(tprobe hello "${M[@]}" "${Z[@]}")" $want $((ANSWER - 100)) $((ANSWER + SLACK))
     within "$mode, fail-closed: EPERM at the answer timeout" "$(tprobe hello "${M[@]}" "${Z[@]}" RAMPART_FAIL_OPEN=false)" blocked $((ANSWER - 100)) $((ANSWER + SLACK))
     within "$mode, monitor (no wait_ms): runs at the answer timeout" "$(tprobe denyme "${M[@]}" RAMPART_MODE=monitor RAMPART_FAIL_OPEN=false)" ran $((ANSWER - 100)) $((ANSWER + SLACK))
 done
+setmode drip-slow
+probe hello "${M[@]}" "${Z[@]}" >/dev/null
+expect "drip-slow: the reason" "$(reason)" "rampart: [ERROR] Policy denied: the policy server's answer was cut off"
 setmode hang
 within "hang while an ask may be held (RAMPART_ASK_TIMEOUT=1s): waits 1 s + 2 s, then fail-open" \
     "$(tprobe hello "${M[@]}" RAMPART_ASK_TIMEOUT=1s)" ran 2900 $((3000 + SLACK))
 err=$(cat "$WORK/probe.err")
-expect "hang during a possible ask: one WAIT line" "$err" "rampart: [WAIT] Waiting for approval of: /bin/echo hello -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard"
-# Quick failures: no waiting at all, whatever the timeouts.
+expect "hang during a possible ask: one WAIT line, then the WARN line" "$err" "rampart: [WAIT] Waiting for approval of: /bin/echo hello -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard
+rampart: [WARN] policy server did not answer in time at $URL_main: /bin/echo hello runs unchecked (fail-open; said once; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)"
+# Quick failures: no waiting at all, whatever the timeouts. Only "close" (accepted, then
+# closed before any answer byte) is "nobody answered"; a 5xx or a cut answer is an answer
+# that is not an allow, and refuses in enforce even with fail-open (before, they ran).
 for mode in 500 502 503 close cut-headers cut-body; do
     setmode $mode
-    within "$mode, fail-open: runs" "$(tprobe hello "${M[@]}")" ran 0 $SLACK
+    if [[ $mode == close ]]; then want=ran; else want=blocked; fi
+    within "$mode, fail-open: $want" "$(tprobe hello "${M[@]}")" $want 0 $SLACK
     within "$mode, fail-closed: EPERM" "$(tprobe hello "${M[@]}" RAMPART_FAIL_OPEN=false)" blocked 0 $SLACK
+    within "$mode, monitor: runs" "$(tprobe hello "${M[@]}" RAMPART_MODE=monitor)" ran 0 $SLACK
 done
 setmode 503
-probe hello "${M[@]}" RAMPART_FAIL_OPEN=false >/dev/null
-expect "503, fail-closed: the reason names the status and the URL" "$(reason)" \
-    "rampart: [ERROR] Policy denied: policy server error (HTTP 503) at $URL_main and fail-open is off"
+probe hello "${M[@]}" >/dev/null
+expect "503, fail-open: the reason names the status" "$(reason)" \
+    "rampart: [ERROR] Policy denied: policy server error (HTTP 503)"
+probe hello "${M[@]}" RAMPART_MODE=monitor >/dev/null
+expect "503, monitor: runs unchecked with one WARN line" "$(cat "$WORK/probe.err")" \
+    "rampart: [WARN] policy server error (HTTP 503) at $URL_main: /bin/echo hello runs unchecked (monitor mode never blocks; said once)"
 setmode cut-body
+probe hello "${M[@]}" >/dev/null
+expect "cut-body, fail-open: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: the policy server's answer was cut off"
+setmode close
 probe hello "${M[@]}" RAMPART_FAIL_OPEN=false >/dev/null
-expect "cut-body, fail-closed: the reason" "$(reason)" \
+expect "close, fail-closed: the reason" "$(reason)" \
     "rampart: [ERROR] Policy denied: policy server closed the connection without an answer at $URL_main and fail-open is off"
 # Answers that are wrong, not missing: enforce denies whatever fail-open says.
 for mode in 401 403 malformed oversized huge huge-close instring stringbool; do
@@ -258,13 +302,12 @@ expect "proxy variables are ignored: both requests reached the server" "$(reques
 expect "proxy variables are ignored: the proxy heard nothing" "$(requests "$LOG_trap")" 0
 
 # A non-loopback address is refused before any connection: the token would travel in
-# plain HTTP. Fail-open decides, with a line that says why.
+# plain HTTP. A request that cannot be built refuses in enforce, fail-open or not.
 REMOTE=http://10.1.2.3:9090
-expect "non-loopback URL, fail-open: runs" "$(probe hello RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret)" ran
-expect "non-loopback URL, fail-open: silent without debug" "$(cat "$WORK/probe.err")" ""
+expect "non-loopback URL, fail-open: EPERM" "$(probe hello RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret)" blocked
 expect "non-loopback URL, fail-closed: EPERM" "$(probe hello RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret RAMPART_FAIL_OPEN=false)" blocked
-expect "non-loopback URL, fail-closed: the reason" "$(reason)" \
-    "rampart: [ERROR] Policy denied: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket) and fail-open is off"
+expect "non-loopback URL: the reason" "$(reason)" \
+    "rampart: [ERROR] Policy denied: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)"
 err=$(RAMPART_URL=$REMOTE RAMPART_TOKEN=s3cret RAMPART_DEBUG=1 LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>&1)
 expect "non-loopback URL: debug says why it is not used" "$err" "rampart: [DEBUG] Library loaded
 rampart: [DEBUG] URL: $REMOTE
@@ -273,15 +316,17 @@ rampart: [DEBUG] Mode: enforce
 rampart: [DEBUG] Fail-open: true
 rampart: [DEBUG] Intercepted execvp: /bin/true
 rampart: [DEBUG] Policy check: POST /v1/preflight/exec
-rampart: [DEBUG] Decision: allow (fail-open: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket))"
+rampart: [DEBUG] Decision: deny (RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket))
+rampart: [ERROR] Policy denied: RAMPART_URL $REMOTE is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)
+/usr/bin/env: ‘/bin/true’: Operation not permitted"
 if command -v strace >/dev/null && strace -o /dev/null /bin/true 2>/dev/null; then
     for url in $REMOTE http://0.0.0.0:9090 http://192.0.2.2:9090 http://example.com:9090 \
         http://localhost.example.com:9090 'http://127.0.0.1:9090@10.1.2.3:80/' 'http://[::1]:9090' https://127.0.0.1:9090; do
         strace -f -e trace=socket,connect -o "$WORK/strace.out" env RAMPART_URL=$url RAMPART_TOKEN=s3cret \
             RAMPART_FAIL_OPEN=false LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>"$WORK/probe.err"
         expect "$url: refused, no socket is even opened (strace)" "$(grep -c -E 'socket\(|connect\(' "$WORK/strace.out")|$(reason)" \
-            "0|$(case $url in http://0.0.0.0* | http://192.0.2.2* | "$REMOTE") echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket) and fail-open is off" ;;
-                *) echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names) and fail-open is off" ;; esac)"
+            "0|$(case $url in http://0.0.0.0* | http://192.0.2.2* | "$REMOTE") echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)" ;;
+                *) echo "rampart: [ERROR] Policy denied: RAMPART_URL $url is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)" ;; esac)"
     done
     strace -f -e trace=connect -o "$WORK/strace.out" env RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /bin/true 2>/dev/null
     expect "loopback URL: strace does see the connect (the check above can fail)" "$(grep -c "sin_port=htons(${URL_main##*:})" "$WORK/strace.out")" 1
@@ -299,7 +344,7 @@ if [[ -n "$OWN_IP" ]]; then
 r = u.Request(sys.argv[1] + "/v1/preflight/exec", data=b"{\"params\":{\"command\":\"x\"}}", headers={"Authorization": "Bearer s3cret"})
 print(u.build_opener(u.ProxyHandler({})).open(r, timeout=5).status)' "$URL_remote" 2>&1)" 200
     : >"$LOG_remote"
-    expect "$OWN_IP (not loopback), fail-open: runs unchecked" "$(probe hello RAMPART_URL=$URL_remote RAMPART_TOKEN=s3cret)" ran
+    expect "$OWN_IP (not loopback), fail-open: EPERM" "$(probe hello RAMPART_URL=$URL_remote RAMPART_TOKEN=s3cret)" blocked
     expect "$OWN_IP, fail-closed: EPERM" "$(probe hello RAMPART_URL=$URL_remote RAMPART_TOKEN=s3cret RAMPART_FAIL_OPEN=false)" blocked
     expect "$OWN_IP: the server never saw a request (nor the token)" "$(requests "$LOG_remote")" 0
 else
@@ -330,6 +375,19 @@ expect "Authorization: Bearer header sent" "$(tail -1 "$LOG_tok" | grep -o '"aut
 expect "wrong token (401) denies despite fail-open" "$(probe hello RAMPART_URL=$URL_tok RAMPART_TOKEN=nope)" blocked
 expect "localhost URL" "$(probe denyme RAMPART_URL=${URL_main/127.0.0.1/localhost})" blocked
 
+# ---- limits of re-injection ----
+# A value the snapshot cannot hold whole would reach children cut or not at all: every
+# exec is refused with E2BIG and one line, in every mode.
+LONG=$(head -c 5000 /dev/zero | tr '\0' s)
+out=$(RAMPART_SESSION=$LONG RAMPART_URL=$URL_main LD_PRELOAD=$LIB "$PYTHON" -c '
+import subprocess
+try:
+    subprocess.run(["/bin/echo", "hello"])
+except OSError as e:
+    print("errno", e.errno)' 2>"$WORK/long.err")
+expect "a 5000-byte RAMPART_SESSION: E2BIG, one line" "$out|$(cat "$WORK/long.err")" \
+    "errno 7|rampart: [ERROR] Policy denied: the library's configuration (a RAMPART_* value over 4096 bytes, or its own path) does not fit its buffers, so it could not be passed on (E2BIG); not starting /bin/echo hello"
+
 # ---- request contents ----
 RAMPART_URL=$URL_main RAMPART_AGENT=my-agent RAMPART_SESSION=prod-deploy LD_PRELOAD=$LIB \
     /usr/bin/env /bin/echo "it's" 'a b' $'\xff' >/dev/null 2>&1
@@ -344,6 +402,42 @@ assert b["exe"] == "/bin/echo" and b["via"] == "execvp" and b["enforce"] is True
 assert b["wait_ms"] == 120000 and isinstance(b["pid"], int) and isinstance(b["ppid"], int), b
 assert b["cwd"] == os.getcwd(), b["cwd"]
 PY
+# The count of programs that ran unchecked reaches the server with the next answered
+# check, and is not handed on: the checked child gets no RAMPART_UNCHECKED.
+out=$(RAMPART_UNCHECKED=3 RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /usr/bin/env 2>&1 | grep -c '^RAMPART_UNCHECKED=')
+last=$(tail -1 "$LOG_main")
+expect "RAMPART_UNCHECKED=3 at load: the next preflight carries \"ran_unchecked\": 3" "$(echo "$last" | grep -o '"ran_unchecked": [0-9]*')" '"ran_unchecked": 3'
+expect "RAMPART_UNCHECKED: not passed on to a checked child" "$out" 0
+# A Python agent: two subprocess.run (vfork children: counted in the agent's memory) and
+# one posix_spawn (counted by the agent) while the server closes every connection
+# unanswered, then the server answers: that check reports all three, once.
+setmode close
+RAMPART_URL=$URL_main LD_PRELOAD=$LIB "$PYTHON" - "$MODE_main" >"$WORK/py-unchecked.out" 2>"$WORK/py-unchecked.err" <<'PY'
+import os, subprocess, sys
+subprocess.run(["/bin/true"])
+subprocess.run(["/bin/true"])
+os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], dict(os.environ)), 0)
+with open(sys.argv[1], "w") as f:
+    f.write("normal\n")
+subprocess.run(["/bin/echo", "after-1"])
+subprocess.run(["/bin/echo", "after-2"])
+PY
+expect "python agent through an outage: all ran, one WARN line" "$(tr '\n' ' ' <"$WORK/py-unchecked.out")|$(grep -c WARN "$WORK/py-unchecked.err")|$(wc -l <"$WORK/py-unchecked.err")" "after-1 after-2 |1|1"
+expect "python agent: the first answered check (a vfork child's) reports \"ran_unchecked\": 3, the next nothing" \
+    "$(tail -2 "$LOG_main" | sed -e 's/.*"ran_unchecked": \([0-9]*\).*/\1/' -e 's/.*after-2.*/none/' | tr '\n' ' ')" '3 none '
+# The same through bash's fork children: the child's count lands in the shared page.
+setmode close
+RAMPART_URL=$URL_main LD_PRELOAD=$LIB bash -c "/bin/true; /bin/true; echo normal >$MODE_main; /bin/echo bash-after; /bin/echo bash-again" >/dev/null 2>"$WORK/bash-unchecked.err"
+expect "bash through an outage: one WARN line" "$(grep -c WARN "$WORK/bash-unchecked.err")" 1
+expect "bash: the first answered check reports \"ran_unchecked\": 2, the next nothing" \
+    "$(tail -2 "$LOG_main" | sed -e 's/.*"ran_unchecked": \([0-9]*\).*/\1/' -e 's/.*bash-again.*/none/' | tr '\n' ' ')" '2 none '
+setmode normal
+RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /bin/true
+expect "no unchecked programs: no ran_unchecked field" "$(tail -1 "$LOG_main" | grep -c ran_unchecked)" 0
+# Commands reach the terminal through printable(): escape sequences and bidi controls
+# in a denied command are shown escaped, in the [ERROR]-adjacent debug lines too.
+err=$(RAMPART_URL=$URL_main RAMPART_DEBUG=1 RAMPART_DEBUG_LOADED=1 LD_PRELOAD=$LIB /usr/bin/env /bin/echo denyme $'\r\e[2Kgit status' $'\xe2\x80\xae' 2>&1 >/dev/null | head -1)
+expect "printable: the Intercepted line escapes ESC, CR and bidi" "$err" 'rampart: [DEBUG] Intercepted execvp: /bin/echo denyme '"'"'\r\x1b[2Kgit status'"'"' \u{202e}'
 out=$(RAMPART_URL=$URL_main LD_PRELOAD=$LIB /bin/sh -c 'echo $$; /usr/bin/env' 2>/dev/null)
 sh_pid=$(echo "$out" | head -1)
 expect "default session is preload-<pid of the first process>" "$(echo "$out" | grep '^RAMPART_SESSION=')" "RAMPART_SESSION=preload-$sh_pid"

@@ -1,12 +1,18 @@
 //! One policy check: build the preflight request for a command, send it, and turn the
-//! answer (or the failure to get one) into allow or deny by the fail-open rules.
+//! answer (or the failure to get one) into run, refuse or run-unchecked by the contract's
+//! decision matrix (`rampart_contract::verdict::permit`): fail closed on everything but
+//! "nobody answered".
+
+pub use rampart_contract::verdict::Permit;
+use rampart_contract::verdict::{Outcome, permit};
 
 use crate::config::{self, Config, Mode};
 use crate::http::{self, Fail, RESPONSE_MAX};
 use crate::json;
 use crate::path::{self, PATH_MAX};
-use crate::sink::{BufWriter, JsonEsc, Sink, put_json_str, put_shell_word};
+use crate::sink::{BufWriter, JsonEsc, Printable, Sink, put_json_str, put_shell_word};
 use crate::sys::{self, CArray};
+use crate::unchecked;
 
 /// What is about to be started.
 pub struct Call<'a> {
@@ -101,6 +107,8 @@ struct Body<'a> {
     ppid: i32,
     enforce: bool,
     wait_ms: u64,
+    /// Programs this process ran unchecked since it last reached the server.
+    ran_unchecked: u64,
 }
 
 impl Body<'_> {
@@ -135,11 +143,17 @@ impl Body<'_> {
             out.put(b",\"wait_ms\":");
             put_num(out, self.wait_ms.min(i64::MAX as u64) as i64);
         }
+        if self.ran_unchecked > 0 {
+            out.put(b",\"ran_unchecked\":");
+            put_num(out, self.ran_unchecked.min(i64::MAX as u64) as i64);
+        }
         out.put(b"}");
     }
 }
 
-/// Streams a stderr line whose middle part is produced by `mid`.
+/// Streams a stderr line whose middle part is produced by `mid`. Everything after the
+/// prefix goes through `printable`: commands, names, messages and URLs are shown with
+/// control and bidi characters escaped, so they cannot rewrite what the user sees.
 fn stderr_line(prefix: &[u8], mid: &dyn Fn(&mut dyn Sink), suffix: &[u8]) {
     let mut buf = [0u8; 512];
     let mut w = BufWriter::new(&mut buf, |c: &[u8]| {
@@ -147,8 +161,12 @@ fn stderr_line(prefix: &[u8], mid: &dyn Fn(&mut dyn Sink), suffix: &[u8]) {
         true
     });
     w.put(prefix);
-    mid(&mut w);
-    w.put(suffix);
+    {
+        let mut p = Printable::new(&mut w);
+        mid(&mut p);
+        p.put(suffix);
+        p.finish();
+    }
     w.put(b"\n");
     w.flush();
 }
@@ -157,9 +175,11 @@ fn deny_line(reason: &dyn Fn(&mut dyn Sink)) {
     stderr_line(b"rampart: [ERROR] Policy denied: ", reason, b"");
 }
 
-/// Asks the policy server about `call`. Returns true when the program may start.
-/// Prints the debug lines and, on a denial, the one `[ERROR]` line.
-pub fn check(call: &Call) -> bool {
+/// Asks the policy server about `call` and applies the decision matrix. Prints the
+/// debug lines, the one `[ERROR]` line of a refusal, and the `[WARN]` line the first time
+/// this process runs a program unchecked. The caller counts a `RunUnchecked` (see
+/// `unchecked`): only it knows whether the program really started.
+pub fn check(call: &Call) -> Permit {
     let cfg = config::get();
     if cfg.debug {
         stderr_line(
@@ -173,7 +193,7 @@ pub fn check(call: &Call) -> bool {
         );
     }
     if cfg.mode == Mode::Disabled {
-        return true;
+        return Permit::Run;
     }
     if cfg.debug {
         config::debug(&[b"Policy check: POST /v1/preflight/exec"]);
@@ -183,6 +203,7 @@ pub fn check(call: &Call) -> bool {
     let mut cwd_buf = [0u8; PATH_MAX];
     let cwd = path::getcwd(&mut cwd_buf).unwrap_or(&[]);
     let pid = sys::getpid();
+    let ran_unchecked = unchecked::pending();
     let body = Body {
         cfg,
         call,
@@ -191,6 +212,7 @@ pub fn check(call: &Call) -> bool {
         ppid: sys::getppid(),
         enforce,
         wait_ms,
+        ran_unchecked,
     };
     let mut buf = [0u8; RESPONSE_MAX];
     let mut on_wait = || {
@@ -212,17 +234,28 @@ pub fn check(call: &Call) -> bool {
         &mut buf,
         &mut on_wait,
     );
-    decide(cfg, classify(result, &buf))
+    let verdict = classify(result, &buf);
+    if matches!(verdict, Verdict::Answer { .. }) && ran_unchecked > 0 {
+        // The server read a well-formed request carrying the count: it is reported.
+        unchecked::reported(ran_unchecked);
+    }
+    decide(cfg, call, verdict)
 }
 
 /// What an answer (or the failure to get one) means, before mode and fail-open apply.
 fn classify(result: Result<http::Response, Fail>, buf: &[u8]) -> Verdict<'_> {
+    let failed = |outcome, what, status| Verdict::Failed {
+        outcome,
+        what,
+        status,
+    };
     match result {
         Ok(resp) => {
             let body = buf
                 .get(resp.body_start..resp.body_start.saturating_add(resp.body_len))
                 .unwrap_or(&[]);
-            match resp.status {
+            let s = resp.status;
+            match s {
                 200 => match json::scan(body) {
                     Some(json::Answer {
                         allowed: Some(allowed),
@@ -234,25 +267,41 @@ fn classify(result: Result<http::Response, Fail>, buf: &[u8]) -> Verdict<'_> {
                         decision,
                         message,
                     },
-                    _ => Verdict::Hard(b"malformed answer from the policy server", 0),
+                    _ => failed(
+                        Outcome::Malformed,
+                        b"malformed answer from the policy server",
+                        0,
+                    ),
                 },
-                401 | 403 => Verdict::Hard(b"the policy server refused our token", resp.status),
-                500..=599 => Verdict::Soft(b"policy server error", resp.status),
-                s => Verdict::Hard(b"unexpected answer from the policy server", s),
+                401 | 403 => failed(
+                    Outcome::Status(s),
+                    b"the policy server refused our token",
+                    s,
+                ),
+                500..=599 => failed(Outcome::Status(s), b"policy server error", s),
+                _ => failed(
+                    Outcome::Status(s),
+                    b"unexpected answer from the policy server",
+                    s,
+                ),
             }
         }
-        Err(f @ (Fail::Malformed | Fail::Oversized)) => Verdict::Hard(f.describe(), 0),
+        Err(f @ (Fail::Malformed | Fail::Cut)) => failed(Outcome::Malformed, f.describe(), 0),
+        Err(f @ Fail::Oversized) => failed(Outcome::Oversized, f.describe(), 0),
         Err(Fail::Unusable(why)) => Verdict::Unusable(why),
-        Err(f) => Verdict::Soft(f.describe(), 0),
+        Err(f @ (Fail::Unreachable | Fail::Timeout | Fail::Closed)) => {
+            failed(Outcome::NoAnswer, f.describe(), 0)
+        }
     }
 }
 
-/// The fail-open matrix: whether the program may start.
-fn permits(v: &Verdict, enforce: bool, fail_open: bool) -> bool {
-    match v {
-        Verdict::Answer { allowed, .. } => *allowed || !enforce,
-        Verdict::Hard(..) => !enforce,
-        Verdict::Soft(..) | Verdict::Unusable(_) => fail_open || !enforce,
+impl Verdict<'_> {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Verdict::Answer { allowed, .. } => Outcome::Answer { allowed: *allowed },
+            Verdict::Failed { outcome, .. } => *outcome,
+            Verdict::Unusable(_) => Outcome::Unusable,
+        }
     }
 }
 
@@ -279,11 +328,14 @@ enum Verdict<'a> {
         decision: Option<&'a [u8]>,
         message: Option<&'a [u8]>,
     },
-    /// Denies in enforce mode whatever fail-open says.
-    Hard(&'static [u8], u16),
-    /// Transport trouble: fail-open decides.
-    Soft(&'static [u8], u16),
-    /// `RAMPART_URL` refused, nothing was sent: fail-open decides.
+    /// No decision: the outcome for the matrix, the reason, the HTTP status (0: none).
+    Failed {
+        outcome: Outcome,
+        what: &'static [u8],
+        status: u16,
+    },
+    /// The request could not be built (`RAMPART_URL` refused, socket path too long):
+    /// nothing was sent. The reason completes "RAMPART_URL <url> is ...".
     Unusable(&'static [u8]),
 }
 
@@ -304,44 +356,36 @@ fn put_unusable(s: &mut dyn Sink, cfg: &Config, why: &[u8]) {
     s.put(why);
 }
 
-/// The server could not be asked (`Soft`) or not even tried (`Unusable`): fail-open
-/// decides. The debug line gives the reason in brackets; a refusal gives the reason,
-/// then `where_` (what was tried, if anything), then "and fail-open is off".
-fn fail_open_decides(
-    cfg: &Config,
-    allow: bool,
-    reason: &dyn Fn(&mut dyn Sink),
-    where_: &dyn Fn(&mut dyn Sink),
-) -> bool {
-    if cfg.debug {
-        stderr_line(
-            b"rampart: [DEBUG] Decision: ",
-            &|s| {
-                s.put(if allow {
-                    b"allow (fail-open: "
-                } else {
-                    b"deny (fail-closed: "
-                });
-                reason(s);
-                s.put(b")");
-            },
-            b"",
-        );
+/// The `[WARN]` line, once per agent (the processes sharing `unchecked`'s page): fail-open
+/// is never silent.
+fn warn_unchecked(cfg: &Config, call: &Call, why: &dyn Fn(&mut dyn Sink)) {
+    if !unchecked::first_warning() {
+        return;
     }
-    if allow {
-        return true;
-    }
-    deny_line(&|s| {
-        reason(s);
-        where_(s);
-        s.put(b" and fail-open is off");
-    });
-    false
+    let hint: &[u8] = if cfg.mode == Mode::Monitor {
+        b" runs unchecked (monitor mode never blocks; said once)"
+    } else {
+        b" runs unchecked (fail-open; said once; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)"
+    };
+    stderr_line(
+        b"rampart: [WARN] ",
+        &|s: &mut dyn Sink| {
+            why(s);
+            s.put(b": ");
+            call.put_command(s);
+        },
+        hint,
+    );
 }
 
-fn decide(cfg: &Config, v: Verdict) -> bool {
+fn decide(cfg: &Config, call: &Call, v: Verdict) -> Permit {
     let enforce = cfg.mode == Mode::Enforce;
-    let allow = permits(&v, enforce, cfg.fail_open);
+    let p = permit(v.outcome(), cfg.mode, cfg.fail_open, cfg.protect);
+    let debug_decision = |what: &dyn Fn(&mut dyn Sink)| {
+        if cfg.debug {
+            stderr_line(b"rampart: [DEBUG] Decision: ", what, b"");
+        }
+    };
     match v {
         Verdict::Answer {
             allowed,
@@ -349,59 +393,127 @@ fn decide(cfg: &Config, v: Verdict) -> bool {
             message,
         } => {
             let decision = decision.unwrap_or(if allowed { b"allow" } else { b"deny" });
-            if cfg.debug {
-                stderr_line(
-                    b"rampart: [DEBUG] Decision: ",
-                    &|s| json::put_unescaped(s, decision),
-                    b"",
-                );
-            }
-            if allow {
-                return true;
-            }
-            deny_line(
-                &|s: &mut dyn Sink| match message.filter(|m| !m.is_empty()) {
-                    Some(m) => json::put_unescaped(s, m),
-                    None => {
-                        s.put(b"decision ");
-                        json::put_unescaped(s, decision);
-                    }
-                },
-            );
-            false
-        }
-        Verdict::Hard(what, status) => {
-            if cfg.debug {
-                stderr_line(
-                    b"rampart: [DEBUG] Decision: ",
-                    &|s| {
-                        s.put(if enforce {
-                            b"deny ("
-                        } else {
-                            b"allow (monitor; "
-                        });
-                        put_reason(s, what, status);
-                        s.put(b")");
+            debug_decision(&|s| json::put_unescaped(s, decision));
+            if p == Permit::Refuse {
+                deny_line(
+                    &|s: &mut dyn Sink| match message.filter(|m| !m.is_empty()) {
+                        Some(m) => json::put_unescaped(s, m),
+                        None => {
+                            s.put(b"decision ");
+                            json::put_unescaped(s, decision);
+                        }
                     },
-                    b"",
                 );
             }
-            if allow {
-                return true;
-            }
-            deny_line(&|s| put_reason(s, what, status));
-            false
         }
-        Verdict::Soft(what, status) => {
-            fail_open_decides(cfg, allow, &|s| put_reason(s, what, status), &|s| {
+        Verdict::Failed {
+            outcome: Outcome::NoAnswer,
+            what,
+            ..
+        } => {
+            let reason = |s: &mut dyn Sink| {
+                s.put(what);
                 s.put(b" at ");
                 s.put(cfg.s(cfg.url));
-            })
+            };
+            debug_decision(&|s| {
+                s.put(match p {
+                    Permit::Refuse => b"deny (fail-closed: ",
+                    _ if enforce => b"allow (fail-open: ",
+                    _ => b"allow (monitor; ",
+                });
+                s.put(what);
+                s.put(b")");
+            });
+            match p {
+                Permit::Refuse => deny_line(&|s| {
+                    reason(s);
+                    s.put(if cfg.protect {
+                        b" and RAMPART_PROTECT is on"
+                    } else {
+                        b" and fail-open is off"
+                    });
+                }),
+                Permit::RunUnchecked => warn_unchecked(cfg, call, &reason),
+                Permit::Run => {}
+            }
+        }
+        Verdict::Failed { what, status, .. } => {
+            debug_decision(&|s| {
+                s.put(if p == Permit::Refuse {
+                    b"deny ("
+                } else {
+                    b"allow (monitor; "
+                });
+                put_reason(s, what, status);
+                s.put(b")");
+            });
+            match p {
+                Permit::Refuse => deny_line(&|s| put_reason(s, what, status)),
+                Permit::RunUnchecked => warn_unchecked(cfg, call, &|s| {
+                    put_reason(s, what, status);
+                    s.put(b" at ");
+                    s.put(cfg.s(cfg.url));
+                }),
+                Permit::Run => {}
+            }
         }
         Verdict::Unusable(why) => {
-            fail_open_decides(cfg, allow, &|s| put_unusable(s, cfg, why), &|_| {})
+            debug_decision(&|s| {
+                s.put(if p == Permit::Refuse {
+                    b"deny ("
+                } else {
+                    b"allow (monitor; "
+                });
+                put_unusable(s, cfg, why);
+                s.put(b")");
+            });
+            match p {
+                Permit::Refuse => deny_line(&|s| put_unusable(s, cfg, why)),
+                Permit::RunUnchecked => warn_unchecked(cfg, call, &|s| put_unusable(s, cfg, why)),
+                Permit::Run => {}
+            }
         }
     }
+    p
+}
+
+/// `fexecve`/`execveat` on an open descriptor whose file this library cannot name (no
+/// `/proc`): refused, with one line.
+pub fn refuse_unseen(fd: core::ffi::c_int) {
+    deny_line(&|s: &mut dyn Sink| {
+        s.put(b"cannot see which program descriptor ");
+        put_num(s, i64::from(fd));
+        s.put(b" is (is /proc mounted?), so it was not asked about");
+    });
+}
+
+/// The environment limit of re-injection (`env`): a child environment this library
+/// cannot hand `LD_PRELOAD` and the `RAMPART_*` variables to is never passed through
+/// unguarded. Returns false (and says why, once per call) when `envp` is over the limit
+/// or the snapshot itself is incomplete; the caller then fails with `E2BIG`.
+pub fn env_fits(call: &Call, envp: *const *const core::ffi::c_char) -> bool {
+    let cfg = config::get();
+    if cfg.incomplete {
+        deny_line(&|s: &mut dyn Sink| {
+            s.put(b"the library's configuration (a RAMPART_* value over 4096 bytes, or its own path) does not fit its buffers, so it could not be passed on (E2BIG); not starting ");
+            call.put_command(s);
+        });
+        return false;
+    }
+    let n = crate::env::entries(envp);
+    if n > crate::env::MAX_ENTRIES {
+        deny_line(&|s: &mut dyn Sink| {
+            s.put(b"the environment has ");
+            put_num(s, n as i64);
+            s.put(b" entries, more than the ");
+            put_num(s, crate::env::MAX_ENTRIES as i64);
+            s.put(b" the library can pass on with LD_PRELOAD (E2BIG); not starting ");
+            call.put_command(s);
+        });
+        return false;
+    }
+    true
 }
 
 /// Property tests (proptest): hostile input never panics or hangs, well-formed input is

@@ -12,27 +12,14 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::sink::{Sink, SliceWriter};
 use crate::sys::{self, CArray};
 
-pub const DEFAULT_URL: &[u8] = b"http://127.0.0.1:9090";
-pub const DEFAULT_ASK_TIMEOUT_MS: u64 = 120_000;
+use rampart_contract::url::{self, UrlError};
+use rampart_contract::values;
+pub use rampart_contract::values::Mode;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Mode {
-    Enforce,
-    Monitor,
-    Disabled,
-}
+pub const DEFAULT_URL: &[u8] = url::DEFAULT_URL.as_bytes();
 
-impl Mode {
-    pub fn name(self) -> &'static [u8] {
-        match self {
-            Mode::Enforce => b"enforce",
-            Mode::Monitor => b"monitor",
-            Mode::Disabled => b"disabled",
-        }
-    }
-}
-
-/// Where the policy server listens.
+/// Where the policy server listens (the contract's `url::parse`, with the parts this
+/// library needs copied into the snapshot's arena).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Target {
     Tcp {
@@ -40,18 +27,10 @@ pub enum Target {
         port: u16,
     },
     Unix,
-    /// A URL we will not use, with the reason: every check is then a transport failure,
-    /// so fail-open decides, and nothing is ever sent anywhere.
-    Invalid(&'static [u8]),
+    /// A URL we will not use: nothing is ever sent anywhere, and in enforce mode every
+    /// exec is refused (a request that cannot be built is not "nobody answered").
+    Invalid(UrlError),
 }
-
-/// Why a URL is refused: not one of the three forms.
-pub const URL_UNSUPPORTED: &[u8] =
-    b"not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)";
-/// Why a URL is refused: an IPv4 address outside 127.0.0.0/8. The token travels in plain
-/// HTTP, so it must never leave the machine.
-pub const URL_NOT_LOOPBACK: &[u8] =
-    b"not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)";
 
 /// A string in the arena: offset and length.
 #[derive(Clone, Copy, Default)]
@@ -82,28 +61,29 @@ pub type SpawnFn = unsafe extern "C" fn(
     *const *const c_char,
 ) -> c_int;
 
-/// The real functions the wrappers end in. `execv`, `execvp` and the `execl*` family are
-/// served by `execve`/`execvpe` with an explicit (re-injected) environment, so only these
-/// eight are resolved.
+/// The real functions the wrappers end in. `execv`, `execvp`, `execvpe` and the `execl*`
+/// family are served by `execve` with an explicit (re-injected) environment — the
+/// `execvp*` ones on the path this library resolved and checked, never on a name libc
+/// would look up again — and `posix_spawnp` by `posix_spawn` on the resolved path, so
+/// only these six are resolved.
 #[derive(Clone, Copy, Default)]
 pub struct Real {
     pub execve: Option<ExecveFn>,
-    pub execvpe: Option<ExecveFn>,
     pub fexecve: Option<FexecveFn>,
     pub execveat: Option<ExecveatFn>,
     pub system: Option<SystemFn>,
     pub popen: Option<PopenFn>,
     pub posix_spawn: Option<SpawnFn>,
-    pub posix_spawnp: Option<SpawnFn>,
 }
 
 /// Variables whose snapshot value every child receives (they are removed from a child's
 /// environment and replaced by ours). `LD_PRELOAD` is handled separately.
-pub const INJECTED_KEYS: [&[u8]; 9] = [
+pub const INJECTED_KEYS: [&[u8]; 10] = [
     b"RAMPART_URL",
     b"RAMPART_TOKEN",
     b"RAMPART_MODE",
     b"RAMPART_FAIL_OPEN",
+    b"RAMPART_PROTECT",
     b"RAMPART_AGENT",
     b"RAMPART_SESSION",
     b"RAMPART_DEBUG",
@@ -111,11 +91,26 @@ pub const INJECTED_KEYS: [&[u8]; 9] = [
     b"RAMPART_DEBUG_LOADED",
 ];
 
-const ARENA: usize = 12 * 1024;
+/// Removed from every child's environment and never copied from the snapshot: the
+/// count of programs that ran unchecked is handed only to the program that ran so (see
+/// `unchecked`).
+pub const UNCHECKED_KEY: &[u8] = b"RAMPART_UNCHECKED";
+
+const ARENA: usize = 16 * 1024;
+/// Longest value of one variable the snapshot keeps (a longer one makes the snapshot
+/// incomplete, see `Config::incomplete`).
+const VALUE_MAX: usize = 4096;
 
 pub struct Config {
     pub mode: Mode,
     pub fail_open: bool,
+    /// `RAMPART_PROTECT`: an unreachable server refuses whatever fail-open says.
+    pub protect: bool,
+    /// A value did not fit the snapshot (arena or per-value limit): what children would
+    /// receive is not what this process runs with, so every exec is refused.
+    pub incomplete: bool,
+    /// `RAMPART_UNCHECKED` as this process found it at load.
+    pub unchecked_at_load: u64,
     pub debug: bool,
     pub ask_timeout_ms: u64,
     pub target: Target,
@@ -148,9 +143,12 @@ impl Config {
         Config {
             mode: Mode::Enforce,
             fail_open: true,
+            protect: false,
+            incomplete: false,
+            unchecked_at_load: 0,
             debug: false,
-            ask_timeout_ms: DEFAULT_ASK_TIMEOUT_MS,
-            target: Target::Invalid(URL_UNSUPPORTED),
+            ask_timeout_ms: values::DEFAULT_ASK_TIMEOUT_MS,
+            target: Target::Invalid(UrlError::Unsupported),
             url: Str { off: 0, len: 0 },
             token: Str { off: 0, len: 0 },
             agent: Str { off: 0, len: 0 },
@@ -162,13 +160,11 @@ impl Config {
             env_len: 0,
             real: Real {
                 execve: None,
-                execvpe: None,
                 fexecve: None,
                 execveat: None,
                 system: None,
                 popen: None,
                 posix_spawn: None,
-                posix_spawnp: None,
             },
             arena: [0; ARENA],
             used: 0,
@@ -188,11 +184,38 @@ impl Config {
         }
         w.put(b"\0");
         if w.truncated {
+            self.incomplete = true;
             return Str { off, len: 0 };
         }
         let len = w.len - 1;
         self.used += w.len;
         Str { off, len }
+    }
+
+    /// Stores `key=<val>` plus a NUL, `val` being a string already in the arena.
+    fn store_kv(&mut self, key: &[u8], val: Str) -> Str {
+        let off = self.used;
+        let total = key.len() + 1 + val.len + 1;
+        let value_at = off + key.len() + 1;
+        if off + total > ARENA || val.off + val.len > off {
+            self.incomplete = true;
+            return Str { off, len: 0 };
+        }
+        if let Some(k) = self.arena.get_mut(off..off + key.len()) {
+            k.copy_from_slice(key);
+        }
+        if let Some(eq) = self.arena.get_mut(off + key.len()) {
+            *eq = b'=';
+        }
+        self.arena.copy_within(val.off..val.off + val.len, value_at);
+        if let Some(nul) = self.arena.get_mut(off + total - 1) {
+            *nul = 0;
+        }
+        self.used += total;
+        Str {
+            off,
+            len: total - 1,
+        }
     }
 
     fn cptr(&self, s: Str) -> *const c_char {
@@ -293,24 +316,38 @@ pub unsafe fn init(envp: *const *const c_char) {
     let token = var(b"RAMPART_TOKEN").unwrap_or(b"");
     cfg.token = cfg.store(&[token]);
     let mode_raw = var(b"RAMPART_MODE").unwrap_or(b"enforce");
-    cfg.mode = parse_mode(mode_raw);
-    cfg.fail_open = var(b"RAMPART_FAIL_OPEN").is_none_or(|v| !is_false(v));
-    cfg.debug = var(b"RAMPART_DEBUG").is_some_and(|v| !v.is_empty() && !is_false(v));
+    cfg.mode = values::mode_or_enforce(mode_raw);
+    cfg.fail_open = values::fail_open(var(b"RAMPART_FAIL_OPEN"));
+    cfg.protect = values::protect(var(b"RAMPART_PROTECT"));
+    cfg.debug = values::debug(var(b"RAMPART_DEBUG"));
     cfg.ask_timeout_ms = var(b"RAMPART_ASK_TIMEOUT")
-        .and_then(parse_duration_ms)
-        .unwrap_or(DEFAULT_ASK_TIMEOUT_MS);
+        .and_then(values::duration_ms)
+        .unwrap_or(values::DEFAULT_ASK_TIMEOUT_MS);
+    cfg.unchecked_at_load = var(UNCHECKED_KEY).map_or(0, parse_count);
     let agent = var(b"RAMPART_AGENT")
         .filter(|a| !a.is_empty())
-        .unwrap_or(b"preload");
+        .unwrap_or(values::DEFAULT_AGENT.as_bytes());
     cfg.agent = cfg.store(&[agent]);
+    let pid = sys::getpid();
+    crate::unchecked::init(pid, cfg.unchecked_at_load);
     let mut pidbuf = [0u8; 20];
     cfg.session = match var(b"RAMPART_SESSION").filter(|s| !s.is_empty()) {
         Some(s) => cfg.store(&[s]),
-        None => cfg.store(&[b"preload-", sys::fmt_u64(sys::getpid() as u64, &mut pidbuf)]),
+        None => cfg.store(&[b"preload-", sys::fmt_u64(pid as u64, &mut pidbuf)]),
     };
+    for v in [url, token, agent, var(b"RAMPART_SESSION").unwrap_or(b"")] {
+        if v.len() > VALUE_MAX {
+            cfg.incomplete = true;
+        }
+    }
     let url_copy = cfg.url;
     parse_url(cfg, url_copy);
     find_lib_path(cfg);
+    // Without our own path (or with one too long for the `LD_PRELOAD` entry) children
+    // could not be given the library back: every exec is refused instead.
+    if cfg.lib_path.len == 0 || cfg.lib_path.len > VALUE_MAX {
+        cfg.incomplete = true;
+    }
     resolve_real(&mut cfg.real);
     build_env(cfg);
 
@@ -321,13 +358,16 @@ pub unsafe fn init(envp: *const *const c_char) {
         debug(&[b"Library loaded"]);
         debug(&[b"URL: ", cfg.s(cfg.url)]);
         if let Target::Invalid(why) = cfg.target {
-            debug(&[b"URL unusable: ", why]);
+            debug(&[b"URL unusable: ", why.reason().as_bytes()]);
         }
-        debug(&[b"Mode: ", cfg.mode.name()]);
+        debug(&[b"Mode: ", cfg.mode.name().as_bytes()]);
         debug(&[
             b"Fail-open: ",
             if cfg.fail_open { b"true" } else { b"false" },
         ]);
+        if cfg.protect {
+            debug(&[b"Protect: true"]);
+        }
     }
 }
 
@@ -336,7 +376,8 @@ pub fn debug(parts: &[&[u8]]) {
     line(b"rampart: [DEBUG] ", parts);
 }
 
-/// One stderr line made of a prefix and parts, written through a small stack buffer.
+/// One stderr line made of a prefix and parts, written through a small stack buffer;
+/// the parts go through the contract's `printable` (they carry URLs, names and commands).
 pub fn line(prefix: &[u8], parts: &[&[u8]]) {
     let mut buf = [0u8; 512];
     let mut w = crate::sink::BufWriter::new(&mut buf, |c: &[u8]| {
@@ -344,112 +385,24 @@ pub fn line(prefix: &[u8], parts: &[&[u8]]) {
         true
     });
     w.put(prefix);
-    for p in parts {
-        w.put(p);
+    {
+        let mut p = crate::sink::Printable::new(&mut w);
+        for part in parts {
+            p.put(part);
+        }
+        p.finish();
     }
     w.put(b"\n");
     w.flush();
 }
 
-fn is_false(v: &[u8]) -> bool {
-    [&b"false"[..], b"0", b"no", b"off"]
-        .iter()
-        .any(|f| v.eq_ignore_ascii_case(f))
-}
-
-/// Unknown modes enforce: a typo must not silently switch protection off.
-pub fn parse_mode(v: &[u8]) -> Mode {
-    if v.eq_ignore_ascii_case(b"monitor") {
-        Mode::Monitor
-    } else if v.eq_ignore_ascii_case(b"disabled") {
-        Mode::Disabled
-    } else {
-        Mode::Enforce
+/// `RAMPART_UNCHECKED`: a decimal count; anything else is 0 (a count is only a report,
+/// never a permission).
+fn parse_count(v: &[u8]) -> u64 {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return 0;
     }
-}
-
-/// `2m`, `30s`, `500ms`, `1h`, or a plain number of seconds. `0` turns waiting off.
-pub fn parse_duration_ms(v: &[u8]) -> Option<u64> {
-    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in v.get(..digits)? {
-        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    let unit: u64 = match v.get(digits..)? {
-        b"" | b"s" => 1000,
-        b"ms" => 1,
-        b"m" => 60_000,
-        b"h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(unit)
-}
-
-/// `http://127.x.x.x[:port][/...]`, `http://localhost[:port]`, `unix:/path` (also
-/// `unix://`). `localhost` is 127.0.0.1 without asking DNS or `/etc/hosts`; any other
-/// IPv4 address is refused (`URL_NOT_LOOPBACK`), anything else is unsupported.
-pub fn parse_target(url: &[u8]) -> (Target, &[u8]) {
-    if let Some(path) = url.strip_prefix(b"unix:") {
-        let path = path.strip_prefix(b"//").unwrap_or(path);
-        return if path.starts_with(b"/") {
-            (Target::Unix, path)
-        } else {
-            (Target::Invalid(URL_UNSUPPORTED), b"")
-        };
-    }
-    let Some(rest) = url.strip_prefix(b"http://") else {
-        return (Target::Invalid(URL_UNSUPPORTED), b"");
-    };
-    let hostport = rest.split(|&b| b == b'/').next().unwrap_or(b"");
-    let (host, port) = match hostport.iter().rposition(|&b| b == b':') {
-        Some(i) => (
-            hostport.get(..i).unwrap_or(b""),
-            hostport.get(i + 1..).unwrap_or(b""),
-        ),
-        None => (hostport, &b"80"[..]),
-    };
-    let Some(port) = parse_u16(port) else {
-        return (Target::Invalid(URL_UNSUPPORTED), b"");
-    };
-    let ip = if host.eq_ignore_ascii_case(b"localhost") {
-        Some([127, 0, 0, 1])
-    } else {
-        parse_ipv4(host)
-    };
-    match ip {
-        Some(ip @ [127, ..]) => (Target::Tcp { ip, port }, hostport),
-        Some(_) => (Target::Invalid(URL_NOT_LOOPBACK), b""),
-        None => (Target::Invalid(URL_UNSUPPORTED), b""),
-    }
-}
-
-fn parse_u16(v: &[u8]) -> Option<u16> {
-    if v.is_empty() || v.len() > 5 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n = v.iter().fold(0u32, |n, &b| n * 10 + u32::from(b - b'0'));
-    u16::try_from(n).ok().filter(|&p| p != 0)
-}
-
-fn parse_ipv4(v: &[u8]) -> Option<[u8; 4]> {
-    let mut out = [0u8; 4];
-    let mut parts = v.split(|&b| b == b'.');
-    for slot in &mut out {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let n = p.iter().fold(0u32, |n, &b| n * 10 + u32::from(b - b'0'));
-        *slot = u8::try_from(n).ok()?;
-    }
-    if parts.next().is_some() {
-        None
-    } else {
-        Some(out)
-    }
+    v.iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'))
 }
 
 fn parse_url(cfg: &mut Config, url: Str) {
@@ -459,15 +412,20 @@ fn parse_url(cfg: &mut Config, url: Str) {
     if let (Some(dst), Some(src)) = (copy.get_mut(..n), raw.get(..n)) {
         dst.copy_from_slice(src);
     }
-    let (target, rest) = parse_target(copy.get(..n).unwrap_or(&[]));
-    cfg.target = target;
-    match target {
-        Target::Unix => {
-            cfg.unix_path = cfg.store(&[rest]);
+    if raw.len() > copy.len() {
+        cfg.incomplete = true;
+    }
+    match url::parse(copy.get(..n).unwrap_or(&[])) {
+        Ok(url::Target::Unix { path }) => {
+            cfg.target = Target::Unix;
+            cfg.unix_path = cfg.store(&[path]);
             cfg.host = cfg.store(&[b"localhost"]);
         }
-        Target::Tcp { .. } => cfg.host = cfg.store(&[rest]),
-        Target::Invalid(_) => {}
+        Ok(url::Target::Tcp { ip, port, host }) => {
+            cfg.target = Target::Tcp { ip, port };
+            cfg.host = cfg.store(&[host]);
+        }
+        Err(why) => cfg.target = Target::Invalid(why),
     }
 }
 
@@ -512,13 +470,27 @@ fn resolve_real(real: &mut Real) {
         }};
     }
     real.execve = sym!("execve", ExecveFn);
-    real.execvpe = sym!("execvpe", ExecveFn);
     real.fexecve = sym!("fexecve", FexecveFn);
     real.execveat = sym!("execveat", ExecveatFn);
     real.system = sym!("system", SystemFn);
     real.popen = sym!("popen", PopenFn);
     real.posix_spawn = sym!("posix_spawn", SpawnFn);
-    real.posix_spawnp = sym!("posix_spawnp", SpawnFn);
+}
+
+/// Adds the stored `KEY=VALUE` string `s` to the injected entries.
+fn push(cfg: &mut Config, n: &mut usize, s: Str) {
+    if s.len == 0 {
+        cfg.incomplete = true;
+        return;
+    }
+    let ptr = cfg.cptr(s);
+    match cfg.env.get_mut(*n) {
+        Some(slot) => {
+            *slot = ptr;
+            *n += 1;
+        }
+        None => cfg.incomplete = true,
+    }
 }
 
 fn build_env(cfg: &mut Config) {
@@ -534,151 +506,56 @@ fn build_env(cfg: &mut Config) {
     }
     let ask = ask_copy.get(..ask_len + 2).unwrap_or(b"");
     let mut n = 0;
-    let mut add = |cfg: &mut Config, key: &[u8], val: &[u8]| {
+    let add = |cfg: &mut Config, n: &mut usize, key: &[u8], val: &[u8]| {
         let s = cfg.store(&[key, b"=", val]);
-        if s.len > 0 {
-            let ptr = cfg.cptr(s);
-            if let Some(slot) = cfg.env.get_mut(n) {
-                *slot = ptr;
-                n += 1;
-            }
-        }
+        push(cfg, n, s);
     };
     let (url, agent, session, token) = (cfg.url, cfg.agent, cfg.session, cfg.token);
-    let mut tmp = [0u8; 2048];
-    macro_rules! put {
-        ($key:literal, $s:expr) => {{
-            let v = cfg.s($s);
-            let l = v.len().min(tmp.len());
-            if let (Some(d), Some(s)) = (tmp.get_mut(..l), v.get(..l)) {
-                d.copy_from_slice(s);
-            }
-            add(cfg, $key, tmp.get(..l).unwrap_or(&[]));
-        }};
-    }
-    put!(b"RAMPART_URL", url);
+    // Values already in the arena are copied within it: no stack buffer to clear in
+    // every process that loads the library.
+    let put = |cfg: &mut Config, n: &mut usize, key: &[u8], val: Str| {
+        let s = cfg.store_kv(key, val);
+        push(cfg, n, s);
+    };
+    put(cfg, &mut n, b"RAMPART_URL", url);
     if token.len > 0 {
-        put!(b"RAMPART_TOKEN", token);
+        put(cfg, &mut n, b"RAMPART_TOKEN", token);
     }
-    let mode = cfg.mode.name();
-    add(cfg, b"RAMPART_MODE", mode);
+    let mode = cfg.mode.name().as_bytes();
+    add(cfg, &mut n, b"RAMPART_MODE", mode);
     add(
         cfg,
+        &mut n,
         b"RAMPART_FAIL_OPEN",
         if cfg.fail_open { b"true" } else { b"false" },
     );
-    put!(b"RAMPART_AGENT", agent);
-    put!(b"RAMPART_SESSION", session);
-    add(cfg, b"RAMPART_DEBUG", if cfg.debug { b"1" } else { b"0" });
-    add(cfg, b"RAMPART_ASK_TIMEOUT", ask);
+    if cfg.protect {
+        add(cfg, &mut n, b"RAMPART_PROTECT", b"true");
+    }
+    put(cfg, &mut n, b"RAMPART_AGENT", agent);
+    put(cfg, &mut n, b"RAMPART_SESSION", session);
+    add(
+        cfg,
+        &mut n,
+        b"RAMPART_DEBUG",
+        if cfg.debug { b"1" } else { b"0" },
+    );
+    add(cfg, &mut n, b"RAMPART_ASK_TIMEOUT", ask);
     if cfg.debug {
-        add(cfg, b"RAMPART_DEBUG_LOADED", b"1");
+        add(cfg, &mut n, b"RAMPART_DEBUG_LOADED", b"1");
     }
     cfg.env_len = n;
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms(b"2m"), Some(120_000));
-        assert_eq!(parse_duration_ms(b"30s"), Some(30_000));
-        assert_eq!(parse_duration_ms(b"500ms"), Some(500));
-        assert_eq!(parse_duration_ms(b"7"), Some(7000));
-        assert_eq!(parse_duration_ms(b"0"), Some(0));
-        assert_eq!(parse_duration_ms(b"x"), None);
-        assert_eq!(parse_duration_ms(b"5d"), None);
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_target(b"http://127.0.0.1:9090"),
-            (
-                Target::Tcp {
-                    ip: [127, 0, 0, 1],
-                    port: 9090
-                },
-                &b"127.0.0.1:9090"[..]
-            )
-        );
-        assert_eq!(
-            parse_target(b"http://localhost:19090/"),
-            (
-                Target::Tcp {
-                    ip: [127, 0, 0, 1],
-                    port: 19090
-                },
-                &b"localhost:19090"[..]
-            )
-        );
-        assert_eq!(
-            parse_target(b"unix:/run/r.sock"),
-            (Target::Unix, &b"/run/r.sock"[..])
-        );
-        assert_eq!(
-            parse_target(b"unix:///run/r.sock"),
-            (Target::Unix, &b"/run/r.sock"[..])
-        );
-        assert_eq!(
-            parse_target(b"http://127.8.9.10:80"),
-            (
-                Target::Tcp {
-                    ip: [127, 8, 9, 10],
-                    port: 80
-                },
-                &b"127.8.9.10:80"[..]
-            )
-        );
-        let unsupported = (Target::Invalid(URL_UNSUPPORTED), &b""[..]);
-        for url in [
-            &b"https://x"[..],
-            b"http://example.com:80",
-            b"http://1.2.3.4:99999",
-            b"http://localhost.example.com:9090",
-            b"http://127.0.0.1.example.com:9090",
-            b"http://127.1:9090",
-            b"http://0177.0.0.1:9090",
-            b"http://[::1]:9090",
-            b"http://127.0.0.1:9090@10.1.2.3:80/",
-            b"http://10.1.2.3:80@127.0.0.1:9090/",
-            b"http://127.0.0.1:9090#@10.1.2.3",
-            b"unix:relative.sock",
-            b"",
-        ] {
-            assert_eq!(
-                parse_target(url),
-                unsupported,
-                "{}",
-                String::from_utf8_lossy(url)
-            );
-        }
-        let remote = (Target::Invalid(URL_NOT_LOOPBACK), &b""[..]);
-        for url in [
-            &b"http://10.1.2.3:9090"[..],
-            b"http://192.0.2.2:9090/",
-            b"http://0.0.0.0:9090",
-            b"http://128.0.0.1:9090",
-            b"http://126.255.255.255:9090",
-            b"http://255.255.255.255:9090",
-        ] {
-            assert_eq!(
-                parse_target(url),
-                remote,
-                "{}",
-                String::from_utf8_lossy(url)
-            );
-        }
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode(b"monitor"), Mode::Monitor);
-        assert_eq!(parse_mode(b"disabled"), Mode::Disabled);
-        assert_eq!(parse_mode(b"enforce"), Mode::Enforce);
-        assert_eq!(parse_mode(b"typo"), Mode::Enforce);
+    fn counts() {
+        assert_eq!(parse_count(b"3"), 3);
+        assert_eq!(parse_count(b""), 0);
+        assert_eq!(parse_count(b"-1"), 0);
+        assert_eq!(parse_count(b"99999999999999999999"), 0);
     }
 }

@@ -2,37 +2,56 @@
 //!
 //! A new `envp` array is built on the stack: the caller's entries minus our keys, plus the
 //! snapshot's `RAMPART_*` strings and an `LD_PRELOAD` that contains this library. Small
-//! environments use a 256-slot array; up to 8192 entries use a 64 KiB one (a `vfork`
+//! environments use a 256-slot array; up to 8192 slots use a 64 KiB one (a `vfork`
 //! child runs on its parent's stack, so we do not grow further, and `mmap` would leak into
-//! the parent's address space). Beyond that the environment is passed through unmodified;
-//! the command itself has been checked either way.
+//! the parent's address space). A bigger environment is never passed through without us:
+//! the wrappers refuse that exec with `E2BIG` and one line (`check::env_fits`) before
+//! anything is asked or started.
+//!
+//! `RAMPART_UNCHECKED` is removed from every child's environment; only a program that
+//! runs unchecked receives it, with its count (`extra`, see `unchecked`).
 
 use core::ffi::c_char;
 
-use crate::config::{self, INJECTED_KEYS};
+use crate::config::{self, INJECTED_KEYS, UNCHECKED_KEY};
 use crate::sink::{Sink, SliceWriter};
 use crate::sys::CArray;
 
 const SMALL: usize = 256;
 const LARGE: usize = 8192;
-/// Our entries: the injected keys plus LD_PRELOAD, plus the terminating NULL.
-const EXTRA: usize = INJECTED_KEYS.len() + 2;
+/// Our entries: the injected keys, LD_PRELOAD, RAMPART_UNCHECKED, the terminating NULL.
+const EXTRA: usize = INJECTED_KEYS.len() + 3;
+/// The most entries a caller's environment may have: more are refused (`E2BIG`).
+pub const MAX_ENTRIES: usize = LARGE - EXTRA;
 
-/// Calls `f` with a re-injected copy of `src` (NULL = empty) and whether it differs from
-/// `src`. `f` runs while the array is alive; it must not keep the pointer.
+/// The number of entries of `envp` (NULL = none).
+pub fn entries(envp: *const *const c_char) -> usize {
+    // SAFETY: `envp` comes from an exec caller or `environ`: NULL or NULL-terminated.
+    unsafe { CArray::new(envp) }.len()
+}
+
+/// Calls `f` with a re-injected copy of `src` (NULL = empty) plus `extra` (a
+/// NUL-terminated `RAMPART_UNCHECKED=N`), and whether it differs from `src`. `f` runs
+/// while the array is alive; it must not keep the pointer. The caller has checked
+/// `entries(src) <= MAX_ENTRIES` (`check::env_fits`); should it not have, `f` gets NULL
+/// (an empty environment, without the caller's variables, never one without us).
 pub fn with_env<R>(
     src: *const *const c_char,
+    extra: Option<*const c_char>,
     f: impl FnOnce(*const *const c_char, bool) -> R,
 ) -> R {
     // SAFETY: `src` comes from an exec caller or `environ`: NULL or NULL-terminated.
     let arr = unsafe { CArray::new(src) };
     let n = arr.len();
     if n + EXTRA <= SMALL {
-        doctor::<SMALL, R>(arr, n, f)
+        doctor::<SMALL, R>(arr, n, extra, f)
     } else if n + EXTRA <= LARGE {
-        doctor::<LARGE, R>(arr, n, f)
+        doctor::<LARGE, R>(arr, n, extra, f)
     } else {
-        f(src, false)
+        let mut ours: [*const c_char; EXTRA] = [core::ptr::null(); EXTRA];
+        // SAFETY: NULL is the empty array.
+        let none = unsafe { CArray::new(core::ptr::null()) };
+        doctor_into(&mut ours, none, 0, extra, f)
     }
 }
 
@@ -50,12 +69,24 @@ fn preload_has(list: &[u8], lib: &[u8]) -> bool {
 fn doctor<const N: usize, R>(
     src: CArray,
     n: usize,
+    extra: Option<*const c_char>,
+    f: impl FnOnce(*const *const c_char, bool) -> R,
+) -> R {
+    let mut out: [*const c_char; N] = [core::ptr::null(); N];
+    doctor_into(&mut out, src, n, extra, f)
+}
+
+/// Builds the environment into `out` (all NULL, at least `n + EXTRA` long) and calls `f`.
+fn doctor_into<R>(
+    out: &mut [*const c_char],
+    src: CArray,
+    n: usize,
+    extra: Option<*const c_char>,
     f: impl FnOnce(*const *const c_char, bool) -> R,
 ) -> R {
     let cfg = config::get();
     let ours = cfg.env_entries();
     let lib = cfg.s(cfg.lib_path);
-    let mut out: [*const c_char; N] = [core::ptr::null(); N];
     let mut len = 0usize;
     let mut changed = false;
     let mut same = 0usize;
@@ -75,6 +106,9 @@ fn doctor<const N: usize, R>(
                 changed = true;
                 continue;
             }
+        } else if key == UNCHECKED_KEY {
+            changed = true;
+            continue;
         } else if INJECTED_KEYS.contains(&key) {
             let is_ours = |&p: &*const c_char| {
                 // SAFETY: our entries are NUL-terminated strings in the config arena.
@@ -95,11 +129,14 @@ fn doctor<const N: usize, R>(
     if same != ours.len() {
         changed = true;
     }
-    for &p in ours {
+    for &p in ours.iter().chain(extra.as_ref()) {
         if let Some(slot) = out.get_mut(len) {
             *slot = p;
             len += 1;
         }
+    }
+    if extra.is_some() {
+        changed = true;
     }
     let mut preload = [0u8; 4096];
     if !preload_ok {

@@ -27,20 +27,24 @@ pub const ANSWER_TIMEOUT_MS: i64 = 2000;
 /// Largest answer (headers + body) we accept; bigger answers are refused as oversized.
 pub const RESPONSE_MAX: usize = 16 * 1024;
 
+/// Why no answer came. Only the first three are "nobody answered" (the one case where
+/// fail-open may run the program); everything else refuses in enforce mode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fail {
-    /// Could not connect (refused, no such socket): fail-open decides.
+    /// Could not connect (refused, nothing listening, no such socket): nobody answered.
     Unreachable,
-    /// `RAMPART_URL` is refused (the reason from `config`); no connection is attempted:
-    /// fail-open decides.
-    Unusable(&'static [u8]),
-    /// No (complete) answer in time: fail-open decides.
+    /// Not one answer byte in time: nobody answered.
     Timeout,
-    /// The server closed the connection without a complete answer: fail-open decides.
+    /// Accepted, then closed or reset before any answer byte: nobody answered.
     Closed,
-    /// Not HTTP we understand: deny in enforce mode.
+    /// The request cannot be built (`RAMPART_URL` refused, the reason completes
+    /// "RAMPART_URL <url> is ..."); no connection is attempted: refused in enforce mode.
+    Unusable(&'static [u8]),
+    /// Some answer bytes, then the connection closed or the time ran out: refused.
+    Cut,
+    /// Not HTTP we understand: refused in enforce mode.
     Malformed,
-    /// Answer larger than `RESPONSE_MAX`: deny in enforce mode.
+    /// Answer larger than `RESPONSE_MAX`: refused in enforce mode.
     Oversized,
 }
 
@@ -51,6 +55,7 @@ impl Fail {
             Fail::Unusable(why) => why,
             Fail::Timeout => b"policy server did not answer in time",
             Fail::Closed => b"policy server closed the connection without an answer",
+            Fail::Cut => b"the policy server's answer was cut off",
             Fail::Malformed => b"malformed answer from the policy server",
             Fail::Oversized => b"oversized answer from the policy server",
         }
@@ -174,7 +179,7 @@ fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
 fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
     let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     let (fd, rc) = match cfg.target {
-        Target::Invalid(why) => return Err(Fail::Unusable(why)),
+        Target::Invalid(why) => return Err(Fail::Unusable(why.reason().as_bytes())),
         Target::Tcp { ip, port } => {
             // SAFETY: socket(2) with constant arguments.
             let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
@@ -223,7 +228,9 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
             let path = cfg.s(cfg.unix_path);
             if path.len() >= addr.sun_path.len() {
                 close(fd);
-                return Err(Fail::Unreachable);
+                return Err(Fail::Unusable(
+                    b"a unix: socket path too long for a socket address (at most 107 bytes)",
+                ));
             }
             for (dst, &src) in addr.sun_path.iter_mut().zip(path) {
                 *dst = src as libc::c_char;
@@ -351,6 +358,10 @@ pub fn post(
                 // A kept-alive connection the server had already dropped: retry once.
                 if reused && !got_any && (f == Fail::Closed || f == Fail::Unreachable) {
                     continue;
+                }
+                // Something answered, then stopped: a cut answer, never "nobody answered".
+                if got_any && matches!(f, Fail::Closed | Fail::Timeout) {
+                    return Err(Fail::Cut);
                 }
                 return Err(f);
             }

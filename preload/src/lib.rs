@@ -33,6 +33,7 @@ mod sink;
 mod sys;
 #[cfg(test)]
 mod testgen;
+mod unchecked;
 
 #[cfg(not(test))]
 mod exports;

@@ -19,17 +19,34 @@ pub fn getcwd(buf: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
     buf.get(..len)
 }
 
-/// Whether `path` (NUL-terminated) names an existing file. Changes errno.
-pub fn exists(path: *const c_char) -> bool {
+/// `None` when `path` (NUL-terminated) names an existing file, else the errno the real
+/// exec would fail with (`ENOENT`, `ENOTDIR`, `EACCES`, `ELOOP`, `ENAMETOOLONG`,
+/// `EFAULT` for NULL). A wrapper returns that errno itself: it never hands the real
+/// function a path it did not check (the file could appear in between).
+pub fn missing(path: *const c_char) -> Option<c_int> {
+    if path.is_null() {
+        return Some(libc::EFAULT);
+    }
     // SAFETY: path is a NUL-terminated string supplied by the exec caller.
-    !path.is_null() && unsafe { libc::access(path, libc::F_OK) } == 0
+    if unsafe { libc::access(path, libc::F_OK) } == 0 {
+        None
+    } else {
+        Some(sys::errno())
+    }
 }
 
-/// Whether `path` exists relative to `dirfd` (for `execveat`). Changes errno.
-pub fn exists_at(dirfd: c_int, path: *const c_char, flags: c_int) -> bool {
+/// [`missing`] relative to `dirfd` (for `execveat`).
+pub fn missing_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Option<c_int> {
+    if path.is_null() {
+        return Some(libc::EFAULT);
+    }
     let f = flags & libc::AT_SYMLINK_NOFOLLOW;
     // SAFETY: path is a NUL-terminated string supplied by the exec caller.
-    !path.is_null() && unsafe { libc::faccessat(dirfd, path, libc::F_OK, f) } == 0
+    if unsafe { libc::faccessat(dirfd, path, libc::F_OK, f) } == 0 {
+        None
+    } else {
+        Some(sys::errno())
+    }
 }
 
 /// Makes `path` absolute against the current directory (no normalisation), into `out`.
@@ -65,14 +82,16 @@ pub fn fd_path(fd: c_int, out: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
     out.get(..n)
 }
 
-/// Resolves `file` the way glibc's `execvp` will: the caller's `PATH` (default
+/// Resolves `file` the way glibc's `execvp` does: the caller's `PATH` (default
 /// `/bin:/usr/bin`, empty entries mean the current directory); candidates that do not
-/// exist or are not executable are skipped. Returns the NUL-terminated path's length in
-/// `out`, or `None` when nothing would run (then the real function fails on its own with
-/// ENOENT or EACCES, and nobody is asked).
-pub fn search(file: &[u8], out: &mut [u8; PATH_MAX]) -> Option<usize> {
+/// exist (`ENOENT`, `ENOTDIR`, `ESTALE`, `ENODEV`, `ETIMEDOUT`) are skipped, one that
+/// exists but cannot be run is remembered as `EACCES` and skipped, any other error ends
+/// the walk with that error. Returns the NUL-terminated path's length in `out`, or the
+/// errno execvp would fail with (`EACCES` if any candidate was not runnable, else the
+/// last error): the caller returns it without running anything.
+pub fn search(file: &[u8], out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
     if file.is_empty() {
-        return None;
+        return Err(libc::ENOENT);
     }
     // SAFETY: getenv does not allocate or lock in glibc; the name is NUL-terminated.
     let path = unsafe { sys::cstr(libc::getenv(c"PATH".as_ptr())) };
@@ -81,6 +100,8 @@ pub fn search(file: &[u8], out: &mut [u8; PATH_MAX]) -> Option<usize> {
     } else {
         path
     };
+    let mut err = libc::ENOENT;
+    let mut eacces = false;
     for dir in path.split(|&b| b == b':') {
         let mut w = SliceWriter::new(out);
         if dir.is_empty() {
@@ -92,23 +113,35 @@ pub fn search(file: &[u8], out: &mut [u8; PATH_MAX]) -> Option<usize> {
         w.put(file);
         w.put(b"\0");
         if w.truncated {
+            err = libc::ENAMETOOLONG;
             continue;
         }
         let len = w.len - 1;
-        if runnable(out.as_ptr().cast()) {
-            return Some(len);
+        match runnable(out.as_ptr().cast()) {
+            Ok(()) => return Ok(len),
+            Err(libc::EACCES) => eacces = true,
+            Err(
+                e @ (libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT),
+            ) => err = e,
+            Err(e) => return Err(e),
         }
     }
-    None
+    Err(if eacces { libc::EACCES } else { err })
 }
 
-fn runnable(p: *const c_char) -> bool {
+/// Whether the real exec could run `p`: `EACCES` for a directory, a special file or
+/// no execute permission, the `stat` error when it cannot be looked at.
+fn runnable(p: *const c_char) -> Result<(), c_int> {
     // SAFETY: stat is plain data; zeroed is valid.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: p is NUL-terminated (built by `search`), st is writable.
     if unsafe { libc::stat(p, &mut st) } != 0 {
-        return false;
+        return Err(sys::errno());
     }
     // SAFETY: p is NUL-terminated.
-    (st.st_mode & libc::S_IFMT) == libc::S_IFREG && unsafe { libc::access(p, libc::X_OK) } == 0
+    if (st.st_mode & libc::S_IFMT) == libc::S_IFREG && unsafe { libc::access(p, libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(libc::EACCES)
+    }
 }

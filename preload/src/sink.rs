@@ -98,6 +98,91 @@ impl Sink for SliceWriter<'_> {
     }
 }
 
+/// Shows untrusted text (commands, names, server messages, URLs) on a terminal through
+/// the contract's `printable`: control characters, DEL, C1, bidi and zero-width
+/// characters escaped. Text arrives in pieces, so an incomplete UTF-8 sequence at the end
+/// of one piece is held (at most 3 bytes) and completed by the next; `finish` shows
+/// whatever is still held.
+pub struct Printable<'a> {
+    out: &'a mut dyn Sink,
+    held: [u8; 4],
+    n_held: usize,
+}
+
+impl<'a> Printable<'a> {
+    pub fn new(out: &'a mut dyn Sink) -> Self {
+        Printable {
+            out,
+            held: [0; 4],
+            n_held: 0,
+        }
+    }
+
+    fn emit(&mut self, bytes: &[u8]) {
+        let out = &mut *self.out;
+        rampart_contract::printable::printable(bytes, &mut |b| out.put(b));
+    }
+
+    /// Shows the bytes still held (an incomplete sequence: escaped as bytes).
+    pub fn finish(&mut self) {
+        let held = self.held;
+        let n = core::mem::take(&mut self.n_held);
+        self.emit(held.get(..n).unwrap_or(&[]));
+    }
+}
+
+/// How many bytes at the end of `b` start a UTF-8 sequence that `b` does not complete.
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let Some(&c) = b.get(b.len() - back) else {
+            break;
+        };
+        if c & 0xc0 == 0x80 {
+            continue;
+        }
+        let need = match c {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+impl Sink for Printable<'_> {
+    fn put(&mut self, mut bytes: &[u8]) {
+        // Complete a held sequence with continuation bytes from this piece.
+        while self.n_held > 0 {
+            match bytes.first() {
+                Some(&c) if c & 0xc0 == 0x80 && self.n_held < 4 => {
+                    if let Some(slot) = self.held.get_mut(self.n_held) {
+                        *slot = c;
+                    }
+                    self.n_held += 1;
+                    bytes = bytes.get(1..).unwrap_or(&[]);
+                    let held = self.held;
+                    let n = self.n_held;
+                    if incomplete_tail(held.get(..n).unwrap_or(&[])) == 0 {
+                        self.n_held = 0;
+                        self.emit(held.get(..n).unwrap_or(&[]));
+                    }
+                }
+                Some(_) => self.finish(),
+                None => return,
+            }
+        }
+        let keep = incomplete_tail(bytes);
+        let (now, later) = bytes.split_at(bytes.len() - keep);
+        self.emit(now);
+        if let Some(dst) = self.held.get_mut(..later.len()) {
+            dst.copy_from_slice(later);
+        }
+        self.n_held = later.len();
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn put_u00(out: &mut dyn Sink, b: u8) {
@@ -211,6 +296,34 @@ mod tests {
         let mut v = Vec8(Vec::new());
         put_shell_word(&mut v, b);
         String::from_utf8(v.0).unwrap()
+    }
+
+    fn shown(pieces: &[&[u8]]) -> String {
+        let mut v = Vec8(Vec::new());
+        let mut p = Printable::new(&mut v);
+        for piece in pieces {
+            p.put(piece);
+        }
+        p.finish();
+        String::from_utf8(v.0).unwrap()
+    }
+
+    #[test]
+    fn printable_in_pieces() {
+        assert_eq!(
+            shown(&[b"rm -rf ~\r\x1b[2K", b"git status"]),
+            "rm -rf ~\\r\\x1b[2Kgit status"
+        );
+        // A bidi override split across pieces is still recognised.
+        let rlo = "\u{202e}".as_bytes();
+        assert_eq!(
+            shown(&[b"ls ", &rlo[..1], &rlo[1..2], &rlo[2..], b"txt"]),
+            "ls \\u{202e}txt"
+        );
+        assert_eq!(shown(&["caf\u{e9}".as_bytes()]), "caf\u{e9}");
+        // An incomplete sequence at the very end, or broken by an ASCII byte.
+        assert_eq!(shown(&[b"a\xe2\x80"]), "a\\xe2\\x80");
+        assert_eq!(shown(&[b"a\xe2", b"b"]), "a\\xe2b");
     }
 
     #[test]

@@ -787,14 +787,23 @@ fn library_fails_closed_when_the_server_dies_under_a_running_agent() {
 
 #[test]
 fn library_fails_open_when_the_server_dies_under_a_running_agent() {
-    let (r, _) = spawn_after_server_dies("true", "allow");
+    let (r, url) = spawn_after_server_dies("true", "allow");
     assert_eq!(
         r.stdout(),
         "waiting\nafter-server-died allow ok\n",
         "{}",
         r.stderr()
     );
-    assert_eq!((r.code(), r.stderr()), (0, String::new()));
+    // Fail-open is never silent (issue 12): one line, naming the URL and the way out.
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            0,
+            format!(
+                "rampart: [WARN] policy server unreachable at {url}: true runs unchecked (fail-open; said once; --fail-open=false or RAMPART_FAIL_OPEN=false fails closed)\n"
+            )
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -54,6 +54,13 @@ pub fn fail_open(v: Option<&[u8]>) -> bool {
     v.is_none_or(|v| !is_false(v))
 }
 
+/// `RAMPART_PROTECT`: off unless set to a value that is not false (`1`, `true`, `yes`;
+/// `false`, `0`, `no`, `off` turn it off). With it an unreachable server refuses every
+/// program whatever fail-open says (`verdict::permit`'s `protect`).
+pub fn protect(v: Option<&[u8]>) -> bool {
+    v.is_some_and(|v| !is_false(v))
+}
+
 /// `RAMPART_DEBUG`: on when set to anything but empty or a false value.
 pub fn debug(v: Option<&[u8]>) -> bool {
     v.is_some_and(|v| !v.is_empty() && !is_false(v))
@@ -104,6 +111,11 @@ mod tests {
         assert!(fail_open(None));
         assert!(fail_open(Some(b"yes")));
         assert!(!fail_open(Some(b"OFF")));
+        assert!(!protect(None));
+        assert!(protect(Some(b"1")));
+        assert!(protect(Some(b"true")));
+        assert!(!protect(Some(b"false")));
+        assert!(!protect(Some(b"0")));
         assert!(!debug(Some(b"")));
         assert!(debug(Some(b"1")));
         assert!(!debug(Some(b"0")));
