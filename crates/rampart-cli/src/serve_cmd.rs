@@ -400,6 +400,12 @@ fn status() -> Result<Outcome> {
     }
     outln!("  pending:  {} approval(s)", s.pending_approvals);
     outln!("  audit:    {}", s.audit_dir);
+    if s.unrecorded_refusals > 0 {
+        outln!(
+            "  unrecorded: {} refusal(s) answered while the audit trail could not be written (see the server's stderr)",
+            s.unrecorded_refusals
+        );
+    }
     Ok(Outcome::Success)
 }
 

@@ -296,10 +296,9 @@ fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
         mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
         ..NewEvent::default()
     };
-    match append(state, event) {
-        Ok(_) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
-        Err(e) => e.into_response(),
-    }
+    // A 413 is a refusal in both modes' eyes (the library denies on it in enforce mode).
+    let (_, message) = append_refusal(state, event).answer(message);
+    error(StatusCode::PAYLOAD_TOO_LARGE, message)
 }
 
 fn now_rfc3339() -> String {
@@ -378,19 +377,23 @@ async fn preflight(
     let event = new_event(
         &req, &tool, &agent, &session, &command, &decision, eval_us, None, enforce,
     );
-    let stored = match append(&state, event) {
-        Ok(stored) => stored,
-        Err(e) => return e.into_response(),
-    };
     let (allowed, policy_decision) = if enforce {
         (decision.allowed(), None)
     } else {
         (true, Some(decision.action.as_str().to_owned()))
     };
+    let (stored, message) = if allowed {
+        match append(&state, event) {
+            Ok(stored) => (stored, decision.message),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        append_refusal(&state, event).answer(decision.message)
+    };
     axum::Json(PreflightResponse {
         allowed,
         decision: decision.action.as_str().to_owned(),
-        message: decision.message,
+        message,
         matched_policies: decision.matched_policies,
         eval_duration_us: eval_us,
         audit_id: stored,
@@ -423,14 +426,18 @@ fn unchecked(
     let event = new_event(
         req, tool, agent, session, command, &decision, 0, None, enforce,
     );
-    let audit_id = match append(state, event) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
+    let (audit_id, message) = if enforce {
+        append_refusal(state, event).answer(decision.message)
+    } else {
+        match append(state, event) {
+            Ok(id) => (id, decision.message),
+            Err(e) => return e.into_response(),
+        }
     };
     axum::Json(PreflightResponse {
         allowed: !enforce,
         decision: decision.action.as_str().to_owned(),
-        message: decision.message,
+        message,
         matched_policies: Vec::new(),
         eval_duration_us: 0,
         audit_id,
@@ -473,31 +480,110 @@ fn new_event(
 }
 
 /// Writes the event (before any answer leaves) and streams it; its id, or 503 when the
-/// trail cannot be written (the client's fail-open rule then applies). Nothing that was
-/// not written is answered as a decision, streamed or counted, in any mode. The first
-/// failure of an outage and the recovery after it are said once each on stderr.
+/// trail cannot be written. Used for answers that would let a command run (allow, log,
+/// monitor mode): nothing that was not written is answered as an allow, streamed or
+/// counted. Refusals go through [`append_refusal`] instead. The first failure of an
+/// outage and the recovery after it are said once each on stderr.
 fn append(state: &AppState, event: NewEvent) -> Result<String, ApiError> {
+    match write_event(state, event) {
+        Ok(id) => Ok(id),
+        Err(why) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("audit trail cannot be written: {why}"),
+        )),
+    }
+}
+
+/// Writes the event of a refusal. A refusal is answered as one whether or not its event
+/// could be written: turning it into a 5xx would hand the decision to the client's
+/// fail-open rule, and a deny must never be lost as an error. When the write fails the
+/// refusal is said on stderr (one line each: it is the only record) and counted
+/// (`unrecorded_refusals` in `/v1/status`, `rampart_unrecorded_refusals_total`); the
+/// answer's `audit_id` is then empty and its message says it was not recorded.
+fn append_refusal(state: &AppState, event: NewEvent) -> Refusal {
+    let said = format!(
+        "{} agent {} session {}: {}",
+        event.decision,
+        printable_cut(&event.agent),
+        printable_cut(&event.session),
+        printable_cut(&event.command)
+    );
+    match write_event(state, event) {
+        Ok(id) => Refusal::Recorded(id),
+        Err(why) => {
+            state.metrics.unrecorded_refusal();
+            eprintln!("rampart: refusal answered but not recorded ({why}): {said}");
+            Refusal::Unrecorded
+        }
+    }
+}
+
+/// Whether a refusal's event reached the trail.
+enum Refusal {
+    Recorded(String),
+    Unrecorded,
+}
+
+impl Refusal {
+    /// What the answer carries: the event id (empty when none was written) and the
+    /// message, which says so when the event is missing.
+    fn answer(self, message: String) -> (String, String) {
+        match self {
+            Refusal::Recorded(id) => (id, message),
+            Refusal::Unrecorded => (
+                String::new(),
+                format!("{message} (not recorded: the audit trail cannot be written)"),
+            ),
+        }
+    }
+}
+
+/// At most 200 characters of `text`, with control and bidi characters escaped, for one
+/// stderr line.
+fn printable_cut(text: &str) -> String {
+    let cut: String = text.chars().take(200).collect();
+    let mut shown = rampart_contract::printable::printable_string(cut.as_bytes());
+    if cut.len() < text.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The one place an event is written: its id, or why it could not be.
+fn write_event(state: &AppState, event: NewEvent) -> Result<String, String> {
     match state.audit.append(event) {
         Ok(stored) => {
-            if let Some(refused) = state.metrics.audit_recovered() {
+            if let Some((failed, unrecorded)) = state.metrics.audit_recovered() {
                 eprintln!(
-                    "rampart: audit trail writable again; {refused} preflight(s) were answered 503 while it was not"
+                    "rampart: audit trail writable again; while it was not, {} preflight(s) were answered 503 and {unrecorded} refusal(s) were answered unrecorded",
+                    failed.saturating_sub(unrecorded)
                 );
             }
             state.events.send("decision", &stored);
             Ok(stored.id)
         }
         Err(e) => {
+            let why = describe_audit_error(&e);
             if state.metrics.audit_error() {
                 eprintln!(
-                    "rampart: audit trail cannot be written: {e}; answering preflights 503 until it can"
+                    "rampart: audit trail cannot be written: {why}; answering would-be allows 503 and refusals unrecorded until it can"
                 );
             }
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("audit trail cannot be written: {e}"),
-            ))
+            Err(why)
         }
+    }
+}
+
+/// The audit error, with the cause named when the OS error alone does not say it.
+fn describe_audit_error(e: &rampart_audit::AuditError) -> String {
+    use std::error::Error as _;
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.and_then(std::io::Error::raw_os_error) {
+        // SIGXFSZ is ignored (serve.rs), so reaching RLIMIT_FSIZE is this error.
+        Some(libc::EFBIG) => format!(
+            "{e} (the file size limit of this process, RLIMIT_FSIZE, is reached: raise `ulimit -f` where the server starts)"
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -573,14 +659,11 @@ async fn ask_and_wait(
             let event = new_event(
                 &req, &tool, &agent, &session, &command, &denied, eval_us, None, true,
             );
-            let audit_id = match append(&state, event) {
-                Ok(id) => id,
-                Err(e) => return e.into_response(),
-            };
+            let (audit_id, message) = append_refusal(&state, event).answer(denied.message);
             return axum::Json(PreflightResponse {
                 allowed: false,
                 decision: Action::Deny.as_str().to_owned(),
-                message: denied.message,
+                message,
                 matched_policies: denied.matched_policies,
                 eval_duration_us: eval_us,
                 audit_id,
@@ -661,14 +744,19 @@ async fn ask_and_wait(
         Some(approval),
         true,
     );
-    let audit_id = match append(&state, event) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
+    let allowed = final_decision.allowed();
+    let (audit_id, message) = if allowed {
+        match append(&state, event) {
+            Ok(id) => (id, final_decision.message),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        append_refusal(&state, event).answer(final_decision.message)
     };
     axum::Json(PreflightResponse {
-        allowed: final_decision.allowed(),
+        allowed,
         decision: action.as_str().to_owned(),
-        message: final_decision.message,
+        message,
         matched_policies: final_decision.matched_policies,
         eval_duration_us: eval_us,
         audit_id,
@@ -918,6 +1006,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         pending_approvals: state.approvals.pending_count(),
         audit_dir: state.config.audit_dir.display().to_string(),
         last_reload_error: loaded.last_error.clone(),
+        unrecorded_refusals: state.metrics.unrecorded_refusals(),
     })
     .into_response()
 }

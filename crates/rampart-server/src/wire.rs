@@ -159,6 +159,10 @@ pub struct Status {
     pub pending_approvals: usize,
     pub audit_dir: String,
     pub last_reload_error: Option<String>,
+    /// Refusals answered since start although the audit trail could not record them
+    /// (each was said on the server's stderr).
+    #[serde(default)]
+    pub unrecorded_refusals: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
