@@ -19,12 +19,14 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use crate::agents::AgentIdentity;
 use crate::approvals::{Outcome, ResolveError};
+use crate::auth::Caller;
 use crate::config::Mode;
 use crate::state::AppState;
 use crate::wire::{
-    ApprovalInfo, ErrorBody, PolicyFileStatus, PreflightRequest, PreflightResponse, ResolveRequest,
-    Status, TestRequest, TestResponse,
+    AgentCredential, AgentRequest, ApprovalInfo, ErrorBody, PolicyFileStatus, PreflightRequest,
+    PreflightResponse, ResolveRequest, Status, TestRequest, TestResponse,
 };
 
 /// Request bodies above this are refused with 413 (DESIGN.md §5).
@@ -36,9 +38,12 @@ pub enum Access {
     /// Anyone who can reach the server: `/healthz` and the dashboard's static files,
     /// which hold no data.
     Public,
-    /// Only with `Authorization: Bearer <token>` (the SSE stream also takes `?token=`);
-    /// 401 otherwise.
+    /// Only with `Authorization: Bearer <admin token>` (the SSE stream also takes
+    /// `?token=`); 401 otherwise, 403 for an agent credential.
     Token,
+    /// The admin token or an agent credential (`POST /v1/agents`): what the preload
+    /// library and the supervisor need, and nothing else. 401 otherwise.
+    Agent,
 }
 
 /// One route of the server: its method, its path (axum syntax, `{param}` for a path
@@ -57,11 +62,15 @@ macro_rules! http_method {
     (post) => {
         "POST"
     };
+    (delete) => {
+        "DELETE"
+    };
 }
 
 /// The route table: [`ROUTES`] and the router are generated from the same lines, so a
 /// route cannot be served without being listed (tests iterate [`ROUTES`] and check that
-/// every `Token` route refuses a missing or wrong token on both listeners).
+/// every `Token` and `Agent` route refuses a missing or wrong token on both listeners,
+/// and every `Token` route an agent credential).
 macro_rules! route_table {
     ($($method:ident $path:literal $access:ident => $handler:expr;)*) => {
         /// Every route the server answers, in the order they are registered.
@@ -71,18 +80,20 @@ macro_rules! route_table {
             access: Access::$access,
         }),*];
 
-        /// (public routes, routes that need the token)
-        fn table_routers() -> (Router<Arc<AppState>>, Router<Arc<AppState>>) {
+        /// (public routes, admin-token routes, routes agent credentials may call too)
+        fn table_routers() -> (Router<Arc<AppState>>, Router<Arc<AppState>>, Router<Arc<AppState>>) {
             let mut public = Router::new();
-            let mut protected = Router::new();
+            let mut admin = Router::new();
+            let mut agent = Router::new();
             $(
                 let handler = axum::routing::$method($handler);
                 match Access::$access {
                     Access::Public => public = public.route($path, handler),
-                    Access::Token => protected = protected.route($path, handler),
+                    Access::Token => admin = admin.route($path, handler),
+                    Access::Agent => agent = agent.route($path, handler),
                 }
             )*
-            (public, protected)
+            (public, admin, agent)
         }
     };
 }
@@ -95,10 +106,10 @@ route_table! {
     get "/dashboard/app.js" Public => crate::dashboard::app_js;
     get "/dashboard/app.css" Public => crate::dashboard::app_css;
     get "/dashboard/favicon.svg" Public => crate::dashboard::favicon_svg;
-    post "/v1/preflight/{tool}" Token => preflight;
+    post "/v1/preflight/{tool}" Agent => preflight;
     post "/v1/test" Token => test;
     get "/v1/approvals" Token => list_approvals;
-    get "/v1/approvals/{id}" Token => get_approval;
+    get "/v1/approvals/{id}" Agent => get_approval;
     post "/v1/approvals/{id}/resolve" Token => resolve_approval;
     get "/v1/audit/events" Token => audit_events;
     get "/v1/audit/stats" Token => audit_stats;
@@ -107,6 +118,9 @@ route_table! {
     post "/v1/policy/reload" Token => reload;
     get "/v1/status" Token => status;
     get "/metrics" Token => metrics;
+    post "/v1/agents" Token => register_agent;
+    delete "/v1/agents/self" Agent => revoke_own_agent;
+    delete "/v1/agents/{id}" Token => revoke_agent;
 }
 
 /// An oversized preflight body is still read to its end, up to this much, before the 413
@@ -120,13 +134,18 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 const OVERSIZED_COMMAND_CHARS: usize = 4096;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let (public, protected) = table_routers();
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+    let (public, admin, agent) = table_routers();
+    let admin = admin.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        crate::auth::require_token,
+        crate::auth::require_admin,
+    ));
+    let agent = agent.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_caller,
     ));
     public
-        .merge(protected)
+        .merge(admin)
+        .merge(agent)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -271,7 +290,7 @@ fn string_field_prefix(prefix: &[u8], key: &str) -> Option<String> {
 
 /// Records and refuses a preflight whose body is over [`BODY_LIMIT`]: the client denies
 /// on 413 in enforce mode, and a decision the user sees must be in the audit trail.
-fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
+fn oversized(state: &AppState, tool: &str, prefix: &[u8], who: Option<&AgentIdentity>) -> Response {
     let message = format!("request body larger than {BODY_LIMIT} bytes: not evaluated");
     let mode = state.config.mode;
     if mode == Mode::Disabled {
@@ -286,9 +305,16 @@ fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
     command.push_str(" …");
     let action = if enforce { Action::Deny } else { Action::Log };
     state.metrics.decision(action, 0);
+    let (agent, session) = match who {
+        Some(who) => (who.agent.clone(), who.session.clone()),
+        None => (
+            string_field_prefix(prefix, "agent").unwrap_or_else(|| "unknown".to_owned()),
+            string_field_prefix(prefix, "session").unwrap_or_default(),
+        ),
+    };
     let event = NewEvent {
-        agent: string_field_prefix(prefix, "agent").unwrap_or_else(|| "unknown".to_owned()),
-        session: string_field_prefix(prefix, "session").unwrap_or_default(),
+        agent,
+        session,
         tool: tool.to_owned(),
         command,
         decision: action.as_str().to_owned(),
@@ -311,12 +337,17 @@ fn duration_us(d: Duration) -> u64 {
 
 async fn preflight(
     State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     Path(tool): Path<String>,
     body: axum::body::Body,
 ) -> Response {
+    let who = match &caller {
+        Caller::Admin => None,
+        Caller::Agent(who) => Some(who),
+    };
     let bytes = match read_preflight_body(body).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(prefix)) => return oversized(&state, &tool, &prefix),
+        Ok(Err(prefix)) => return oversized(&state, &tool, &prefix, who),
         Err(e) => return e.into_response(),
     };
     let req: PreflightRequest = match parse_json(&bytes) {
@@ -330,8 +361,22 @@ async fn preflight(
             "params.command is required for tool exec",
         );
     }
-    let agent = req.agent.clone().unwrap_or_else(|| "unknown".to_owned());
-    let session = req.session.clone().unwrap_or_default();
+    // An agent credential names its caller: the body may repeat the same agent and
+    // session, never claim others (another name could select a more permissive policy).
+    let (agent, session) = match who {
+        None => (
+            req.agent.clone().unwrap_or_else(|| "unknown".to_owned()),
+            req.session.clone().unwrap_or_default(),
+        ),
+        Some(who) => {
+            let other_agent = req.agent.as_deref().is_some_and(|a| a != who.agent);
+            let other_session = req.session.as_deref().is_some_and(|s| s != who.session);
+            if other_agent || other_session {
+                return claimed_another(&state, &req, &tool, &command, who);
+            }
+            (who.agent.clone(), who.session.clone())
+        }
+    };
     let mode = state.config.mode;
     if mode == Mode::Disabled {
         return axum::Json(PreflightResponse {
@@ -401,6 +446,53 @@ async fn preflight(
         approval_id: None,
     })
     .into_response()
+}
+
+/// Refuses (403) a preflight whose body claims another agent or session than its agent
+/// credential is bound to. The refusal is audited as a `deny` under the credential's
+/// agent and session (the library denies on 403, so the user sees a refusal that must be
+/// in the trail), with the claimed names in the message.
+fn claimed_another(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    command: &str,
+    who: &AgentIdentity,
+) -> Response {
+    let bound = format!(
+        "this credential is for agent \"{}\", session \"{}\"",
+        who.agent, who.session
+    );
+    if state.config.mode != Mode::Disabled {
+        let claimed = format!(
+            "agent \"{}\", session \"{}\"",
+            req.agent.as_deref().unwrap_or(&who.agent),
+            req.session.as_deref().unwrap_or(&who.session)
+        );
+        let decision = Decision {
+            action: Action::Deny,
+            message: format!("refused: the request claimed {claimed}; {bound}"),
+            matched_policies: Vec::new(),
+            rule: None,
+        };
+        state.metrics.decision(Action::Deny, 0);
+        let event = new_event(
+            req,
+            tool,
+            &who.agent,
+            &who.session,
+            command,
+            &decision,
+            0,
+            None,
+            true,
+        );
+        let _ = append_refusal(state, event);
+    }
+    error(
+        StatusCode::FORBIDDEN,
+        format!("agent credentials cannot claim another agent or session: {bound}"),
+    )
 }
 
 /// Records a call its caller could not check (see `PreflightRequest::unchecked`):
@@ -808,10 +900,72 @@ async fn list_approvals(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(serde_json::json!({ "approvals": state.approvals.pending() })).into_response()
 }
 
-async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.approvals.get(&id) {
-        Some(info) => axum::Json(info).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no approval {id}")),
+async fn get_approval(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    match (state.approvals.get(&id), caller) {
+        (Some(info), Caller::Agent(who))
+            if info.agent != who.agent || info.session != who.session =>
+        {
+            error(
+                StatusCode::FORBIDDEN,
+                "agent credentials cannot read approvals of another agent or session",
+            )
+        }
+        (Some(info), _) => axum::Json(info).into_response(),
+        (None, _) => error(StatusCode::NOT_FOUND, format!("no approval {id}")),
+    }
+}
+
+async fn register_agent(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: AgentRequest = match parse_body(body) {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
+    match state.agents.register(&req.agent, &req.session, req.pid) {
+        Ok((token, who)) => axum::Json(AgentCredential {
+            token,
+            id: who.id,
+            agent: who.agent,
+            session: who.session,
+        })
+        .into_response(),
+        Err(e) => error(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            e.message,
+        ),
+    }
+}
+
+async fn revoke_agent(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    if state.agents.revoke(&id) {
+        axum::Json(serde_json::json!({ "revoked": id })).into_response()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no agent credential {id} (revoked, ended or never issued)"),
+        )
+    }
+}
+
+async fn revoke_own_agent(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    match caller {
+        Caller::Agent(who) => {
+            state.agents.revoke(&who.id);
+            axum::Json(serde_json::json!({ "revoked": who.id })).into_response()
+        }
+        Caller::Admin => error(
+            StatusCode::BAD_REQUEST,
+            "DELETE /v1/agents/self needs an agent credential; with the admin token, revoke one by id (DELETE /v1/agents/{id})",
+        ),
     }
 }
 
@@ -1007,6 +1161,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         audit_dir: state.config.audit_dir.display().to_string(),
         last_reload_error: loaded.last_error.clone(),
         unrecorded_refusals: state.metrics.unrecorded_refusals(),
+        agent_credentials: state.agents.count(),
     })
     .into_response()
 }

@@ -5,6 +5,7 @@
 //! Not here: policy semantics (`rampart-policy`) and the audit file format
 //! (`rampart-audit`). This crate wires them to the network.
 
+pub mod agents;
 mod api;
 mod approvals;
 mod auth;

@@ -140,6 +140,7 @@ where
             last_error: None,
         }),
         token: RwLock::new(token),
+        agents: crate::agents::Agents::load(&config.home),
         audit,
         approvals: Approvals::default(),
         events: Events::new(),

@@ -163,6 +163,9 @@ pub struct Status {
     /// (each was said on the server's stderr).
     #[serde(default)]
     pub unrecorded_refusals: u64,
+    /// Agent credentials alive now (`POST /v1/agents`).
+    #[serde(default)]
+    pub agent_credentials: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +173,27 @@ pub struct PolicyFileStatus {
     pub path: String,
     pub policies: usize,
     pub rules: usize,
+}
+
+/// `POST /v1/agents` (admin token only): issue an agent credential bound to `agent`,
+/// `session` and the running process `pid`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRequest {
+    pub agent: String,
+    pub session: String,
+    pub pid: i64,
+}
+
+/// The answer to `POST /v1/agents`. `token` (`rampart_agent_` + 64 lowercase hex) is
+/// shown this once; the server keeps only its sha256. `id` (a ULID) names the credential
+/// for `DELETE /v1/agents/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentCredential {
+    pub token: String,
+    pub id: String,
+    pub agent: String,
+    pub session: String,
 }
 
 /// `{"error": "..."}`, the body of every non-2xx answer.
