@@ -13,6 +13,9 @@ const DECISIONS = {
   deny: { icon: '✕', label: 'deny' },
   ask: { icon: '?', label: 'ask' },
   log: { icon: '●', label: 'log' },
+  // Not a decision: a library's report that execs ran without being checked (it failed
+  // open because no server answered). Shown in its own colour, never like an allow.
+  unchecked: { icon: '!', label: 'unchecked' },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -282,7 +285,9 @@ function rowFor(ev, fresh) {
     el('time', { class: 'ts', datetime: ev.ts, title: ev.ts, text: timeText(ev.ts) }),
     badge(ev.decision),
     el('div', { class: 'body' },
-      el('code', { class: 'command', text: ev.command || '' }),
+      ev.decision === 'unchecked'
+        ? el('span', { class: 'command unchecked-report', text: `${number(ev.unchecked || 1)} exec(s) ran unchecked${ev.pid ? ` in pid ${ev.pid}` : ''}` })
+        : el('code', { class: 'command', text: ev.command || '' }),
       meta));
   row.addEventListener('click', (event) => {
     if (window.getSelection && String(window.getSelection()).length > 0) return;
@@ -316,6 +321,7 @@ function toggleDetails(row, ev) {
   add('cwd', ev.cwd);
   add('pid', ev.pid);
   add('mode', ev.mode);
+  add('ran unchecked', ev.unchecked);
   add('evaluation', ev.eval_us !== undefined ? `${ev.eval_us} µs` : '');
   if (ev.approval) {
     const a = ev.approval;
@@ -525,13 +531,19 @@ const COUNT_FIELDS = [
   ['denied', 'Denied', 'deny'],
   ['asked', 'Asked', 'ask'],
   ['logged', 'Logged', 'log'],
+  ['unchecked', 'Unchecked', 'unchecked'],
 ];
 
 function emptyCounts() {
-  return { total: 0, allowed: 0, denied: 0, logged: 0, asked: 0 };
+  return { total: 0, allowed: 0, denied: 0, logged: 0, asked: 0, unchecked: 0 };
 }
 
 function addCount(counts, ev) {
+  // A report of unchecked execs is no decision: it adds to Unchecked only.
+  if (ev.decision === 'unchecked') {
+    counts.unchecked = (counts.unchecked || 0) + Number(ev.unchecked || 1);
+    return;
+  }
   counts.total += 1;
   const key = decisionKey(ev.decision);
   if (key === 'allow') counts.allowed += 1;
@@ -601,7 +613,7 @@ $('stats-since').addEventListener('change', () => {
 const minuteOf = (ts) => Math.floor(new Date(ts).getTime() / 60000);
 
 function addToChart(ev) {
-  if (state.chartSeen.has(ev.id)) return;
+  if (state.chartSeen.has(ev.id) || ev.decision === 'unchecked') return;
   state.chartSeen.add(ev.id);
   const minute = minuteOf(ev.ts);
   if (Number.isNaN(minute)) return;

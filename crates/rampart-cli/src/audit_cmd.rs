@@ -65,7 +65,7 @@ pub struct SearchArgs {
     agent: Option<String>,
     #[arg(long)]
     session: Option<String>,
-    /// allow, deny, ask or log
+    /// allow, deny, ask, log, or unchecked (reports of execs that ran unchecked)
     #[arg(long)]
     decision: Option<String>,
     #[arg(long)]
@@ -112,6 +112,8 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
             "deny" => "31",
             "ask" => "33",
             "log" => "36",
+            // A report of execs that ran unchecked: never green like an allow.
+            "unchecked" => "35",
             _ => "32",
         };
         format!("\x1b[{code}m{decision}\x1b[0m")
@@ -193,16 +195,21 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The seed page's block for one agent.
+/// The seed page's block for one agent, and `Unchecked: N` (execs that ran without
+/// being checked) when there were any.
 pub fn stats_block(agent: &str, c: &Counts) -> String {
-    format!(
+    let mut block = format!(
         "Agent: {agent}\n  Total: {}\n  Allowed: {}\n  Denied: {}\n  Logged: {}\n  Asked: {}\n",
         thousands(c.total),
         thousands(c.allowed),
         thousands(c.denied),
         thousands(c.logged),
         thousands(c.asked),
-    )
+    );
+    if c.unchecked > 0 {
+        block.push_str(&format!("  Unchecked: {}\n", thousands(c.unchecked)));
+    }
+    block
 }
 
 fn stats(since_arg: Option<&str>, agent: Option<&str>, dir: &std::path::Path) -> Result<Outcome> {
@@ -297,10 +304,19 @@ mod tests {
             denied: 12,
             logged: 34,
             asked: 0,
+            unchecked: 0,
         };
         assert_eq!(
             stats_block("preload", &c),
             "Agent: preload\n  Total: 1,247\n  Allowed: 1,201\n  Denied: 12\n  Logged: 34\n  Asked: 0\n"
+        );
+        let c = Counts {
+            unchecked: 1234,
+            ..c
+        };
+        assert_eq!(
+            stats_block("preload", &c),
+            "Agent: preload\n  Total: 1,247\n  Allowed: 1,201\n  Denied: 12\n  Logged: 34\n  Asked: 0\n  Unchecked: 1,234\n"
         );
     }
 }

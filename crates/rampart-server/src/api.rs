@@ -392,6 +392,9 @@ async fn preflight(
         .into_response();
     }
     let enforce = mode == Mode::Enforce && req.enforce;
+    if let Some(count) = req.ran_unchecked.filter(|n| *n > 0) {
+        record_unchecked_report(&state, &req, &tool, &agent, &session, count, enforce);
+    }
 
     if let Some(why) = req.unchecked.as_deref() {
         return unchecked(
@@ -446,6 +449,48 @@ async fn preflight(
         approval_id: None,
     })
     .into_response()
+}
+
+/// Records a library's report that `count` execs ran unchecked (it failed open: no
+/// server answered), as one event with decision `unchecked` and `unchecked: count`,
+/// written before the event of the preflight that carried the report. It is no decision,
+/// so it never changes the answer; if it cannot be written, that is said on stderr.
+fn record_unchecked_report(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    count: u64,
+    enforce: bool,
+) {
+    let pid = req
+        .pid
+        .map_or_else(|| "an unknown pid".to_owned(), |p| format!("pid {p}"));
+    let message = format!(
+        "{count} {tool}(s) ran unchecked in {pid}: no policy server answered and the library failed open"
+    );
+    let event = NewEvent {
+        agent: agent.to_owned(),
+        session: session.to_owned(),
+        tool: tool.to_owned(),
+        command: String::new(),
+        pid: req.pid,
+        ppid: req.ppid,
+        cwd: req.cwd.clone(),
+        decision: rampart_audit::UNCHECKED.to_owned(),
+        message: message.clone(),
+        mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
+        unchecked: Some(count),
+        ..NewEvent::default()
+    };
+    if let Err(why) = write_event(state, event) {
+        eprintln!(
+            "rampart: report not recorded ({why}): agent {} session {}: {message}",
+            printable_cut(agent),
+            printable_cut(session)
+        );
+    }
 }
 
 /// Refuses (403) a preflight whose body claims another agent or session than its agent
@@ -568,6 +613,7 @@ fn new_event(
         eval_us,
         approval,
         mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
+        unchecked: None,
     }
 }
 
