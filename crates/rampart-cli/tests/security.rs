@@ -115,7 +115,7 @@ pub fn raw(endpoint: &Endpoint, method: &str, path: &str, headers: &[&str]) -> R
 }
 
 /// `{"error": "..."}` and nothing else.
-fn assert_error_only(r: &Raw, what: &str) {
+pub fn assert_error_only(r: &Raw, what: &str) {
     assert_eq!(
         r.header("content-type"),
         Some("application/json"),
@@ -158,12 +158,25 @@ fn the_only_public_routes_are_healthz_and_the_dashboard_files() {
         assert_eq!(route.method, "GET", "{route:?}");
         assert!(!route.path.contains('{'), "{route:?}");
     }
-    // Everything under /v1/ and /metrics needs the token (DESIGN.md §5).
+    // Everything under /v1/ and /metrics needs the token (DESIGN.md §5); agent
+    // credentials reach exactly what the library and the supervisor need (issue 13).
+    let mut agent_routes = Vec::new();
     for route in ROUTES {
         if route.path.starts_with("/v1/") || route.path.starts_with("/metrics") {
-            assert_eq!(route.access, Access::Token, "{route:?}");
+            assert_ne!(route.access, Access::Public, "{route:?}");
+        }
+        if route.access == Access::Agent {
+            agent_routes.push((route.method, route.path));
         }
     }
+    assert_eq!(
+        agent_routes,
+        [
+            ("POST", "/v1/preflight/{tool}"),
+            ("GET", "/v1/approvals/{id}"),
+            ("DELETE", "/v1/agents/self"),
+        ]
+    );
     // No route is listed twice.
     let mut seen = std::collections::HashSet::new();
     for route in ROUTES {
@@ -225,7 +238,7 @@ fn every_protected_endpoint_refuses_missing_and_wrong_tokens() {
     ];
     let token_routes: Vec<&Route> = ROUTES
         .iter()
-        .filter(|r| r.access == Access::Token)
+        .filter(|r| r.access != Access::Public)
         .collect();
     assert!(token_routes.len() >= 12, "{token_routes:?}");
     for endpoint in [server.tcp(), server.unix()] {
@@ -951,7 +964,8 @@ fn serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors()
     use std::io::BufRead;
     use std::os::unix::fs::chown;
     use std::process::{Command, Stdio};
-    const TEST: &str = "security::serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors";
+    const TEST: &str =
+        "security::serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors";
     if running_as_root().is_none() {
         eprintln!("SKIPPED {TEST}: needs root to run the server and the probe as uid 1000");
         return;
@@ -963,10 +977,17 @@ fn serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors()
     chown(&probe, Some(1000), Some(1000)).unwrap();
     let as_user = |program: &str| {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid", "1000", "--regid", "1000", "--clear-groups", program])
-            .env("RAMPART_HOME", home.path())
-            .env_remove("RAMPART_TOKEN")
-            .env_remove("LD_PRELOAD");
+        cmd.args([
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            program,
+        ])
+        .env("RAMPART_HOME", home.path())
+        .env_remove("RAMPART_TOKEN")
+        .env_remove("LD_PRELOAD");
         cmd
     };
     let mut server = as_user(env!("CARGO_BIN_EXE_rampart"))
@@ -990,7 +1011,11 @@ fn serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors()
         .unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         r#"{"control": {"environ": "ok", "fd": "ok", "getfd": "ok", "mem": "ok"}, "server": {"environ": "Permission denied", "fd": "Permission denied", "getfd": "Operation not permitted", "mem": "Permission denied"}}"#

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::agents::{AgentIdentity, Refused};
-use crate::api::error;
+use crate::api::{ApiError, error};
 use crate::state::AppState;
 use crate::token::constant_time_eq;
 
@@ -48,9 +48,9 @@ fn presented(request: &Request) -> Option<String> {
 }
 
 /// Who the request is from, or the 401 answer.
-fn identify(state: &AppState, request: &Request) -> Result<Caller, Response> {
+fn identify(state: &AppState, request: &Request) -> Result<Caller, ApiError> {
     let Some(token) = presented(request) else {
-        return Err(error(
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send `Authorization: Bearer <token>` (see `rampart token show`)",
         ));
@@ -61,14 +61,14 @@ fn identify(state: &AppState, request: &Request) -> Result<Caller, Response> {
     if token.starts_with(crate::agents::PREFIX) {
         return match state.agents.authenticate(&token) {
             Ok(identity) => Ok(Caller::Agent(identity)),
-            Err(Refused::Ended { pid }) => Err(error(
+            Err(Refused::Ended { pid }) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!("agent credential ended: the process it was bound to (pid {pid}) is gone"),
             )),
-            Err(Refused::Unknown) => Err(error(StatusCode::UNAUTHORIZED, "invalid token")),
+            Err(Refused::Unknown) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
         };
     }
-    Err(error(StatusCode::UNAUTHORIZED, "invalid token"))
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"))
 }
 
 /// Routes for the admin token only: an agent credential gets 403.
@@ -90,9 +90,8 @@ pub async fn require_admin(
                 request.uri().path()
             ),
         ),
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.into_response(),
     }
-    .into_response()
 }
 
 /// Routes an agent credential may call too (preflight, its own approvals).
@@ -106,6 +105,6 @@ pub async fn require_caller(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.into_response(),
     }
 }
