@@ -973,3 +973,87 @@ fn a_kept_alive_connection_is_reused_and_reopened_once_after_a_restart() {
         .is_err()
     );
 }
+
+/// Issue 12, item 6: a library that failed open reports how many execs ran unchecked
+/// with its next preflight; the server records the report as its own event (decision
+/// `unchecked`, before the preflight's event) that `audit stats`, `audit search`,
+/// `audit tail` and the API show — and that is never counted as an allow.
+#[test]
+fn execs_that_ran_unchecked_are_recorded_counted_and_found() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    server.preflight(exec("ls /"));
+    let mut body = exec("rm -rf /");
+    body["pid"] = json!(4242);
+    body["ran_unchecked"] = json!(3);
+    let answer = server.preflight(body);
+    assert_eq!(answer["decision"], json!("deny"), "{answer}");
+    // 0 is nothing to report.
+    let mut body = exec("git status");
+    body["ran_unchecked"] = json!(0);
+    server.preflight(body);
+
+    let events = server
+        .call("GET", "/v1/audit/events?limit=10", None)
+        .json()
+        .unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let decisions: Vec<&str> = events
+        .iter()
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["allow", "deny", "unchecked", "allow"]);
+    let report = &events[2];
+    assert_eq!(
+        (
+            report["agent"].clone(),
+            report["session"].clone(),
+            report["pid"].clone(),
+            report["unchecked"].clone(),
+            report["command"].clone(),
+            report["message"].clone(),
+        ),
+        (
+            json!("preload"),
+            json!("s1"),
+            json!(4242),
+            json!(3),
+            json!(""),
+            json!(
+                "3 exec(s) ran unchecked in pid 4242: no policy server answered and the library failed open"
+            ),
+        )
+    );
+    assert_eq!(events[1]["audit_id"], json!(null));
+    assert_eq!(answer["audit_id"], events[1]["id"]);
+
+    let run = home.run(&["audit", "stats"]);
+    assert_eq!(
+        run.stdout(),
+        "Agent: preload\n  Total: 3\n  Allowed: 2\n  Denied: 1\n  Logged: 0\n  Asked: 0\n  Unchecked: 3\n"
+    );
+    let stats = server.call("GET", "/v1/audit/stats", None).json().unwrap();
+    assert_eq!(stats["totals"]["unchecked"], json!(3), "{stats}");
+    assert_eq!(stats["totals"]["allowed"], json!(2), "{stats}");
+    for args in [
+        &["audit", "search", "--decision", "unchecked"][..],
+        &["audit", "search", "ran unchecked"][..],
+    ] {
+        let stdout = home.run(args).stdout();
+        let lines: Vec<&str> = stdout.lines().map(|l| &l[19..]).collect();
+        assert_eq!(
+            lines,
+            [
+                "  unchecked  preload  s1    — 3 exec(s) ran unchecked in pid 4242: no policy server answered and the library failed open"
+            ],
+            "{args:?}"
+        );
+    }
+    let verify = home.run(&["audit", "verify"]);
+    assert_eq!(
+        verify.stdout(),
+        "ok: 4 events in 1 file(s), hash chain intact\n"
+    );
+}
