@@ -399,6 +399,10 @@ fn status() -> Result<Outcome> {
         outln!("  reload:   last reload failed: {err}");
     }
     outln!("  pending:  {} approval(s)", s.pending_approvals);
+    outln!(
+        "  agents:   {} agent credential(s) alive",
+        s.agent_credentials
+    );
     outln!("  audit:    {}", s.audit_dir);
     if s.unrecorded_refusals > 0 {
         outln!(
