@@ -1213,7 +1213,7 @@ fn a_failed_fsync_is_answered_503_said_on_stderr_and_recovered_from() {
         )
     );
     let said = format!(
-        "rampart: audit trail cannot be written: {}; answering preflights 503 until it can",
+        "rampart: audit trail cannot be written: {}; answering would-be allows 503 and refusals unrecorded until it can",
         refused.trim_start_matches("audit trail cannot be written: ")
     );
     assert!(
