@@ -260,6 +260,20 @@ test('a denied command appears in the feed within one second', async () => {
   await page.waitForFunction(() => Number(document.querySelector('[data-field="denied"] .tile-value')?.textContent) >= 1);
 });
 
+test('a report of execs that ran unchecked shows as its own kind, never as an allow', async () => {
+  const r = await api('POST', '/v1/preflight/exec', {
+    agent: 'browser-fail-open', session: 'unchecked', params: { command: 'true' }, pid: 4242, ran_unchecked: 7,
+  });
+  assert.equal(r.status, 200);
+  const report = page.locator('#feed li.row[data-decision="unchecked"]', { hasText: '7 exec(s) ran unchecked in pid 4242' });
+  await report.waitFor({ timeout: 1000 });
+  const badge = await report.locator('.badge').innerText();
+  assert.match(badge, /unchecked/);
+  assert.doesNotMatch(badge, /✓/);
+  assert.match(await report.innerText(), /no policy server answered and the library failed open/);
+  await page.waitForFunction(() => Number(document.querySelector('[data-field="unchecked"] .tile-value')?.textContent) === 7);
+});
+
 test('an ask waits on the page; Approve lets it run', async () => {
   const command = '/bin/echo deploy staging';
   const waiting = agent.run(command);
