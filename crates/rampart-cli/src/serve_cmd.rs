@@ -341,6 +341,12 @@ pub fn call(
             response.error_text()
         );
     }
+    if response.status == 403 && token.starts_with(rampart_server::agents::PREFIX) {
+        bail!(
+            "{}: RAMPART_TOKEN holds an agent credential (given to programs run under `rampart preload`/`supervise`); admin commands need the admin token",
+            response.error_text()
+        );
+    }
     Ok((endpoint, response))
 }
 

@@ -89,7 +89,7 @@ fn seed_server() -> (Home, Server) {
 
 #[test]
 fn an_agent_cannot_approve_its_own_ask_nor_forge_who_approved_it() {
-    let (_home, server) = seed_server();
+    let (home, server) = seed_server();
     let bound = Bound::start();
     let (token, _) = register(&server, "preload", "s1", bound.pid());
     // The agent's own held ask (the seed asks before network commands).
@@ -134,6 +134,21 @@ fn an_agent_cannot_approve_its_own_ask_nor_forge_who_approved_it() {
     );
     let r = call_as(&endpoint, &token, "GET", "/v1/approvals", None);
     assert_eq!(r.status, 403, "{}", r.text());
+    // The CLI with the credential in RAMPART_TOKEN (as the agent's environment has it).
+    let run = crate::util::Run(
+        home.cmd()
+            .args(["approve", &id])
+            .env("RAMPART_TOKEN", &token)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code(), 2, "{} {}", run.stdout(), run.stderr());
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: agent credentials cannot call POST {resolve}: it needs the admin token: RAMPART_TOKEN holds an agent credential (given to programs run under `rampart preload`/`supervise`); admin commands need the admin token\n"
+        )
+    );
     // Its own approval it may read (the library polls it) ...
     let r = call_as(
         &endpoint,

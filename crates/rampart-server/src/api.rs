@@ -521,6 +521,8 @@ fn claimed_another(
             rule: None,
         };
         state.metrics.decision(Action::Deny, 0);
+        // The mode is recorded as it is: a monitor-mode client runs the command anyway.
+        let enforce = state.config.mode == Mode::Enforce && req.enforce;
         let event = new_event(
             req,
             tool,
@@ -530,7 +532,7 @@ fn claimed_another(
             &decision,
             0,
             None,
-            true,
+            enforce,
         );
         let _ = append_refusal(state, event);
     }
