@@ -371,7 +371,7 @@ fn an_agent_credential_ends_with_its_process() {
 fn the_first_use_after_the_process_ends_says_why() {
     let (_home, server) = seed_server();
     let mut bound = Bound::start();
-    let (token, _) = register(&server, "preload", "s1", bound.pid());
+    let (token, id) = register(&server, "preload", "s1", bound.pid());
     let pid = bound.pid();
     bound.0.kill().unwrap();
     bound.0.wait().unwrap();
@@ -387,6 +387,18 @@ fn the_first_use_after_the_process_ends_says_why() {
     assert_eq!(
         r.error_text(),
         format!("agent credential ended: the process it was bound to (pid {pid}) is gone")
+    );
+    // The server's log says what happened to it, from issue to end.
+    let said = [
+        format!("rampart: agent credential {id} issued: agent preload, session s1, pid {pid}"),
+        format!("rampart: agent credential {id} ended: its process (pid {pid}) is gone"),
+    ];
+    assert!(
+        crate::util::wait_until(10, || said
+            .iter()
+            .all(|l| server.stderr().lines().any(|s| s == l))),
+        "{}",
+        server.stderr()
     );
     // Then it is simply unknown.
     let r = call_as(
@@ -441,6 +453,17 @@ fn an_agent_credential_survives_a_restart_until_revoked() {
         Some(ls),
     );
     assert_eq!(r.status, 401);
+    let said = [
+        format!("rampart: agent credential {id} revoked by itself"),
+        format!("rampart: agent credential {second_id} revoked with the admin token"),
+    ];
+    assert!(
+        crate::util::wait_until(10, || said
+            .iter()
+            .all(|l| server.stderr().lines().any(|s| s == l))),
+        "{}",
+        server.stderr()
+    );
     let e = client::revoke_agent(&server.unix(), &server.token, &id).unwrap_err();
     assert!(e.ends_with(&format!(
         "(404): no agent credential {id} (revoked, ended or never issued)"

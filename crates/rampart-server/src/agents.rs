@@ -73,7 +73,7 @@ pub enum Refused {
     /// Not issued by this server (or revoked).
     Unknown,
     /// Its process is gone (or its pid now belongs to another process).
-    Ended { pid: i32 },
+    Ended { id: String, pid: i32 },
 }
 
 /// Why a registration was refused: the HTTP status and the message.
@@ -277,7 +277,14 @@ impl Agents {
         {
             eprintln!("rampart: cannot write {}: {e}", self.file.display());
         }
-        Err(Refused::Ended { pid: stored.pid })
+        eprintln!(
+            "rampart: agent credential {} ended: its process (pid {}) is gone",
+            stored.id, stored.pid
+        );
+        Err(Refused::Ended {
+            id: stored.id,
+            pid: stored.pid,
+        })
     }
 
     /// Ends the credential `id`; false when there is none.

@@ -976,13 +976,22 @@ async fn register_agent(
         Err(e) => return e.into_response(),
     };
     match state.agents.register(&req.agent, &req.session, req.pid) {
-        Ok((token, who)) => axum::Json(AgentCredential {
-            token,
-            id: who.id,
-            agent: who.agent,
-            session: who.session,
-        })
-        .into_response(),
+        Ok((token, who)) => {
+            eprintln!(
+                "rampart: agent credential {} issued: agent {}, session {}, pid {}",
+                who.id,
+                printable_cut(&who.agent),
+                printable_cut(&who.session),
+                who.pid
+            );
+            axum::Json(AgentCredential {
+                token,
+                id: who.id,
+                agent: who.agent,
+                session: who.session,
+            })
+            .into_response()
+        }
         Err(e) => error(
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             e.message,
@@ -992,6 +1001,7 @@ async fn register_agent(
 
 async fn revoke_agent(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     if state.agents.revoke(&id) {
+        eprintln!("rampart: agent credential {id} revoked with the admin token");
         axum::Json(serde_json::json!({ "revoked": id })).into_response()
     } else {
         error(
@@ -1008,6 +1018,7 @@ async fn revoke_own_agent(
     match caller {
         Caller::Agent(who) => {
             state.agents.revoke(&who.id);
+            eprintln!("rampart: agent credential {} revoked by itself", who.id);
             axum::Json(serde_json::json!({ "revoked": who.id })).into_response()
         }
         Caller::Admin => error(

@@ -61,7 +61,7 @@ fn identify(state: &AppState, request: &Request) -> Result<Caller, ApiError> {
     if token.starts_with(crate::agents::PREFIX) {
         return match state.agents.authenticate(&token) {
             Ok(identity) => Ok(Caller::Agent(identity)),
-            Err(Refused::Ended { pid }) => Err(ApiError::new(
+            Err(Refused::Ended { pid, .. }) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!("agent credential ended: the process it was bound to (pid {pid}) is gone"),
             )),
