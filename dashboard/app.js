@@ -75,6 +75,23 @@ function svg(tag, attrs) {
 
 const number = (n) => Number(n || 0).toLocaleString('en-US');
 
+// The printable rule of rampart-contract (issue 12, item 8), for text an agent chose
+// (commands, agent and session names, messages): control characters, DEL, C1, bidi
+// controls, zero-width characters and line/paragraph separators are shown escaped, so a
+// right-to-left override cannot reorder what the approver reads and a newline cannot
+// hide the rest of a command. The elements showing such text are bidi-isolated (CSS).
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff\u2028\u2029]/g;
+function visible(text) {
+  return String(text ?? '').replace(UNPRINTABLE, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    const code = c.charCodeAt(0);
+    if (code < 0x80) return `\\x${code.toString(16).padStart(2, '0')}`;
+    return `\\u{${code.toString(16).padStart(4, '0')}}`;
+  });
+}
+
 function decisionKey(decision) {
   return decision === 'watch' ? 'log' : decision in DECISIONS ? decision : 'log';
 }
@@ -270,14 +287,14 @@ function matchesFilters(ev) {
 
 function rowFor(ev, fresh) {
   const meta = el('div', { class: 'meta' },
-    el('span', { class: 'agent', title: 'agent', text: ev.agent || '—' }),
+    el('span', { class: 'agent', title: 'agent', text: visible(ev.agent) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-    el('span', { class: 'session', title: 'session', text: ev.session || '—' }));
+    el('span', { class: 'session', title: 'session', text: visible(ev.session) || '—' }));
   if (ev.policy) {
     meta.append(el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-      el('span', { class: 'policy', title: 'matched policy', text: ev.policy }));
+      el('span', { class: 'policy', title: 'matched policy', text: visible(ev.policy) }));
   }
-  if (ev.message) meta.append(el('span', { class: 'message', text: ev.message }));
+  if (ev.message) meta.append(el('span', { class: 'message', text: visible(ev.message) }));
   if (ev.approval) {
     meta.append(el('span', { class: 'approval-note', text: ev.approval.approved ? 'approved' : 'denied' }));
   }
@@ -287,7 +304,7 @@ function rowFor(ev, fresh) {
     el('div', { class: 'body' },
       ev.decision === 'unchecked'
         ? el('span', { class: 'command unchecked-report', text: `${number(ev.unchecked || 1)} exec(s) ran unchecked${ev.pid ? ` in pid ${ev.pid}` : ''}` })
-        : el('code', { class: 'command', text: ev.command || '' }),
+        : el('code', { class: 'command', text: visible(ev.command) }),
       meta));
   row.addEventListener('click', (event) => {
     if (window.getSelection && String(window.getSelection()).length > 0) return;
@@ -694,18 +711,18 @@ function addApproval(info) {
   const deny = el('button', { type: 'button', class: 'deny', text: '✕ Deny' });
   const left = el('span', { class: 'left' });
   const meta = el('div', { class: 'meta' },
-    el('span', { class: 'agent', text: info.agent || '—' }),
+    el('span', { class: 'agent', text: visible(info.agent) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-    el('span', { class: 'session', text: info.session || '—' }),
+    el('span', { class: 'session', text: visible(info.session) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
     el('time', { datetime: info.created_at, title: info.created_at, text: timeText(info.created_at) }));
   const card = el('li', { class: 'approval', 'data-id': info.id },
-    el('div', { class: 'approval-top' }, badge('ask'), el('code', { class: 'command', text: info.command }), left),
+    el('div', { class: 'approval-top' }, badge('ask'), el('code', { class: 'command', text: visible(info.command) }), left),
     meta,
     info.message || (info.matched_policies || []).length
       ? el('div', { class: 'why' },
         (info.matched_policies || []).length ? el('span', { class: 'policy', text: info.matched_policies.join(', ') }) : null,
-        info.message ? el('span', { class: 'message', text: info.message }) : null)
+        info.message ? el('span', { class: 'message', text: visible(info.message) }) : null)
       : null,
     el('div', { class: 'actions' }, note, approve, deny));
   const resolve = async (approved) => {
@@ -722,7 +739,7 @@ function addApproval(info) {
       } else if (!r.ok) {
         throw new Error((r.data && r.data.error) || `HTTP ${r.status}`);
       } else {
-        toast(`${approved ? 'Approved' : 'Denied'}: ${info.command}`, approved ? 'allow' : 'deny');
+        toast(`${approved ? 'Approved' : 'Denied'}: ${visible(info.command)}`, approved ? 'allow' : 'deny');
         removeApproval(info.id);
       }
     } catch (error) {
@@ -750,7 +767,7 @@ function removeApproval(id, info) {
   state.approvals.delete(id);
   entry.card.remove();
   updatePendingCount();
-  if (info && info.status === 'expired') toast(`Timed out (denied): ${info.command}`, 'deny');
+  if (info && info.status === 'expired') toast(`Timed out (denied): ${visible(info.command)}`, 'deny');
 }
 
 function tickApproval(entry) {

@@ -321,6 +321,18 @@ test('a command carrying markup is shown as text', async () => {
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
 });
 
+test('bidi overrides and control characters are shown escaped and isolated', async () => {
+  const r = await api('POST', '/v1/preflight/exec', {
+    agent: 'bidi\u202eagent', session: 'esc', params: { command: 'rm -rf ~/\r\u001b[2Kgit status \u202etxt.exe' },
+  });
+  assert.equal(r.status, 200);
+  const shown = page.locator('#feed li.row', { hasText: 'git status' }).filter({ hasText: 'txt.exe' }).first();
+  await shown.waitFor({ timeout: 1000 });
+  assert.equal(await shown.locator('.command').textContent(), 'rm -rf ~/\\r\\x1b[2Kgit status \\u{202e}txt.exe');
+  assert.equal(await shown.locator('.agent').textContent(), 'bidi\\u{202e}agent');
+  assert.equal(await shown.locator('.command').evaluate((e) => getComputedStyle(e).unicodeBidi), 'isolate');
+});
+
 test('the CSP blocks script injected into the page', async () => {
   // A page of its own: the violations provoked here are the point, not page errors.
   const other = await context.newPage();

@@ -104,9 +104,14 @@ pub fn run(command: AuditCommand) -> Result<Outcome> {
 }
 
 /// One event per line: time, decision, agent, session, command, then the policy's reason.
+/// Every field comes from the trail (an agent chose its command, a tampered file could
+/// hold anything), so each is shown through the one printable rule: control characters,
+/// DEL, C1, bidi and zero-width characters escaped. An ESC sequence or a carriage return
+/// in a command can then neither rewrite nor erase the lines a person reads.
 pub fn format_event(event: &AuditEvent, colour: bool) -> String {
-    let time = event.ts.get(..19).unwrap_or(&event.ts).replace('T', " ");
-    let decision = format!("{:<5}", event.decision);
+    let show = |text: &str| rampart_server::printable_string(text.as_bytes());
+    let time = show(&event.ts.get(..19).unwrap_or(&event.ts).replace('T', " "));
+    let decision = format!("{:<5}", show(&event.decision));
     let decision = if colour {
         let code = match event.decision.as_str() {
             "deny" => "31",
@@ -122,17 +127,18 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     };
     let mut line = format!(
         "{time}  {decision}  {}  {}  {}",
-        event.agent, event.session, event.command
+        show(&event.agent),
+        show(&event.session),
+        show(&event.command)
     );
     if !event.message.is_empty() {
         line.push_str("  — ");
-        line.push_str(&event.message);
+        line.push_str(&show(&event.message));
     }
     if !event.policy.is_empty() {
-        line.push_str(&format!(" [{}]", event.policy));
+        line.push_str(&format!(" [{}]", show(&event.policy)));
     }
-    // One event, one line, whatever the command contained.
-    line.replace(['\n', '\r'], " ")
+    line
 }
 
 fn tail(n: usize, follow: bool, dir: &std::path::Path) -> Result<Outcome> {

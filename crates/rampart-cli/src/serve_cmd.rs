@@ -368,7 +368,7 @@ fn reload() -> Result<Outcome> {
             "rampart: reload failed, the previous policy stays in force ({} policies, {} rules): {}",
             result.policies,
             result.rules,
-            result.error.unwrap_or_default()
+            rampart_server::printable_string(result.error.unwrap_or_default().as_bytes())
         );
         Ok(Outcome::Code(1))
     }
@@ -402,7 +402,10 @@ fn status() -> Result<Outcome> {
         s.policy_source
     );
     if let Some(err) = &s.last_reload_error {
-        outln!("  reload:   last reload failed: {err}");
+        outln!(
+            "  reload:   last reload failed: {}",
+            rampart_server::printable_string(err.as_bytes())
+        );
     }
     outln!("  pending:  {} approval(s)", s.pending_approvals);
     outln!(

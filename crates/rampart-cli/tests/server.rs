@@ -1057,3 +1057,89 @@ fn execs_that_ran_unchecked_are_recorded_counted_and_found() {
         "ok: 4 events in 1 file(s), hash chain intact\n"
     );
 }
+
+/// Issue 12, item 8: a command (or agent name) with ESC sequences, carriage returns or
+/// bidi overrides reached the approver's terminal raw — `rampart pending` showed
+/// `git status` for an `rm -rf`, and `audit tail` lines could erase earlier ones. Every
+/// such character is now shown escaped, by the one printable rule.
+#[test]
+fn commands_reach_the_terminal_escaped_in_pending_tail_and_search() {
+    let home = Home::new();
+    home.policy(
+        "escapes.yaml",
+        r#"version: "1"
+default_action: allow
+policies:
+  - name: deletes
+    rules:
+      - action: ask
+        when:
+          command_matches: ["rm *"]
+        message: "Deletes need a person"
+      - action: deny
+        when:
+          command_matches: ["dd *"]
+        message: "Disk writes blocked"
+"#,
+    );
+    let server = Server::start(&home, &[]);
+    let denied = "dd if=/dev/zero of=/dev/sda\x1b[1A\x1b[2K\rls";
+    let answer = server
+        .preflight(json!({"agent": "a\u{202e}b", "session": "s", "params": {"command": denied}}));
+    assert_eq!(answer["decision"], json!("deny"));
+
+    let disguised = "rm -rf ~/\r\x1b[2Kgit status";
+    let endpoint = server.unix();
+    let token = server.token.clone();
+    let waiter = std::thread::spawn(move || {
+        let body = json!({"agent": "preload", "session": "s1", "params": {"command": disguised}, "wait_ms": 30000});
+        request(
+            &endpoint,
+            "POST",
+            "/v1/preflight/exec",
+            Some(&token),
+            Some(&body),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .json()
+        .unwrap()
+    });
+    assert!(wait_until(10, || home
+        .run(&["pending"])
+        .stdout()
+        .contains("Deletes")));
+    let pending = home.run(&["pending"]).stdout();
+    assert!(!pending.contains(['\x1b', '\r']), "{pending:?}");
+    assert!(
+        pending
+            .ends_with("  preload  s1  rm -rf ~/\\r\\x1b[2Kgit status  — Deletes need a person\n"),
+        "{pending:?}"
+    );
+    let id = pending.split(' ').next().unwrap().to_owned();
+    let run = home.run(&["deny", &id]);
+    assert_eq!(
+        run.stdout(),
+        format!("Denied {id}: rm -rf ~/\\r\\x1b[2Kgit status\n")
+    );
+    assert_eq!(waiter.join().unwrap()["decision"], json!("deny"));
+
+    for args in [&["audit", "tail", "-n", "5"][..], &["audit", "search"][..]] {
+        let out = home.run(args).stdout();
+        assert!(
+            !out.contains(['\x1b', '\r', '\u{202e}']),
+            "{args:?}: {out:?}"
+        );
+        assert_eq!(out.lines().count(), 2, "{args:?}: {out:?}");
+        assert!(
+            out.contains(
+                "  deny   a\\u{202e}b  s  dd if=/dev/zero of=/dev/sda\\x1b[1A\\x1b[2K\\rls  — Disk writes blocked [deletes]"
+            ),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            out.contains("  preload  s1  rm -rf ~/\\r\\x1b[2Kgit status  — denied by "),
+            "{args:?}: {out:?}"
+        );
+    }
+}
