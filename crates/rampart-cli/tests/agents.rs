@@ -534,3 +534,105 @@ fn every_admin_route_refuses_an_agent_credential() {
     assert_eq!(status["agent_credentials"], json!(1));
     assert_eq!(events(&server).len(), 2);
 }
+
+/// The real library with an agent credential in `RAMPART_TOKEN` (what the launcher will
+/// hand the agent's tree): checks work and deny as before; a tree whose configuration
+/// names another session gets every exec refused (the server answers 403), never run.
+#[test]
+fn the_real_library_works_with_an_agent_credential_and_refuses_a_claimed_session() {
+    let library =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(
+        library.is_file(),
+        "{} is missing: run `make -C preload` first",
+        library.display()
+    );
+    let home = Home::new();
+    home.policy(
+        "touch.yaml",
+        r#"version: "1"
+default_action: allow
+policies:
+  - name: no-touch
+    match:
+      agent: ["preload"]
+    rules:
+      - action: deny
+        when:
+          command_matches: ["touch *"]
+        message: "touch is not for agents"
+"#,
+    );
+    let server = Server::start(&home, &[]);
+    // Bound to this test process, which outlives the agent.
+    let (token, _) = register(&server, "preload", "s1", std::process::id());
+    // The only `touch` the agent can reach is a fake that records it ran.
+    let bin = tempfile::tempdir().unwrap();
+    let marker = bin.path().join("touched");
+    let touch = bin.path().join("touch");
+    std::fs::write(
+        &touch,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&touch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let agent = r#"
+import subprocess, sys
+def run(argv):
+    try:
+        return "ran:%d" % subprocess.run(argv, stdout=subprocess.DEVNULL).returncode
+    except PermissionError:
+        return "EPERM"
+print(run(["/bin/ls", "/"]), run([sys.argv[1], "F"]))
+"#;
+    let run_agent = |session: &str| {
+        Command::new("/usr/bin/python3")
+            .args(["-c", agent, touch.to_str().unwrap()])
+            .env("LD_PRELOAD", &library)
+            .env("RAMPART_URL", format!("unix:{}", server.socket.display()))
+            .env("RAMPART_TOKEN", &token)
+            .env("RAMPART_AGENT", "preload")
+            .env("RAMPART_SESSION", session)
+            .env("RAMPART_FAIL_OPEN", "false")
+            .env_remove("RAMPART_MODE")
+            .output()
+            .unwrap()
+    };
+    let out = run_agent("s1");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ran:0 EPERM\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("rampart: [ERROR] Policy denied: touch is not for agents"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_agent("s2");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "EPERM EPERM\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists(), "the denied program ran");
+    // Every refusal is in the trail under the credential's own names.
+    let events = events(&server);
+    let claimed = events
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(r#"refused: the request claimed agent "preload", session "s2""#)
+        })
+        .count();
+    assert_eq!(claimed, 2, "{events:?}");
+    assert!(
+        events.iter().all(|e| e["session"] == json!("s1")),
+        "{events:?}"
+    );
+}
