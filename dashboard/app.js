@@ -13,6 +13,9 @@ const DECISIONS = {
   deny: { icon: '✕', label: 'deny' },
   ask: { icon: '?', label: 'ask' },
   log: { icon: '●', label: 'log' },
+  // Not a decision: a library's report that execs ran without being checked (it failed
+  // open because no server answered). Shown in its own colour, never like an allow.
+  unchecked: { icon: '!', label: 'unchecked' },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -45,24 +48,6 @@ const state = {
 // ---------------------------------------------------------------------------
 // Small helpers
 
-/**
- * Untrusted text (commands, agents, sessions, messages) as it may be shown: the same rule
- * as the CLI's (crates/rampart-contract/src/printable.rs). Control characters, DEL, C1,
- * bidi controls, zero-width characters and line/paragraph separators are shown escaped, so
- * a command cannot hide or reorder what the approver reads.
- */
-function shown(value) {
-  return String(value ?? '').replace(
-    /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\u2028\u2029\ufeff]/g,
-    (c) => {
-      if (c === '\n') return '\\n';
-      if (c === '\r') return '\\r';
-      if (c === '\t') return '\\t';
-      const n = c.charCodeAt(0);
-      return n < 0x80 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16).padStart(4, '0')}}`;
-    });
-}
-
 /** Creates an element. `props.text` becomes textContent; other props are attributes. */
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
@@ -89,6 +74,23 @@ function svg(tag, attrs) {
 }
 
 const number = (n) => Number(n || 0).toLocaleString('en-US');
+
+// The printable rule of rampart-contract (issue 12, item 8), for text an agent chose
+// (commands, agent and session names, messages): control characters, DEL, C1, bidi
+// controls, zero-width characters and line/paragraph separators are shown escaped, so a
+// right-to-left override cannot reorder what the approver reads and a newline cannot
+// hide the rest of a command. The elements showing such text are bidi-isolated (CSS).
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff\u2028\u2029]/g;
+function visible(text) {
+  return String(text ?? '').replace(UNPRINTABLE, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    const code = c.charCodeAt(0);
+    if (code < 0x80) return `\\x${code.toString(16).padStart(2, '0')}`;
+    return `\\u{${code.toString(16).padStart(4, '0')}}`;
+  });
+}
 
 function decisionKey(decision) {
   return decision === 'watch' ? 'log' : decision in DECISIONS ? decision : 'log';
@@ -285,14 +287,14 @@ function matchesFilters(ev) {
 
 function rowFor(ev, fresh) {
   const meta = el('div', { class: 'meta' },
-    el('span', { class: 'agent', title: 'agent', text: shown(ev.agent) || '—' }),
+    el('span', { class: 'agent', title: 'agent', text: visible(ev.agent) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-    el('span', { class: 'session', title: 'session', text: shown(ev.session) || '—' }));
+    el('span', { class: 'session', title: 'session', text: visible(ev.session) || '—' }));
   if (ev.policy) {
     meta.append(el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-      el('span', { class: 'policy', title: 'matched policy', text: shown(ev.policy) }));
+      el('span', { class: 'policy', title: 'matched policy', text: visible(ev.policy) }));
   }
-  if (ev.message) meta.append(el('span', { class: 'message', text: shown(ev.message) }));
+  if (ev.message) meta.append(el('span', { class: 'message', text: visible(ev.message) }));
   if (ev.approval) {
     meta.append(el('span', { class: 'approval-note', text: ev.approval.approved ? 'approved' : 'denied' }));
   }
@@ -300,7 +302,9 @@ function rowFor(ev, fresh) {
     el('time', { class: 'ts', datetime: ev.ts, title: ev.ts, text: timeText(ev.ts) }),
     badge(ev.decision),
     el('div', { class: 'body' },
-      el('code', { class: 'command', text: shown(ev.command) }),
+      ev.decision === 'unchecked'
+        ? el('span', { class: 'command unchecked-report', text: `${number(ev.unchecked || 1)} exec(s) ran unchecked${ev.pid ? ` in pid ${ev.pid}` : ''}` })
+        : el('code', { class: 'command', text: visible(ev.command) }),
       meta));
   row.addEventListener('click', (event) => {
     if (window.getSelection && String(window.getSelection()).length > 0) return;
@@ -334,6 +338,7 @@ function toggleDetails(row, ev) {
   add('cwd', ev.cwd);
   add('pid', ev.pid);
   add('mode', ev.mode);
+  add('ran unchecked', ev.unchecked);
   add('evaluation', ev.eval_us !== undefined ? `${ev.eval_us} µs` : '');
   if (ev.approval) {
     const a = ev.approval;
@@ -543,13 +548,19 @@ const COUNT_FIELDS = [
   ['denied', 'Denied', 'deny'],
   ['asked', 'Asked', 'ask'],
   ['logged', 'Logged', 'log'],
+  ['unchecked', 'Unchecked', 'unchecked'],
 ];
 
 function emptyCounts() {
-  return { total: 0, allowed: 0, denied: 0, logged: 0, asked: 0 };
+  return { total: 0, allowed: 0, denied: 0, logged: 0, asked: 0, unchecked: 0 };
 }
 
 function addCount(counts, ev) {
+  // A report of unchecked execs is no decision: it adds to Unchecked only.
+  if (ev.decision === 'unchecked') {
+    counts.unchecked = (counts.unchecked || 0) + Number(ev.unchecked || 1);
+    return;
+  }
   counts.total += 1;
   const key = decisionKey(ev.decision);
   if (key === 'allow') counts.allowed += 1;
@@ -619,7 +630,7 @@ $('stats-since').addEventListener('change', () => {
 const minuteOf = (ts) => Math.floor(new Date(ts).getTime() / 60000);
 
 function addToChart(ev) {
-  if (state.chartSeen.has(ev.id)) return;
+  if (state.chartSeen.has(ev.id) || ev.decision === 'unchecked') return;
   state.chartSeen.add(ev.id);
   const minute = minuteOf(ev.ts);
   if (Number.isNaN(minute)) return;
@@ -700,18 +711,18 @@ function addApproval(info) {
   const deny = el('button', { type: 'button', class: 'deny', text: '✕ Deny' });
   const left = el('span', { class: 'left' });
   const meta = el('div', { class: 'meta' },
-    el('span', { class: 'agent', text: shown(info.agent) || '—' }),
+    el('span', { class: 'agent', text: visible(info.agent) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
-    el('span', { class: 'session', text: shown(info.session) || '—' }),
+    el('span', { class: 'session', text: visible(info.session) || '—' }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: '·' }),
     el('time', { datetime: info.created_at, title: info.created_at, text: timeText(info.created_at) }));
   const card = el('li', { class: 'approval', 'data-id': info.id },
-    el('div', { class: 'approval-top' }, badge('ask'), el('code', { class: 'command', text: shown(info.command) }), left),
+    el('div', { class: 'approval-top' }, badge('ask'), el('code', { class: 'command', text: visible(info.command) }), left),
     meta,
     info.message || (info.matched_policies || []).length
       ? el('div', { class: 'why' },
-        (info.matched_policies || []).length ? el('span', { class: 'policy', text: shown(info.matched_policies.join(', ')) }) : null,
-        info.message ? el('span', { class: 'message', text: shown(info.message) }) : null)
+        (info.matched_policies || []).length ? el('span', { class: 'policy', text: info.matched_policies.join(', ') }) : null,
+        info.message ? el('span', { class: 'message', text: visible(info.message) }) : null)
       : null,
     el('div', { class: 'actions' }, note, approve, deny));
   const resolve = async (approved) => {
@@ -728,7 +739,7 @@ function addApproval(info) {
       } else if (!r.ok) {
         throw new Error((r.data && r.data.error) || `HTTP ${r.status}`);
       } else {
-        toast(`${approved ? 'Approved' : 'Denied'}: ${shown(info.command)}`, approved ? 'allow' : 'deny');
+        toast(`${approved ? 'Approved' : 'Denied'}: ${visible(info.command)}`, approved ? 'allow' : 'deny');
         removeApproval(info.id);
       }
     } catch (error) {
@@ -756,7 +767,7 @@ function removeApproval(id, info) {
   state.approvals.delete(id);
   entry.card.remove();
   updatePendingCount();
-  if (info && info.status === 'expired') toast(`Timed out (denied): ${shown(info.command)}`, 'deny');
+  if (info && info.status === 'expired') toast(`Timed out (denied): ${visible(info.command)}`, 'deny');
 }
 
 function tickApproval(entry) {

@@ -260,6 +260,20 @@ test('a denied command appears in the feed within one second', async () => {
   await page.waitForFunction(() => Number(document.querySelector('[data-field="denied"] .tile-value')?.textContent) >= 1);
 });
 
+test('a report of execs that ran unchecked shows as its own kind, never as an allow', async () => {
+  const r = await api('POST', '/v1/preflight/exec', {
+    agent: 'browser-fail-open', session: 'unchecked', params: { command: 'true' }, pid: 4242, ran_unchecked: 7,
+  });
+  assert.equal(r.status, 200);
+  const report = page.locator('#feed li.row[data-decision="unchecked"]', { hasText: '7 exec(s) ran unchecked in pid 4242' });
+  await report.waitFor({ timeout: 1000 });
+  const badge = await report.locator('.badge').innerText();
+  assert.match(badge, /unchecked/);
+  assert.doesNotMatch(badge, /✓/);
+  assert.match(await report.innerText(), /no policy server answered and the library failed open/);
+  await page.waitForFunction(() => Number(document.querySelector('[data-field="unchecked"] .tile-value')?.textContent) === 7);
+});
+
 test('an ask waits on the page; Approve lets it run', async () => {
   const command = '/bin/echo deploy staging';
   const waiting = agent.run(command);
@@ -307,16 +321,16 @@ test('a command carrying markup is shown as text', async () => {
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
 });
 
-test('control characters and bidi overrides are shown escaped and isolated', async () => {
-  // A command that would rewrite a terminal or reorder the text around it.
-  await agent.run(['/bin/echo', 'tidy\r\u001b[2Kgit status \u202etxt.exe']);
-  const shown = row('tidy\\r\\x1b[2Kgit status');
+test('bidi overrides and control characters are shown escaped and isolated', async () => {
+  const r = await api('POST', '/v1/preflight/exec', {
+    agent: 'bidi\u202eagent', session: 'esc', params: { command: 'rm -rf ~/\r\u001b[2Kgit status \u202etxt.exe' },
+  });
+  assert.equal(r.status, 200);
+  const shown = page.locator('#feed li.row', { hasText: 'git status' }).filter({ hasText: 'txt.exe' }).first();
   await shown.waitFor({ timeout: 1000 });
-  const text = await shown.locator('.command').textContent();
-  assert.ok(text.includes('tidy\\r\\x1b[2Kgit status \\u{202e}txt.exe'), text);
-  assert.ok(!/[\u001b\r\u202e]/.test(text), JSON.stringify(text));
-  const bidi = await shown.locator('.command').evaluate((node) => getComputedStyle(node).unicodeBidi);
-  assert.equal(bidi, 'isolate');
+  assert.equal(await shown.locator('.command').textContent(), 'rm -rf ~/\\r\\x1b[2Kgit status \\u{202e}txt.exe');
+  assert.equal(await shown.locator('.agent').textContent(), 'bidi\\u{202e}agent');
+  assert.equal(await shown.locator('.command').evaluate((e) => getComputedStyle(e).unicodeBidi), 'isolate');
 });
 
 test('the CSP blocks script injected into the page', async () => {

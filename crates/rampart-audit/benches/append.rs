@@ -33,6 +33,7 @@ fn event(i: usize) -> NewEvent {
         eval_us: 3,
         approval: None,
         mode: Some("enforce".into()),
+        unchecked: None,
     }
 }
 

@@ -64,6 +64,12 @@ pub struct AuditEvent {
     /// `enforce` or `monitor`, when the server knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Only on a report of execs that ran unchecked (`decision` is `unchecked`): how
+    /// many the reporting process ran without asking (its library failed open because no
+    /// server answered). Such an event is no decision; readers that do not know it see
+    /// an event with an unknown decision and count it as nothing but an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<u64>,
     pub prev_hash: String,
     /// Empty only while the writer is computing it; never empty on disk.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -102,6 +108,8 @@ pub struct NewEvent {
     pub eval_us: u64,
     pub approval: Option<Approval>,
     pub mode: Option<String>,
+    /// See [`AuditEvent::unchecked`].
+    pub unchecked: Option<u64>,
 }
 
 /// `sha256:<hex>` of `prev_hash` followed by `body`.
@@ -247,6 +255,7 @@ mod tests {
             eval_us: 3,
             approval: None,
             mode: Some("enforce".into()),
+            unchecked: None,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         }

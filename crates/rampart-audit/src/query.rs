@@ -185,7 +185,9 @@ fn scan_newest_first(
 }
 
 /// Events by outcome. An `ask` that a person resolved is stored with its final decision
-/// and an `approval`: it counts as asked *and* as allowed or denied.
+/// and an `approval`: it counts as asked *and* as allowed or denied. A report of execs
+/// that ran unchecked (decision `unchecked`) is no decision: it is not in `total`, and
+/// `unchecked` adds up the execs it reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub total: u64,
@@ -193,10 +195,19 @@ pub struct Counts {
     pub denied: u64,
     pub logged: u64,
     pub asked: u64,
+    /// Execs that ran without being checked (reported later by the library).
+    pub unchecked: u64,
 }
+
+/// The `decision` of an event that reports execs which ran unchecked.
+pub const UNCHECKED: &str = "unchecked";
 
 impl Counts {
     fn add(&mut self, event: &AuditEvent) {
+        if event.decision == UNCHECKED {
+            self.unchecked = self.unchecked.saturating_add(event.unchecked.unwrap_or(1));
+            return;
+        }
         self.total += 1;
         match event.decision.as_str() {
             "allow" => self.allowed += 1,

@@ -261,6 +261,7 @@ impl AuditLog {
             eval_us: new.eval_us,
             approval: new.approval,
             mode: new.mode,
+            unchecked: new.unchecked,
             prev_hash: String::new(),
             hash: String::new(),
         };

@@ -884,6 +884,7 @@ fn stats_count_exactly() {
         denied,
         logged,
         asked,
+        unchecked: 0,
     };
 
     let all = stats(dir.path(), None, None).unwrap();
@@ -900,8 +901,81 @@ fn stats_count_exactly() {
 
     assert_eq!(
         serde_json::to_string(&codex_day2).unwrap(),
-        r#"{"totals":{"total":1,"allowed":0,"denied":1,"logged":0,"asked":0},"agents":{"codex":{"total":1,"allowed":0,"denied":1,"logged":0,"asked":0}},"tools":{"exec":{"total":1,"allowed":0,"denied":1,"logged":0,"asked":0}}}"#
+        r#"{"totals":{"total":1,"allowed":0,"denied":1,"logged":0,"asked":0,"unchecked":0},"agents":{"codex":{"total":1,"allowed":0,"denied":1,"logged":0,"asked":0,"unchecked":0}},"tools":{"exec":{"total":1,"allowed":0,"denied":1,"logged":0,"asked":0,"unchecked":0}}}"#
     );
+}
+
+#[test]
+fn unchecked_reports_are_counted_as_execs_not_as_decisions_and_found_by_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path()).unwrap();
+    log.append(event("claude", "exec", "allow", "ls")).unwrap();
+    let report = log
+        .append(NewEvent {
+            agent: "claude".into(),
+            session: "claude-session".into(),
+            tool: "exec".into(),
+            decision: "unchecked".into(),
+            message: "3 exec(s) ran unchecked in pid 42".into(),
+            pid: Some(42),
+            unchecked: Some(3),
+            ..NewEvent::default()
+        })
+        .unwrap();
+    log.append(NewEvent {
+        unchecked: Some(2),
+        ..report_like("codex")
+    })
+    .unwrap();
+    drop(log);
+    // On disk: one more optional field, just before prev_hash; the line reads back.
+    let line = lines(&day_file(dir.path(), &report.ts[..10]))[1].clone();
+    assert!(
+        line.contains(r#""decision":"unchecked","policy":"","message":"3 exec(s) ran unchecked in pid 42","eval_us":0,"unchecked":3,"prev_hash":"#),
+        "{line}"
+    );
+    let all = stats(dir.path(), None, None).unwrap();
+    assert_eq!(
+        all.agents["claude"],
+        Counts {
+            total: 1,
+            allowed: 1,
+            unchecked: 3,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(all.totals.unchecked, 5);
+    assert_eq!(all.totals.total, 1);
+    let found = read_events(
+        dir.path(),
+        &Query {
+            decision: Some("unchecked".into()),
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(found.len(), 2);
+    let by_text = read_events(
+        dir.path(),
+        &Query {
+            text: Some("RAN UNCHECKED".into()),
+            agent: Some("claude".into()),
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(by_text, vec![report]);
+    assert!(rampart_audit::verify(dir.path()).unwrap().ok);
+}
+
+fn report_like(agent: &str) -> NewEvent {
+    NewEvent {
+        agent: agent.into(),
+        tool: "exec".into(),
+        decision: "unchecked".into(),
+        message: "ran unchecked".into(),
+        ..NewEvent::default()
+    }
 }
 
 #[test]

@@ -4,7 +4,6 @@ use anyhow::{Result, bail};
 use rampart_server::wire::ApprovalInfo;
 
 use crate::Outcome;
-use crate::audit_cmd::shown;
 use crate::serve_cmd::call;
 
 pub fn pending() -> Result<Outcome> {
@@ -29,17 +28,23 @@ pub fn pending() -> Result<Outcome> {
             .parse::<jiff::Timestamp>()
             .map(|t| (t.as_second() - now.as_second()).max(0))
             .unwrap_or(0);
+        // The agent chose the command (and maybe its name): shown escaped, so an ESC
+        // sequence or a carriage return cannot make an `rm -rf` look like `git status`.
         outln!(
             "{}  {}s left  {}  {}  {}  — {}",
-            a.id,
+            show(&a.id),
             left,
-            shown(&a.agent),
-            shown(&a.session),
-            shown(&a.command),
-            shown(&a.message)
+            show(&a.agent),
+            show(&a.session),
+            show(&a.command),
+            show(&a.message)
         );
     }
     Ok(Outcome::Success)
+}
+
+fn show(text: &str) -> String {
+    rampart_server::printable_string(text.as_bytes())
 }
 
 fn who() -> String {
@@ -64,16 +69,17 @@ pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcom
             outln!(
                 "{} {}: {}",
                 if approved { "Approved" } else { "Denied" },
-                info.id,
-                shown(&info.command)
+                show(&info.id),
+                show(&info.command)
             );
             Ok(Outcome::Success)
         }
-        404 => bail!("no approval with id {id} (see `rampart pending`)"),
-        410 => bail!("{}", response.error_text()),
+        404 => bail!("no approval with id {} (see `rampart pending`)", show(id)),
+        410 => bail!("{}", show(&response.error_text())),
         status => bail!(
-            "resolving {id} failed ({status}): {}",
-            response.error_text()
+            "resolving {} failed ({status}): {}",
+            show(id),
+            show(&response.error_text())
         ),
     }
 }

@@ -65,7 +65,7 @@ pub struct SearchArgs {
     agent: Option<String>,
     #[arg(long)]
     session: Option<String>,
-    /// allow, deny, ask or log
+    /// allow, deny, ask, log, or unchecked (reports of execs that ran unchecked)
     #[arg(long)]
     decision: Option<String>,
     #[arg(long)]
@@ -103,40 +103,40 @@ pub fn run(command: AuditCommand) -> Result<Outcome> {
     }
 }
 
-/// Untrusted text (commands, names, messages) as it may be shown on a terminal.
-pub fn shown(text: &str) -> String {
-    rampart_contract::printable::printable_string(text.as_bytes())
-}
-
 /// One event per line: time, decision, agent, session, command, then the policy's reason.
+/// Every field comes from the trail (an agent chose its command, a tampered file could
+/// hold anything), so each is shown through the one printable rule: control characters,
+/// DEL, C1, bidi and zero-width characters escaped. An ESC sequence or a carriage return
+/// in a command can then neither rewrite nor erase the lines a person reads.
 pub fn format_event(event: &AuditEvent, colour: bool) -> String {
-    let time = event.ts.get(..19).unwrap_or(&event.ts).replace('T', " ");
-    let decision = format!("{:<5}", event.decision);
+    let show = |text: &str| rampart_server::printable_string(text.as_bytes());
+    let time = show(&event.ts.get(..19).unwrap_or(&event.ts).replace('T', " "));
+    let decision = format!("{:<5}", show(&event.decision));
     let decision = if colour {
         let code = match event.decision.as_str() {
             "deny" => "31",
             "ask" => "33",
             "log" => "36",
+            // A report of execs that ran unchecked: never green like an allow.
+            "unchecked" => "35",
             _ => "32",
         };
         format!("\x1b[{code}m{decision}\x1b[0m")
     } else {
         decision
     };
-    // Everything the agent chose is shown through `printable`: one event, one line, and no
-    // escape sequence in a command can rewrite or hide what the terminal already shows.
     let mut line = format!(
         "{time}  {decision}  {}  {}  {}",
-        shown(&event.agent),
-        shown(&event.session),
-        shown(&event.command)
+        show(&event.agent),
+        show(&event.session),
+        show(&event.command)
     );
     if !event.message.is_empty() {
         line.push_str("  — ");
-        line.push_str(&shown(&event.message));
+        line.push_str(&show(&event.message));
     }
     if !event.policy.is_empty() {
-        line.push_str(&format!(" [{}]", shown(&event.policy)));
+        line.push_str(&format!(" [{}]", show(&event.policy)));
     }
     line
 }
@@ -201,16 +201,21 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The seed page's block for one agent.
+/// The seed page's block for one agent, and `Unchecked: N` (execs that ran without
+/// being checked) when there were any.
 pub fn stats_block(agent: &str, c: &Counts) -> String {
-    format!(
+    let mut block = format!(
         "Agent: {agent}\n  Total: {}\n  Allowed: {}\n  Denied: {}\n  Logged: {}\n  Asked: {}\n",
         thousands(c.total),
         thousands(c.allowed),
         thousands(c.denied),
         thousands(c.logged),
         thousands(c.asked),
-    )
+    );
+    if c.unchecked > 0 {
+        block.push_str(&format!("  Unchecked: {}\n", thousands(c.unchecked)));
+    }
+    block
 }
 
 fn stats(since_arg: Option<&str>, agent: Option<&str>, dir: &std::path::Path) -> Result<Outcome> {
@@ -305,10 +310,19 @@ mod tests {
             denied: 12,
             logged: 34,
             asked: 0,
+            unchecked: 0,
         };
         assert_eq!(
             stats_block("preload", &c),
             "Agent: preload\n  Total: 1,247\n  Allowed: 1,201\n  Denied: 12\n  Logged: 34\n  Asked: 0\n"
+        );
+        let c = Counts {
+            unchecked: 1234,
+            ..c
+        };
+        assert_eq!(
+            stats_block("preload", &c),
+            "Agent: preload\n  Total: 1,247\n  Allowed: 1,201\n  Denied: 12\n  Logged: 34\n  Asked: 0\n  Unchecked: 1,234\n"
         );
     }
 }

@@ -199,6 +199,7 @@ pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Ver
         via: Some(call.via.to_owned()),
         wait_ms: (enforce && wait_ms > 0 && call.unchecked.is_none()).then_some(wait_ms),
         unchecked: call.unchecked.clone(),
+        ran_unchecked: None,
     };
     let body = serde_json::to_value(&request).context("encoding the preflight request")?;
     let timeout = Duration::from_millis(wait_ms.saturating_add(2000));

@@ -341,6 +341,12 @@ pub fn call(
             response.error_text()
         );
     }
+    if response.status == 403 && token.starts_with(rampart_server::agents::PREFIX) {
+        bail!(
+            "{}: RAMPART_TOKEN holds an agent credential (given to programs run under `rampart preload`/`supervise`); admin commands need the admin token",
+            response.error_text()
+        );
+    }
     Ok((endpoint, response))
 }
 
@@ -362,7 +368,7 @@ fn reload() -> Result<Outcome> {
             "rampart: reload failed, the previous policy stays in force ({} policies, {} rules): {}",
             result.policies,
             result.rules,
-            result.error.unwrap_or_default()
+            rampart_server::printable_string(result.error.unwrap_or_default().as_bytes())
         );
         Ok(Outcome::Code(1))
     }
@@ -396,10 +402,23 @@ fn status() -> Result<Outcome> {
         s.policy_source
     );
     if let Some(err) = &s.last_reload_error {
-        outln!("  reload:   last reload failed: {err}");
+        outln!(
+            "  reload:   last reload failed: {}",
+            rampart_server::printable_string(err.as_bytes())
+        );
     }
     outln!("  pending:  {} approval(s)", s.pending_approvals);
+    outln!(
+        "  agents:   {} agent credential(s) alive",
+        s.agent_credentials
+    );
     outln!("  audit:    {}", s.audit_dir);
+    if s.unrecorded_refusals > 0 {
+        outln!(
+            "  unrecorded: {} refusal(s) answered while the audit trail could not be written (see the server's stderr)",
+            s.unrecorded_refusals
+        );
+    }
     Ok(Outcome::Success)
 }
 

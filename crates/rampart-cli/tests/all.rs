@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions may unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agents;
 mod dashboard;
 mod fail_closed;
 mod faults_preload;

@@ -276,6 +276,9 @@ fn day_file(dir: &Path) -> PathBuf {
     files.pop().unwrap()
 }
 
+/// Issue 12, item 2: a full disk turns would-be allows into 503, but a refusal is still
+/// answered as a refusal (before: 503 too, which the client's fail-open rule ran), said
+/// on stderr and counted.
 #[test]
 fn a_full_disk_answers_503_claims_nothing_and_recovers_by_itself() {
     if !can_mount("a_full_disk_answers_503_claims_nothing_and_recovers_by_itself") {
@@ -312,10 +315,37 @@ fn a_full_disk_answers_503_claims_nothing_and_recovers_by_itself() {
         );
         refused += 1;
     }
-    // A denied command is refused the same way: no decision without its event.
+    // A denied command is still answered as a denial: a 503 would hand it to the
+    // client's fail-open rule. Its event is missing, so the answer says so.
     let long_deny = format!("rm -rf / {}", "y".repeat(6000));
-    assert_eq!(server.exec(&long_deny).status, 503);
+    let r = server.exec(&long_deny);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json().unwrap();
+    assert_eq!(body["allowed"], json!(false), "{body}");
+    assert_eq!(body["decision"], json!("deny"), "{body}");
+    assert_eq!(body["audit_id"], json!(""), "{body}");
+    assert_eq!(
+        body["message"],
+        json!("Destructive command blocked (not recorded: the audit trail cannot be written)"),
+        "{body}"
+    );
     refused += 1;
+    // So is an ask that nobody waits for (no wait_ms): it refuses.
+    let r = server.exec(&format!("curl {}", "q".repeat(6000)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().unwrap()["decision"], json!("ask"));
+    refused += 1;
+    assert_eq!(server.metric("rampart_unrecorded_refusals_total"), 2);
+    let status = server.call("GET", "/v1/status", None).json().unwrap();
+    assert_eq!(status["unrecorded_refusals"], json!(2), "{status}");
+    let shown = home.run(&["serve", "status"]);
+    assert!(
+        shown.stdout().contains(
+            "  unrecorded: 2 refusal(s) answered while the audit trail could not be written (see the server's stderr)\n"
+        ),
+        "{}",
+        shown.stdout()
+    );
 
     let content = std::fs::read(&day).unwrap();
     assert_eq!(
@@ -361,15 +391,35 @@ fn a_full_disk_answers_503_claims_nothing_and_recovers_by_itself() {
     );
     assert!(
         outage[0].contains("No space left on device")
-            && outage[0].ends_with("answering preflights 503 until it can"),
+            && outage[0]
+                .ends_with("answering would-be allows 503 and refusals unrecorded until it can"),
         "{}",
         outage[0]
     );
     assert_eq!(
         outage[1],
         format!(
-            "rampart: audit trail writable again; {refused} preflight(s) were answered 503 while it was not"
+            "rampart: audit trail writable again; while it was not, {} preflight(s) were answered 503 and 2 refusal(s) were answered unrecorded",
+            refused - 2
         )
+    );
+    // Each unrecorded refusal is said, on one line, since stderr is its only record.
+    let unrecorded: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("rampart: refusal answered but not recorded ("))
+        .collect();
+    assert_eq!(unrecorded.len(), 2, "{stderr}");
+    assert!(
+        unrecorded[0].contains("No space left on device")
+            && unrecorded[0].contains("): deny agent preload session faults: rm -rf / yyy")
+            && unrecorded[0].ends_with("y…"),
+        "{}",
+        unrecorded[0]
+    );
+    assert!(
+        unrecorded[1].contains("): ask agent preload session faults: curl qqq"),
+        "{}",
+        unrecorded[1]
     );
 
     let verify = home.run(&["audit", "verify", "--audit-dir", audit.to_str().unwrap()]);
@@ -1163,7 +1213,7 @@ fn a_failed_fsync_is_answered_503_said_on_stderr_and_recovered_from() {
         )
     );
     let said = format!(
-        "rampart: audit trail cannot be written: {}; answering preflights 503 until it can",
+        "rampart: audit trail cannot be written: {}; answering would-be allows 503 and refusals unrecorded until it can",
         refused.trim_start_matches("audit trail cannot be written: ")
     );
     assert!(
@@ -1219,4 +1269,71 @@ fn sigterm_right_after_start_up_is_a_clean_shutdown() {
         let server = crate::util::Server::start(&home, &[]);
         assert_eq!(server.terminate(), Some(0));
     }
+}
+
+/// Issue 12, item 2: `prlimit --fsize=N rampart serve` — the audit file reaching the file
+/// size limit used to kill the server with SIGXFSZ, silently, and every client then
+/// applied its fail-open rule. Now the signal is caught: the write fails with EFBIG, said
+/// on stderr as the file size limit; allows get 503, refusals are still answered.
+#[test]
+fn the_file_size_limit_does_not_kill_the_server_and_denials_are_still_answered() {
+    let home = seed_home();
+    let server = spawn(
+        &home,
+        "prlimit",
+        &["--fsize=16384", rampart(), "serve", "--port", "0"],
+    );
+    let padding = "p".repeat(900);
+    let mut allowed = 0;
+    let mut first_503 = None;
+    for i in 0..100 {
+        let r = server.exec(&format!("echo {i} {padding}"));
+        if r.status == 503 {
+            first_503 = Some(r.json().unwrap()["error"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        allowed += 1;
+    }
+    let error = first_503.expect("the limit was never reached");
+    assert!(allowed >= 5, "{allowed}");
+    assert!(
+        error.contains("File too large")
+            && error.ends_with(
+                "(the file size limit of this process, RLIMIT_FSIZE, is reached: raise `ulimit -f` where the server starts)"
+            ),
+        "{error}"
+    );
+    // Alive, and a denial is answered as one.
+    assert!(crate::util::wait_until(2, || std::path::Path::new(
+        &format!("/proc/{}/status", server.pid())
+    )
+    .exists()));
+    let r = server.exec(&format!("rm -rf / {padding}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json().unwrap();
+    assert_eq!(
+        (body["allowed"].clone(), body["decision"].clone()),
+        (json!(false), json!("deny"))
+    );
+    assert_eq!(server.metric("rampart_unrecorded_refusals_total"), 1);
+    assert!(wait_until(10, || server
+        .stderr()
+        .contains("rampart: refusal answered but not recorded (")));
+    let stderr = server.stderr();
+    assert!(
+        stderr.lines().any(
+            |l| l.starts_with("rampart: audit trail cannot be written: ")
+                && l.contains("RLIMIT_FSIZE")
+        ),
+        "{stderr}"
+    );
+    // What was written is intact.
+    let verify = home.run(&["audit", "verify"]);
+    assert_eq!(verify.code(), 0, "{}{}", verify.stdout(), verify.stderr());
+    assert_eq!(
+        verify.stdout(),
+        format!("ok: {allowed} events in 1 file(s), hash chain intact\n")
+    );
+    assert_eq!(server.terminate(), Some(0));
 }

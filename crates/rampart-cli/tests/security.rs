@@ -115,7 +115,7 @@ pub fn raw(endpoint: &Endpoint, method: &str, path: &str, headers: &[&str]) -> R
 }
 
 /// `{"error": "..."}` and nothing else.
-fn assert_error_only(r: &Raw, what: &str) {
+pub fn assert_error_only(r: &Raw, what: &str) {
     assert_eq!(
         r.header("content-type"),
         Some("application/json"),
@@ -158,12 +158,25 @@ fn the_only_public_routes_are_healthz_and_the_dashboard_files() {
         assert_eq!(route.method, "GET", "{route:?}");
         assert!(!route.path.contains('{'), "{route:?}");
     }
-    // Everything under /v1/ and /metrics needs the token (DESIGN.md §5).
+    // Everything under /v1/ and /metrics needs the token (DESIGN.md §5); agent
+    // credentials reach exactly what the library and the supervisor need (issue 13).
+    let mut agent_routes = Vec::new();
     for route in ROUTES {
         if route.path.starts_with("/v1/") || route.path.starts_with("/metrics") {
-            assert_eq!(route.access, Access::Token, "{route:?}");
+            assert_ne!(route.access, Access::Public, "{route:?}");
+        }
+        if route.access == Access::Agent {
+            agent_routes.push((route.method, route.path));
         }
     }
+    assert_eq!(
+        agent_routes,
+        [
+            ("POST", "/v1/preflight/{tool}"),
+            ("GET", "/v1/approvals/{id}"),
+            ("DELETE", "/v1/agents/self"),
+        ]
+    );
     // No route is listed twice.
     let mut seen = std::collections::HashSet::new();
     for route in ROUTES {
@@ -225,7 +238,7 @@ fn every_protected_endpoint_refuses_missing_and_wrong_tokens() {
     ];
     let token_routes: Vec<&Route> = ROUTES
         .iter()
-        .filter(|r| r.access == Access::Token)
+        .filter(|r| r.access != Access::Public)
         .collect();
     assert!(token_routes.len() >= 12, "{token_routes:?}");
     for endpoint in [server.tcp(), server.unix()] {
@@ -392,6 +405,7 @@ fn everything_the_server_writes_is_private_after_start_rotate_and_background() {
     assert_eq!(mode(&p("token")), 0o600);
     assert_eq!(mode(&p("rampart.sock")), 0o600);
     assert_eq!(mode(&p("serve.port")), 0o600);
+    assert_eq!(mode(&p("agents.json")), 0o600);
     assert_eq!(mode(&p("policies")), 0o700);
     assert_eq!(mode(&p("audit")), 0o700);
     let files: Vec<_> = std::fs::read_dir(p("audit"))
@@ -939,3 +953,114 @@ fn a_wrong_token_with_a_large_body_gets_its_401_not_a_reset() {
         );
     }
 }
+
+/// Issue 12, item 3: `rampart serve` makes itself non-dumpable, so an agent running as
+/// the same (ordinary) user can neither list `/proc/<serve>/fd`, read its `environ` or
+/// `mem`, nor copy one of its descriptors with `pidfd_getfd` (the way to steal a socket
+/// or the seccomp listener). Server and probe both run as uid 1000; a sleeping process of
+/// that user is the control, on which every probe works.
+#[test]
+fn serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors() {
+    use std::io::BufRead;
+    use std::os::unix::fs::chown;
+    use std::process::{Command, Stdio};
+    const TEST: &str =
+        "security::serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors";
+    if running_as_root().is_none() {
+        eprintln!("SKIPPED {TEST}: needs root to run the server and the probe as uid 1000");
+        return;
+    }
+    let home = Home::new();
+    chown(home.path(), Some(1000), Some(1000)).unwrap();
+    let probe = home.path().join("probe.py");
+    std::fs::write(&probe, NON_DUMPABLE_PROBE).unwrap();
+    chown(&probe, Some(1000), Some(1000)).unwrap();
+    let as_user = |program: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            program,
+        ])
+        .env("RAMPART_HOME", home.path())
+        .env_remove("RAMPART_TOKEN")
+        .env_remove("LD_PRELOAD");
+        cmd
+    };
+    let mut server = as_user(env!("CARGO_BIN_EXE_rampart"))
+        .args(["serve", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("rampart: listening on "), "{first:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
+    assert!(status.contains("\nUid:\t1000\t"), "{status}");
+    let out = as_user("/usr/bin/python3")
+        .arg(&probe)
+        .arg(server.id().to_string())
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"control": {"environ": "ok", "fd": "ok", "getfd": "ok", "mem": "ok"}, "server": {"environ": "Permission denied", "fd": "Permission denied", "getfd": "Operation not permitted", "mem": "Permission denied"}}"#
+    );
+}
+
+/// `Some(())` when this test process runs as root.
+fn running_as_root() -> Option<()> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .any(|l| l.starts_with("Uid:\t0\t"))
+        .then_some(())
+}
+
+/// Tries, as the calling user, each way into another process of the same user.
+const NON_DUMPABLE_PROBE: &str = r#"
+import ctypes, json, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return e.strerror or str(e)
+def getfd(target, fd):
+    pidfd = os.pidfd_open(target)
+    try:
+        r = libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+        if r < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.close(r)
+    finally:
+        os.close(pidfd)
+def probe(target):
+    return {
+        "fd": attempt(lambda: os.listdir(f"/proc/{target}/fd")),
+        "environ": attempt(lambda: open(f"/proc/{target}/environ", "rb").read()),
+        "mem": attempt(lambda: open(f"/proc/{target}/mem", "rb").close()),
+        "getfd": attempt(lambda: getfd(target, 0)),
+    }
+control = subprocess.Popen(["sleep", "30"], stdin=subprocess.DEVNULL)
+out = {"server": probe(int(sys.argv[1])), "control": probe(control.pid)}
+control.kill()
+control.wait()
+print(json.dumps(out, sort_keys=True))
+"#;

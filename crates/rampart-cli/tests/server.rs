@@ -973,3 +973,173 @@ fn a_kept_alive_connection_is_reused_and_reopened_once_after_a_restart() {
         .is_err()
     );
 }
+
+/// Issue 12, item 6: a library that failed open reports how many execs ran unchecked
+/// with its next preflight; the server records the report as its own event (decision
+/// `unchecked`, before the preflight's event) that `audit stats`, `audit search`,
+/// `audit tail` and the API show — and that is never counted as an allow.
+#[test]
+fn execs_that_ran_unchecked_are_recorded_counted_and_found() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    server.preflight(exec("ls /"));
+    let mut body = exec("rm -rf /");
+    body["pid"] = json!(4242);
+    body["ran_unchecked"] = json!(3);
+    let answer = server.preflight(body);
+    assert_eq!(answer["decision"], json!("deny"), "{answer}");
+    // 0 is nothing to report.
+    let mut body = exec("git status");
+    body["ran_unchecked"] = json!(0);
+    server.preflight(body);
+
+    let events = server
+        .call("GET", "/v1/audit/events?limit=10", None)
+        .json()
+        .unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let decisions: Vec<&str> = events
+        .iter()
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["allow", "deny", "unchecked", "allow"]);
+    let report = &events[2];
+    assert_eq!(
+        (
+            report["agent"].clone(),
+            report["session"].clone(),
+            report["pid"].clone(),
+            report["unchecked"].clone(),
+            report["command"].clone(),
+            report["message"].clone(),
+        ),
+        (
+            json!("preload"),
+            json!("s1"),
+            json!(4242),
+            json!(3),
+            json!(""),
+            json!(
+                "3 exec(s) ran unchecked in pid 4242: no policy server answered and the library failed open"
+            ),
+        )
+    );
+    assert_eq!(events[1]["audit_id"], json!(null));
+    assert_eq!(answer["audit_id"], events[1]["id"]);
+
+    let run = home.run(&["audit", "stats"]);
+    assert_eq!(
+        run.stdout(),
+        "Agent: preload\n  Total: 3\n  Allowed: 2\n  Denied: 1\n  Logged: 0\n  Asked: 0\n  Unchecked: 3\n"
+    );
+    let stats = server.call("GET", "/v1/audit/stats", None).json().unwrap();
+    assert_eq!(stats["totals"]["unchecked"], json!(3), "{stats}");
+    assert_eq!(stats["totals"]["allowed"], json!(2), "{stats}");
+    for args in [
+        &["audit", "search", "--decision", "unchecked"][..],
+        &["audit", "search", "ran unchecked"][..],
+    ] {
+        let stdout = home.run(args).stdout();
+        let lines: Vec<&str> = stdout.lines().map(|l| &l[19..]).collect();
+        assert_eq!(
+            lines,
+            [
+                "  unchecked  preload  s1    — 3 exec(s) ran unchecked in pid 4242: no policy server answered and the library failed open"
+            ],
+            "{args:?}"
+        );
+    }
+    let verify = home.run(&["audit", "verify"]);
+    assert_eq!(
+        verify.stdout(),
+        "ok: 4 events in 1 file(s), hash chain intact\n"
+    );
+}
+
+/// Issue 12, item 8: a command (or agent name) with ESC sequences, carriage returns or
+/// bidi overrides reached the approver's terminal raw — `rampart pending` showed
+/// `git status` for an `rm -rf`, and `audit tail` lines could erase earlier ones. Every
+/// such character is now shown escaped, by the one printable rule.
+#[test]
+fn commands_reach_the_terminal_escaped_in_pending_tail_and_search() {
+    let home = Home::new();
+    home.policy(
+        "escapes.yaml",
+        r#"version: "1"
+default_action: allow
+policies:
+  - name: deletes
+    rules:
+      - action: ask
+        when:
+          command_matches: ["rm *"]
+        message: "Deletes need a person"
+      - action: deny
+        when:
+          command_matches: ["dd *"]
+        message: "Disk writes blocked"
+"#,
+    );
+    let server = Server::start(&home, &[]);
+    let denied = "dd if=/dev/zero of=/dev/sda\x1b[1A\x1b[2K\rls";
+    let answer = server
+        .preflight(json!({"agent": "a\u{202e}b", "session": "s", "params": {"command": denied}}));
+    assert_eq!(answer["decision"], json!("deny"));
+
+    let disguised = "rm -rf ~/\r\x1b[2Kgit status";
+    let endpoint = server.unix();
+    let token = server.token.clone();
+    let waiter = std::thread::spawn(move || {
+        let body = json!({"agent": "preload", "session": "s1", "params": {"command": disguised}, "wait_ms": 30000});
+        request(
+            &endpoint,
+            "POST",
+            "/v1/preflight/exec",
+            Some(&token),
+            Some(&body),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .json()
+        .unwrap()
+    });
+    assert!(wait_until(10, || home
+        .run(&["pending"])
+        .stdout()
+        .contains("Deletes")));
+    let pending = home.run(&["pending"]).stdout();
+    assert!(!pending.contains(['\x1b', '\r']), "{pending:?}");
+    assert!(
+        pending
+            .ends_with("  preload  s1  rm -rf ~/\\r\\x1b[2Kgit status  — Deletes need a person\n"),
+        "{pending:?}"
+    );
+    let id = pending.split(' ').next().unwrap().to_owned();
+    let run = home.run(&["deny", &id]);
+    assert_eq!(
+        run.stdout(),
+        format!("Denied {id}: rm -rf ~/\\r\\x1b[2Kgit status\n")
+    );
+    assert_eq!(waiter.join().unwrap()["decision"], json!("deny"));
+
+    for args in [&["audit", "tail", "-n", "5"][..], &["audit", "search"][..]] {
+        let out = home.run(args).stdout();
+        assert!(
+            !out.contains(['\x1b', '\r', '\u{202e}']),
+            "{args:?}: {out:?}"
+        );
+        assert_eq!(out.lines().count(), 2, "{args:?}: {out:?}");
+        assert!(
+            out.contains(
+                "  deny   a\\u{202e}b  s  dd if=/dev/zero of=/dev/sda\\x1b[1A\\x1b[2K\\rls  — Disk writes blocked [deletes]"
+            ),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            out.contains("  preload  s1  rm -rf ~/\\r\\x1b[2Kgit status  — denied by "),
+            "{args:?}: {out:?}"
+        );
+    }
+}

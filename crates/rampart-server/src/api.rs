@@ -19,12 +19,14 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use crate::agents::AgentIdentity;
 use crate::approvals::{Outcome, ResolveError};
+use crate::auth::Caller;
 use crate::config::Mode;
 use crate::state::AppState;
 use crate::wire::{
-    ApprovalInfo, ErrorBody, PolicyFileStatus, PreflightRequest, PreflightResponse, ResolveRequest,
-    Status, TestRequest, TestResponse,
+    AgentCredential, AgentRequest, ApprovalInfo, ErrorBody, PolicyFileStatus, PreflightRequest,
+    PreflightResponse, ResolveRequest, Status, TestRequest, TestResponse,
 };
 
 /// Request bodies above this are refused with 413 (DESIGN.md §5).
@@ -36,9 +38,12 @@ pub enum Access {
     /// Anyone who can reach the server: `/healthz` and the dashboard's static files,
     /// which hold no data.
     Public,
-    /// Only with `Authorization: Bearer <token>` (the SSE stream also takes `?token=`);
-    /// 401 otherwise.
+    /// Only with `Authorization: Bearer <admin token>` (the SSE stream also takes
+    /// `?token=`); 401 otherwise, 403 for an agent credential.
     Token,
+    /// The admin token or an agent credential (`POST /v1/agents`): what the preload
+    /// library and the supervisor need, and nothing else. 401 otherwise.
+    Agent,
 }
 
 /// One route of the server: its method, its path (axum syntax, `{param}` for a path
@@ -57,11 +62,15 @@ macro_rules! http_method {
     (post) => {
         "POST"
     };
+    (delete) => {
+        "DELETE"
+    };
 }
 
 /// The route table: [`ROUTES`] and the router are generated from the same lines, so a
 /// route cannot be served without being listed (tests iterate [`ROUTES`] and check that
-/// every `Token` route refuses a missing or wrong token on both listeners).
+/// every `Token` and `Agent` route refuses a missing or wrong token on both listeners,
+/// and every `Token` route an agent credential).
 macro_rules! route_table {
     ($($method:ident $path:literal $access:ident => $handler:expr;)*) => {
         /// Every route the server answers, in the order they are registered.
@@ -71,18 +80,20 @@ macro_rules! route_table {
             access: Access::$access,
         }),*];
 
-        /// (public routes, routes that need the token)
-        fn table_routers() -> (Router<Arc<AppState>>, Router<Arc<AppState>>) {
+        /// (public routes, admin-token routes, routes agent credentials may call too)
+        fn table_routers() -> (Router<Arc<AppState>>, Router<Arc<AppState>>, Router<Arc<AppState>>) {
             let mut public = Router::new();
-            let mut protected = Router::new();
+            let mut admin = Router::new();
+            let mut agent = Router::new();
             $(
                 let handler = axum::routing::$method($handler);
                 match Access::$access {
                     Access::Public => public = public.route($path, handler),
-                    Access::Token => protected = protected.route($path, handler),
+                    Access::Token => admin = admin.route($path, handler),
+                    Access::Agent => agent = agent.route($path, handler),
                 }
             )*
-            (public, protected)
+            (public, admin, agent)
         }
     };
 }
@@ -95,10 +106,10 @@ route_table! {
     get "/dashboard/app.js" Public => crate::dashboard::app_js;
     get "/dashboard/app.css" Public => crate::dashboard::app_css;
     get "/dashboard/favicon.svg" Public => crate::dashboard::favicon_svg;
-    post "/v1/preflight/{tool}" Token => preflight;
+    post "/v1/preflight/{tool}" Agent => preflight;
     post "/v1/test" Token => test;
     get "/v1/approvals" Token => list_approvals;
-    get "/v1/approvals/{id}" Token => get_approval;
+    get "/v1/approvals/{id}" Agent => get_approval;
     post "/v1/approvals/{id}/resolve" Token => resolve_approval;
     get "/v1/audit/events" Token => audit_events;
     get "/v1/audit/stats" Token => audit_stats;
@@ -107,6 +118,9 @@ route_table! {
     post "/v1/policy/reload" Token => reload;
     get "/v1/status" Token => status;
     get "/metrics" Token => metrics;
+    post "/v1/agents" Token => register_agent;
+    delete "/v1/agents/self" Agent => revoke_own_agent;
+    delete "/v1/agents/{id}" Token => revoke_agent;
 }
 
 /// An oversized preflight body is still read to its end, up to this much, before the 413
@@ -120,13 +134,18 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 const OVERSIZED_COMMAND_CHARS: usize = 4096;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let (public, protected) = table_routers();
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+    let (public, admin, agent) = table_routers();
+    let admin = admin.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        crate::auth::require_token,
+        crate::auth::require_admin,
+    ));
+    let agent = agent.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_caller,
     ));
     public
-        .merge(protected)
+        .merge(admin)
+        .merge(agent)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -142,7 +161,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -271,7 +290,7 @@ fn string_field_prefix(prefix: &[u8], key: &str) -> Option<String> {
 
 /// Records and refuses a preflight whose body is over [`BODY_LIMIT`]: the client denies
 /// on 413 in enforce mode, and a decision the user sees must be in the audit trail.
-fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
+fn oversized(state: &AppState, tool: &str, prefix: &[u8], who: Option<&AgentIdentity>) -> Response {
     let message = format!("request body larger than {BODY_LIMIT} bytes: not evaluated");
     let mode = state.config.mode;
     if mode == Mode::Disabled {
@@ -286,9 +305,16 @@ fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
     command.push_str(" …");
     let action = if enforce { Action::Deny } else { Action::Log };
     state.metrics.decision(action, 0);
+    let (agent, session) = match who {
+        Some(who) => (who.agent.clone(), who.session.clone()),
+        None => (
+            string_field_prefix(prefix, "agent").unwrap_or_else(|| "unknown".to_owned()),
+            string_field_prefix(prefix, "session").unwrap_or_default(),
+        ),
+    };
     let event = NewEvent {
-        agent: string_field_prefix(prefix, "agent").unwrap_or_else(|| "unknown".to_owned()),
-        session: string_field_prefix(prefix, "session").unwrap_or_default(),
+        agent,
+        session,
         tool: tool.to_owned(),
         command,
         decision: action.as_str().to_owned(),
@@ -296,10 +322,9 @@ fn oversized(state: &AppState, tool: &str, prefix: &[u8]) -> Response {
         mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
         ..NewEvent::default()
     };
-    match append(state, event) {
-        Ok(_) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
-        Err(e) => e.into_response(),
-    }
+    // A 413 is a refusal in both modes' eyes (the library denies on it in enforce mode).
+    let (_, message) = append_refusal(state, event).answer(message);
+    error(StatusCode::PAYLOAD_TOO_LARGE, message)
 }
 
 fn now_rfc3339() -> String {
@@ -312,12 +337,17 @@ fn duration_us(d: Duration) -> u64 {
 
 async fn preflight(
     State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     Path(tool): Path<String>,
     body: axum::body::Body,
 ) -> Response {
+    let who = match &caller {
+        Caller::Admin => None,
+        Caller::Agent(who) => Some(who),
+    };
     let bytes = match read_preflight_body(body).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(prefix)) => return oversized(&state, &tool, &prefix),
+        Ok(Err(prefix)) => return oversized(&state, &tool, &prefix, who),
         Err(e) => return e.into_response(),
     };
     let req: PreflightRequest = match parse_json(&bytes) {
@@ -331,8 +361,22 @@ async fn preflight(
             "params.command is required for tool exec",
         );
     }
-    let agent = req.agent.clone().unwrap_or_else(|| "unknown".to_owned());
-    let session = req.session.clone().unwrap_or_default();
+    // An agent credential names its caller: the body may repeat the same agent and
+    // session, never claim others (another name could select a more permissive policy).
+    let (agent, session) = match who {
+        None => (
+            req.agent.clone().unwrap_or_else(|| "unknown".to_owned()),
+            req.session.clone().unwrap_or_default(),
+        ),
+        Some(who) => {
+            let other_agent = req.agent.as_deref().is_some_and(|a| a != who.agent);
+            let other_session = req.session.as_deref().is_some_and(|s| s != who.session);
+            if other_agent || other_session {
+                return claimed_another(&state, &req, &tool, &command, who);
+            }
+            (who.agent.clone(), who.session.clone())
+        }
+    };
     let mode = state.config.mode;
     if mode == Mode::Disabled {
         return axum::Json(PreflightResponse {
@@ -348,6 +392,9 @@ async fn preflight(
         .into_response();
     }
     let enforce = mode == Mode::Enforce && req.enforce;
+    if let Some(count) = req.ran_unchecked.filter(|n| *n > 0) {
+        record_unchecked_report(&state, &req, &tool, &agent, &session, count, enforce);
+    }
 
     if let Some(why) = req.unchecked.as_deref() {
         return unchecked(
@@ -378,19 +425,23 @@ async fn preflight(
     let event = new_event(
         &req, &tool, &agent, &session, &command, &decision, eval_us, None, enforce,
     );
-    let stored = match append(&state, event) {
-        Ok(stored) => stored,
-        Err(e) => return e.into_response(),
-    };
     let (allowed, policy_decision) = if enforce {
         (decision.allowed(), None)
     } else {
         (true, Some(decision.action.as_str().to_owned()))
     };
+    let (stored, message) = if allowed {
+        match append(&state, event) {
+            Ok(stored) => (stored, decision.message),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        append_refusal(&state, event).answer(decision.message)
+    };
     axum::Json(PreflightResponse {
         allowed,
         decision: decision.action.as_str().to_owned(),
-        message: decision.message,
+        message,
         matched_policies: decision.matched_policies,
         eval_duration_us: eval_us,
         audit_id: stored,
@@ -398,6 +449,97 @@ async fn preflight(
         approval_id: None,
     })
     .into_response()
+}
+
+/// Records a library's report that `count` execs ran unchecked (it failed open: no
+/// server answered), as one event with decision `unchecked` and `unchecked: count`,
+/// written before the event of the preflight that carried the report. It is no decision,
+/// so it never changes the answer; if it cannot be written, that is said on stderr.
+fn record_unchecked_report(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    count: u64,
+    enforce: bool,
+) {
+    let pid = req
+        .pid
+        .map_or_else(|| "an unknown pid".to_owned(), |p| format!("pid {p}"));
+    let message = format!(
+        "{count} {tool}(s) ran unchecked in {pid}: no policy server answered and the library failed open"
+    );
+    let event = NewEvent {
+        agent: agent.to_owned(),
+        session: session.to_owned(),
+        tool: tool.to_owned(),
+        command: String::new(),
+        pid: req.pid,
+        ppid: req.ppid,
+        cwd: req.cwd.clone(),
+        decision: rampart_audit::UNCHECKED.to_owned(),
+        message: message.clone(),
+        mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
+        unchecked: Some(count),
+        ..NewEvent::default()
+    };
+    if let Err(why) = write_event(state, event) {
+        eprintln!(
+            "rampart: report not recorded ({why}): agent {} session {}: {message}",
+            printable_cut(agent),
+            printable_cut(session)
+        );
+    }
+}
+
+/// Refuses (403) a preflight whose body claims another agent or session than its agent
+/// credential is bound to. The refusal is audited as a `deny` under the credential's
+/// agent and session (the library denies on 403, so the user sees a refusal that must be
+/// in the trail), with the claimed names in the message.
+fn claimed_another(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    command: &str,
+    who: &AgentIdentity,
+) -> Response {
+    let bound = format!(
+        "this credential is for agent \"{}\", session \"{}\"",
+        who.agent, who.session
+    );
+    if state.config.mode != Mode::Disabled {
+        let claimed = format!(
+            "agent \"{}\", session \"{}\"",
+            req.agent.as_deref().unwrap_or(&who.agent),
+            req.session.as_deref().unwrap_or(&who.session)
+        );
+        let decision = Decision {
+            action: Action::Deny,
+            message: format!("refused: the request claimed {claimed}; {bound}"),
+            matched_policies: Vec::new(),
+            rule: None,
+        };
+        state.metrics.decision(Action::Deny, 0);
+        // The mode is recorded as it is: a monitor-mode client runs the command anyway.
+        let enforce = state.config.mode == Mode::Enforce && req.enforce;
+        let event = new_event(
+            req,
+            tool,
+            &who.agent,
+            &who.session,
+            command,
+            &decision,
+            0,
+            None,
+            enforce,
+        );
+        let _ = append_refusal(state, event);
+    }
+    error(
+        StatusCode::FORBIDDEN,
+        format!("agent credentials cannot claim another agent or session: {bound}"),
+    )
 }
 
 /// Records a call its caller could not check (see `PreflightRequest::unchecked`):
@@ -423,14 +565,18 @@ fn unchecked(
     let event = new_event(
         req, tool, agent, session, command, &decision, 0, None, enforce,
     );
-    let audit_id = match append(state, event) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
+    let (audit_id, message) = if enforce {
+        append_refusal(state, event).answer(decision.message)
+    } else {
+        match append(state, event) {
+            Ok(id) => (id, decision.message),
+            Err(e) => return e.into_response(),
+        }
     };
     axum::Json(PreflightResponse {
         allowed: !enforce,
         decision: decision.action.as_str().to_owned(),
-        message: decision.message,
+        message,
         matched_policies: Vec::new(),
         eval_duration_us: 0,
         audit_id,
@@ -469,35 +615,115 @@ fn new_event(
         eval_us,
         approval,
         mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
+        unchecked: None,
     }
 }
 
 /// Writes the event (before any answer leaves) and streams it; its id, or 503 when the
-/// trail cannot be written (the client's fail-open rule then applies). Nothing that was
-/// not written is answered as a decision, streamed or counted, in any mode. The first
-/// failure of an outage and the recovery after it are said once each on stderr.
+/// trail cannot be written. Used for answers that would let a command run (allow, log,
+/// monitor mode): nothing that was not written is answered as an allow, streamed or
+/// counted. Refusals go through [`append_refusal`] instead. The first failure of an
+/// outage and the recovery after it are said once each on stderr.
 fn append(state: &AppState, event: NewEvent) -> Result<String, ApiError> {
+    match write_event(state, event) {
+        Ok(id) => Ok(id),
+        Err(why) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("audit trail cannot be written: {why}"),
+        )),
+    }
+}
+
+/// Writes the event of a refusal. A refusal is answered as one whether or not its event
+/// could be written: turning it into a 5xx would hand the decision to the client's
+/// fail-open rule, and a deny must never be lost as an error. When the write fails the
+/// refusal is said on stderr (one line each: it is the only record) and counted
+/// (`unrecorded_refusals` in `/v1/status`, `rampart_unrecorded_refusals_total`); the
+/// answer's `audit_id` is then empty and its message says it was not recorded.
+fn append_refusal(state: &AppState, event: NewEvent) -> Refusal {
+    let said = format!(
+        "{} agent {} session {}: {}",
+        event.decision,
+        printable_cut(&event.agent),
+        printable_cut(&event.session),
+        printable_cut(&event.command)
+    );
+    match write_event(state, event) {
+        Ok(id) => Refusal::Recorded(id),
+        Err(why) => {
+            state.metrics.unrecorded_refusal();
+            eprintln!("rampart: refusal answered but not recorded ({why}): {said}");
+            Refusal::Unrecorded
+        }
+    }
+}
+
+/// Whether a refusal's event reached the trail.
+enum Refusal {
+    Recorded(String),
+    Unrecorded,
+}
+
+impl Refusal {
+    /// What the answer carries: the event id (empty when none was written) and the
+    /// message, which says so when the event is missing.
+    fn answer(self, message: String) -> (String, String) {
+        match self {
+            Refusal::Recorded(id) => (id, message),
+            Refusal::Unrecorded => (
+                String::new(),
+                format!("{message} (not recorded: the audit trail cannot be written)"),
+            ),
+        }
+    }
+}
+
+/// At most 200 characters of `text`, with control and bidi characters escaped, for one
+/// stderr line.
+fn printable_cut(text: &str) -> String {
+    let cut: String = text.chars().take(200).collect();
+    let mut shown = rampart_contract::printable::printable_string(cut.as_bytes());
+    if cut.len() < text.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The one place an event is written: its id, or why it could not be.
+fn write_event(state: &AppState, event: NewEvent) -> Result<String, String> {
     match state.audit.append(event) {
         Ok(stored) => {
-            if let Some(refused) = state.metrics.audit_recovered() {
+            if let Some((failed, unrecorded)) = state.metrics.audit_recovered() {
                 eprintln!(
-                    "rampart: audit trail writable again; {refused} preflight(s) were answered 503 while it was not"
+                    "rampart: audit trail writable again; while it was not, {} preflight(s) were answered 503 and {unrecorded} refusal(s) were answered unrecorded",
+                    failed.saturating_sub(unrecorded)
                 );
             }
             state.events.send("decision", &stored);
             Ok(stored.id)
         }
         Err(e) => {
+            let why = describe_audit_error(&e);
             if state.metrics.audit_error() {
                 eprintln!(
-                    "rampart: audit trail cannot be written: {e}; answering preflights 503 until it can"
+                    "rampart: audit trail cannot be written: {why}; answering would-be allows 503 and refusals unrecorded until it can"
                 );
             }
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("audit trail cannot be written: {e}"),
-            ))
+            Err(why)
         }
+    }
+}
+
+/// The audit error, with the cause named when the OS error alone does not say it.
+fn describe_audit_error(e: &rampart_audit::AuditError) -> String {
+    use std::error::Error as _;
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.and_then(std::io::Error::raw_os_error) {
+        // SIGXFSZ is ignored (serve.rs), so reaching RLIMIT_FSIZE is this error.
+        Some(libc::EFBIG) => format!(
+            "{e} (the file size limit of this process, RLIMIT_FSIZE, is reached: raise `ulimit -f` where the server starts)"
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -573,14 +799,11 @@ async fn ask_and_wait(
             let event = new_event(
                 &req, &tool, &agent, &session, &command, &denied, eval_us, None, true,
             );
-            let audit_id = match append(&state, event) {
-                Ok(id) => id,
-                Err(e) => return e.into_response(),
-            };
+            let (audit_id, message) = append_refusal(&state, event).answer(denied.message);
             return axum::Json(PreflightResponse {
                 allowed: false,
                 decision: Action::Deny.as_str().to_owned(),
-                message: denied.message,
+                message,
                 matched_policies: denied.matched_policies,
                 eval_duration_us: eval_us,
                 audit_id,
@@ -661,14 +884,19 @@ async fn ask_and_wait(
         Some(approval),
         true,
     );
-    let audit_id = match append(&state, event) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
+    let allowed = final_decision.allowed();
+    let (audit_id, message) = if allowed {
+        match append(&state, event) {
+            Ok(id) => (id, final_decision.message),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        append_refusal(&state, event).answer(final_decision.message)
     };
     axum::Json(PreflightResponse {
-        allowed: final_decision.allowed(),
+        allowed,
         decision: action.as_str().to_owned(),
-        message: final_decision.message,
+        message,
         matched_policies: final_decision.matched_policies,
         eval_duration_us: eval_us,
         audit_id,
@@ -720,10 +948,83 @@ async fn list_approvals(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(serde_json::json!({ "approvals": state.approvals.pending() })).into_response()
 }
 
-async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.approvals.get(&id) {
-        Some(info) => axum::Json(info).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no approval {id}")),
+async fn get_approval(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    match (state.approvals.get(&id), caller) {
+        (Some(info), Caller::Agent(who))
+            if info.agent != who.agent || info.session != who.session =>
+        {
+            error(
+                StatusCode::FORBIDDEN,
+                "agent credentials cannot read approvals of another agent or session",
+            )
+        }
+        (Some(info), _) => axum::Json(info).into_response(),
+        (None, _) => error(StatusCode::NOT_FOUND, format!("no approval {id}")),
+    }
+}
+
+async fn register_agent(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: AgentRequest = match parse_body(body) {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
+    match state.agents.register(&req.agent, &req.session, req.pid) {
+        Ok((token, who)) => {
+            eprintln!(
+                "rampart: agent credential {} issued: agent {}, session {}, pid {}",
+                who.id,
+                printable_cut(&who.agent),
+                printable_cut(&who.session),
+                who.pid
+            );
+            axum::Json(AgentCredential {
+                token,
+                id: who.id,
+                agent: who.agent,
+                session: who.session,
+            })
+            .into_response()
+        }
+        Err(e) => error(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            e.message,
+        ),
+    }
+}
+
+async fn revoke_agent(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    if state.agents.revoke(&id) {
+        eprintln!("rampart: agent credential {id} revoked with the admin token");
+        axum::Json(serde_json::json!({ "revoked": id })).into_response()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no agent credential {id} (revoked, ended or never issued)"),
+        )
+    }
+}
+
+async fn revoke_own_agent(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    match caller {
+        Caller::Agent(who) => {
+            state.agents.revoke(&who.id);
+            eprintln!("rampart: agent credential {} revoked by itself", who.id);
+            axum::Json(serde_json::json!({ "revoked": who.id })).into_response()
+        }
+        Caller::Admin => error(
+            StatusCode::BAD_REQUEST,
+            "DELETE /v1/agents/self needs an agent credential; with the admin token, revoke one by id (DELETE /v1/agents/{id})",
+        ),
     }
 }
 
@@ -918,6 +1219,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         pending_approvals: state.approvals.pending_count(),
         audit_dir: state.config.audit_dir.display().to_string(),
         last_reload_error: loaded.last_error.clone(),
+        unrecorded_refusals: state.metrics.unrecorded_refusals(),
+        agent_credentials: state.agents.count(),
     })
     .into_response()
 }

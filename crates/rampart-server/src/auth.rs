@@ -1,5 +1,10 @@
 //! Bearer-token check for `/v1/*` and `/metrics` (constant-time). The SSE stream also
 //! accepts `?token=` because browsers' EventSource cannot set headers.
+//!
+//! Two kinds of token are accepted: the admin token (`$RAMPART_HOME/token`, every route)
+//! and agent credentials (`agents.rs`), which only the routes marked `Agent` in the
+//! route table take; every other route answers an agent credential 403. The handler
+//! learns who called from the request's [`Caller`] extension.
 
 use std::sync::Arc;
 
@@ -8,16 +13,20 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::error;
+use crate::agents::{AgentIdentity, Refused};
+use crate::api::{ApiError, error};
 use crate::state::AppState;
 use crate::token::constant_time_eq;
 
-pub async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let expected = state.token();
+/// Who sent a request that passed authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Agent(AgentIdentity),
+}
+
+/// The token a request presents, if any.
+fn presented(request: &Request) -> Option<String> {
     let from_header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -35,16 +44,67 @@ pub async fn require_token(
     } else {
         None
     };
-    let presented = from_header.map(str::to_owned).or(from_query);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => error(StatusCode::UNAUTHORIZED, "invalid token").into_response(),
-        None => error(
+    from_header.map(str::to_owned).or(from_query)
+}
+
+/// Who the request is from, or the 401 answer.
+fn identify(state: &AppState, request: &Request) -> Result<Caller, ApiError> {
+    let Some(token) = presented(request) else {
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send `Authorization: Bearer <token>` (see `rampart token show`)",
-        )
-        .into_response(),
+        ));
+    };
+    if constant_time_eq(token.as_bytes(), state.token().as_bytes()) {
+        return Ok(Caller::Admin);
+    }
+    if token.starts_with(crate::agents::PREFIX) {
+        return match state.agents.authenticate(&token) {
+            Ok(identity) => Ok(Caller::Agent(identity)),
+            Err(Refused::Ended { pid, .. }) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!("agent credential ended: the process it was bound to (pid {pid}) is gone"),
+            )),
+            Err(Refused::Unknown) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
+        };
+    }
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"))
+}
+
+/// Routes for the admin token only: an agent credential gets 403.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match identify(&state, &request) {
+        Ok(Caller::Admin) => {
+            request.extensions_mut().insert(Caller::Admin);
+            next.run(request).await
+        }
+        Ok(Caller::Agent(_)) => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "agent credentials cannot call {} {}: it needs the admin token",
+                request.method(),
+                request.uri().path()
+            ),
+        ),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Routes an agent credential may call too (preflight, its own approvals).
+pub async fn require_caller(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match identify(&state, &request) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.into_response(),
     }
 }

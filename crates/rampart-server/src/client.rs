@@ -341,6 +341,75 @@ pub fn healthy(endpoint: &Endpoint) -> bool {
     )
 }
 
+/// Asks the server for an agent credential (`POST /v1/agents`, admin token) bound to
+/// `agent`, `session` and the running process `pid`: the launcher calls this and hands
+/// only the returned token to the agent's tree. The error is one line.
+pub fn register_agent(
+    endpoint: &Endpoint,
+    admin_token: &str,
+    agent: &str,
+    session: &str,
+    pid: u32,
+) -> Result<crate::wire::AgentCredential, String> {
+    let body = serde_json::json!({ "agent": agent, "session": session, "pid": pid });
+    let response = request(
+        endpoint,
+        "POST",
+        "/v1/agents",
+        Some(admin_token),
+        Some(&body),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| {
+        format!(
+            "cannot get an agent credential from {}: {e}",
+            endpoint.url()
+        )
+    })?;
+    if response.status != 200 {
+        return Err(format!(
+            "the server at {} refused an agent credential ({}): {}",
+            endpoint.url(),
+            response.status,
+            response.error_text()
+        ));
+    }
+    serde_json::from_slice(&response.body).map_err(|e| {
+        format!(
+            "unexpected answer to POST /v1/agents from {}: {e}",
+            endpoint.url()
+        )
+    })
+}
+
+/// Ends an agent credential: with the admin token, the credential `id`; with an agent
+/// credential as `token`, pass `id` = `"self"` to end that credential itself.
+pub fn revoke_agent(endpoint: &Endpoint, token: &str, id: &str) -> Result<(), String> {
+    let response = request(
+        endpoint,
+        "DELETE",
+        &format!("/v1/agents/{id}"),
+        Some(token),
+        None,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| {
+        format!(
+            "cannot revoke agent credential {id} at {}: {e}",
+            endpoint.url()
+        )
+    })?;
+    if response.status != 200 {
+        return Err(format!(
+            "the server at {} did not revoke agent credential {id} ({}): {}",
+            endpoint.url(),
+            response.status,
+            response.error_text()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Endpoint;

@@ -5,6 +5,7 @@
 //! Not here: policy semantics (`rampart-policy`) and the audit file format
 //! (`rampart-audit`). This crate wires them to the network.
 
+pub mod agents;
 mod api;
 mod approvals;
 mod auth;
@@ -21,4 +22,7 @@ pub mod wire;
 
 pub use api::{Access, ROUTES, Route};
 pub use config::{Mode, ServerConfig};
+/// The one rule for showing untrusted text (commands, names, messages) on a terminal or
+/// in a log line, re-exported for the CLI's admin commands.
+pub use rampart_contract::printable::printable_string;
 pub use serve::{ServerError, run};

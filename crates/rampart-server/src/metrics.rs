@@ -19,6 +19,10 @@ pub struct Metrics {
     audit_errors: AtomicU64,
     /// Failed audit writes since the last successful one: 0 while the trail is writable.
     audit_outage: AtomicU64,
+    /// Refusals answered although their event could not be written (since start).
+    unrecorded_refusals: AtomicU64,
+    /// The same, in the current outage (reset when the trail is writable again).
+    outage_refusals: AtomicU64,
 }
 
 fn index(action: Action) -> usize {
@@ -59,14 +63,26 @@ impl Metrics {
         self.audit_outage.fetch_add(1, Ordering::Relaxed) == 0
     }
 
-    /// Notes a successful audit write; after an outage, how many writes failed during it.
-    pub fn audit_recovered(&self) -> Option<u64> {
+    /// Counts a refusal that was answered although its event could not be written.
+    pub fn unrecorded_refusal(&self) {
+        self.unrecorded_refusals.fetch_add(1, Ordering::Relaxed);
+        self.outage_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals answered without their event since the server started.
+    pub fn unrecorded_refusals(&self) -> u64 {
+        self.unrecorded_refusals.load(Ordering::Relaxed)
+    }
+
+    /// Notes a successful audit write; after an outage, how many writes failed during it
+    /// and how many of those were refusals answered unrecorded.
+    pub fn audit_recovered(&self) -> Option<(u64, u64)> {
         if self.audit_outage.load(Ordering::Relaxed) == 0 {
             return None;
         }
         match self.audit_outage.swap(0, Ordering::Relaxed) {
             0 => None,
-            n => Some(n),
+            n => Some((n, self.outage_refusals.swap(0, Ordering::Relaxed))),
         }
     }
 
@@ -127,11 +143,21 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP rampart_audit_errors_total Audit writes that failed (answered 503)."
+            "# HELP rampart_audit_errors_total Audit writes that failed (would-be allows answered 503, refusals answered unrecorded)."
         );
         let _ = writeln!(out, "# TYPE rampart_audit_errors_total counter");
         let errors = self.audit_errors.load(Ordering::Relaxed);
         let _ = writeln!(out, "rampart_audit_errors_total {errors}");
+        let _ = writeln!(
+            out,
+            "# HELP rampart_unrecorded_refusals_total Refusals answered although the audit trail could not record them."
+        );
+        let _ = writeln!(out, "# TYPE rampart_unrecorded_refusals_total counter");
+        let _ = writeln!(
+            out,
+            "rampart_unrecorded_refusals_total {}",
+            self.unrecorded_refusals()
+        );
         let _ = writeln!(
             out,
             "# HELP rampart_audit_writable 1 when the last audit write succeeded, 0 while writes fail."

@@ -70,7 +70,11 @@ pub async fn reload(state: &Arc<AppState>, trigger: &str) -> ReloadResult {
 
 fn failed(state: &AppState, trigger: &str, error: String) -> ReloadResult {
     let mut loaded = state.loaded();
-    eprintln!("rampart: policy reload ({trigger}) failed, keeping the previous policy: {error}");
+    // The error quotes the policy file, which anyone who can write it chose: escaped.
+    eprintln!(
+        "rampart: policy reload ({trigger}) failed, keeping the previous policy: {}",
+        rampart_contract::printable::printable_string(error.as_bytes())
+    );
     loaded.last_error = Some(error.clone());
     let result = ReloadResult {
         ok: false,

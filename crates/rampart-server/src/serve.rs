@@ -87,6 +87,7 @@ where
     F: Future<Output = ()> + Send + 'static,
     R: FnOnce(&Bound),
 {
+    protect_process()?;
     create_private_dir(&config.home)?;
     std::fs::set_permissions(&config.home, std::fs::Permissions::from_mode(0o700)).map_err(
         |source| ServerError::Home {
@@ -139,6 +140,7 @@ where
             last_error: None,
         }),
         token: RwLock::new(token),
+        agents: crate::agents::Agents::load(&config.home),
         audit,
         approvals: Approvals::default(),
         events: Events::new(),
@@ -177,6 +179,29 @@ where
     // Every returned decision was already written; make sure it is on disk too.
     state.audit.flush_sync()?;
     b?;
+    Ok(())
+}
+
+/// What the server does to itself before it reads the token or opens the trail.
+///
+/// - Non-dumpable (`PR_SET_DUMPABLE` 0): a process of the same user — the agent being
+///   guarded — can then no longer list `/proc/<serve>/fd`, read its `environ` or `mem`,
+///   ptrace it, or copy its sockets with `pidfd_getfd`; only root (CAP_SYS_PTRACE) can.
+/// - SIGXFSZ no longer kills it: with `prlimit --fsize=N` the first audit write past the
+///   limit would end the server silently (the default action) and every client would
+///   apply its fail-open rule. With the signal caught, that write fails with EFBIG and is
+///   handled like any other audit write failure (refusals still answered, said on stderr).
+///   tokio's handler stays installed for the life of the process and does nothing else.
+fn protect_process() -> Result<(), ServerError> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| {
+            ServerError::Io(std::io::Error::other(format!(
+                "cannot make the server non-dumpable (prctl PR_SET_DUMPABLE): {e}"
+            )))
+        })?;
+    let xfsz = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
+    let mut caught = tokio::signal::unix::signal(xfsz)?;
+    tokio::spawn(async move { while caught.recv().await.is_some() {} });
     Ok(())
 }
 

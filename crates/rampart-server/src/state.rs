@@ -17,6 +17,8 @@ pub struct AppState {
     /// never waits for an evaluation and vice versa.
     pub policy: RwLock<Loaded>,
     pub token: RwLock<String>,
+    /// Agent credentials (`POST /v1/agents`), kept in `$RAMPART_HOME/agents.json`.
+    pub agents: crate::agents::Agents,
     pub audit: AuditLog,
     pub approvals: Approvals,
     pub events: Events,

@@ -35,6 +35,10 @@ pub struct PreflightRequest {
     /// the audit trail like any other decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unchecked: Option<String>,
+    /// How many execs the caller let run unchecked (fail-open: nobody answered) since it
+    /// last reported; sent with the next preflight that gets an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_unchecked: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -159,6 +163,13 @@ pub struct Status {
     pub pending_approvals: usize,
     pub audit_dir: String,
     pub last_reload_error: Option<String>,
+    /// Refusals answered since start although the audit trail could not record them
+    /// (each was said on the server's stderr).
+    #[serde(default)]
+    pub unrecorded_refusals: u64,
+    /// Agent credentials alive now (`POST /v1/agents`).
+    #[serde(default)]
+    pub agent_credentials: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +177,27 @@ pub struct PolicyFileStatus {
     pub path: String,
     pub policies: usize,
     pub rules: usize,
+}
+
+/// `POST /v1/agents` (admin token only): issue an agent credential bound to `agent`,
+/// `session` and the running process `pid`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRequest {
+    pub agent: String,
+    pub session: String,
+    pub pid: i64,
+}
+
+/// The answer to `POST /v1/agents`. `token` (`rampart_agent_` + 64 lowercase hex) is
+/// shown this once; the server keeps only its sha256. `id` (a ULID) names the credential
+/// for `DELETE /v1/agents/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentCredential {
+    pub token: String,
+    pub id: String,
+    pub agent: String,
+    pub session: String,
 }
 
 /// `{"error": "..."}`, the body of every non-2xx answer.
