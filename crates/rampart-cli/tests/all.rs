@@ -15,5 +15,4 @@ mod preload;
 mod security;
 mod server;
 mod supervise;
-mod terminal;
 mod util;
