@@ -35,6 +35,10 @@ pub struct PreflightRequest {
     /// the audit trail like any other decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unchecked: Option<String>,
+    /// How many execs the caller let run unchecked (fail-open: nobody answered) since it
+    /// last reported; sent with the next preflight that gets an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_unchecked: Option<u64>,
 }
 
 fn default_true() -> bool {

@@ -97,6 +97,7 @@ fn arbitrary_request() -> impl Strategy<Value = PreflightRequest> {
                 via: Some("execve".into()),
                 wait_ms,
                 unchecked: None,
+                ran_unchecked: None,
             },
         )
 }
