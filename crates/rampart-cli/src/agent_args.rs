@@ -139,7 +139,10 @@ impl AgentArgs {
             (None, Some(port)) => (format!("http://127.0.0.1:{port}"), "--port"),
             (None, None) => match env_url {
                 Some(url) => (url, "RAMPART_URL"),
-                None => (rampart_contract::url::DEFAULT_URL.to_owned(), "the default URL"),
+                None => (
+                    rampart_contract::url::DEFAULT_URL.to_owned(),
+                    "the default URL",
+                ),
             },
         };
         // The library would refuse this URL and then fail every check: refuse to start,
@@ -235,12 +238,15 @@ fn home_server(home: &Path) -> Option<HomeServer> {
     Some(HomeServer {
         port,
         socket: socket_answers.then_some(socket),
+        background: pid.is_some(),
     })
 }
 
 struct HomeServer {
     port: Option<u16>,
     socket: Option<PathBuf>,
+    /// Started by `serve --background` (so `rampart serve stop` stops it).
+    background: bool,
 }
 
 impl HomeServer {
@@ -269,6 +275,14 @@ impl HomeServer {
             (_, None, None) => "point --url at it".to_owned(),
         }
     }
+
+    fn stop_it(&self) -> &'static str {
+        if self.background {
+            "stop it (rampart serve stop)"
+        } else {
+            "stop it (it runs in the foreground where it was started)"
+        }
+    }
 }
 
 /// Makes sure a server answers at `resolved`: if none does, starts `rampart serve
@@ -288,10 +302,11 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
     let url = printable(&resolved.url);
     if let Some(running) = home_server(home) {
         return Err(Refused(format!(
-            "no policy server answers at {url}, and this home's server ({}) listens on {}, not there; {} or stop it (rampart serve stop)",
+            "no policy server answers at {url}, and this home's server ({}) listens on {}, not there; {} or {}",
             home.display(),
             running.listens(),
             running.use_it(&resolved.endpoint),
+            running.stop_it(),
         ))
         .into());
     }

@@ -118,6 +118,50 @@ fn probe(r: &mut Report, home: &Path) {
     }
 }
 
+/// The server at `endpoint` answers, and accepts the home's token.
+fn server_checks(r: &mut Report, endpoint: &client::Endpoint, token: Option<&str>) {
+    if client::healthy(endpoint) {
+        r.ok("server", format!("answers at {}", endpoint.url()));
+        let status = client::request(
+            endpoint,
+            "GET",
+            "/v1/status",
+            token,
+            None,
+            Duration::from_secs(5),
+        );
+        match status {
+            Ok(resp) if resp.status == 200 => {
+                let v = resp.json().unwrap_or_default();
+                r.ok(
+                    "auth",
+                    format!(
+                        "token accepted; mode {}, {} pending approval(s)",
+                        v["mode"].as_str().unwrap_or("?"),
+                        v["pending_approvals"]
+                    ),
+                );
+            }
+            Ok(resp) => r.fail(
+                "auth",
+                format!("the server refused the token ({})", resp.status),
+                "rampart serve stop && rampart serve --background (it reads the token at start)",
+            ),
+            Err(e) => r.fail(
+                "auth",
+                format!("status request failed: {e}"),
+                "rampart serve status",
+            ),
+        }
+    } else {
+        r.fail(
+            "server",
+            format!("nothing answers at {}", endpoint.url()),
+            "rampart serve --background   (or: rampart serve install)",
+        );
+    }
+}
+
 pub fn run() -> Result<Outcome> {
     let home = home::dir()?;
     let mut r = Report { problems: 0 };
@@ -201,46 +245,14 @@ pub fn run() -> Result<Outcome> {
         ),
     }
 
-    let endpoint = home::endpoint(&home, None)?;
-    if client::healthy(&endpoint) {
-        r.ok("server", format!("answers at {}", endpoint.url()));
-        let status = client::request(
-            &endpoint,
-            "GET",
-            "/v1/status",
-            token.as_deref(),
-            None,
-            Duration::from_secs(5),
-        );
-        match status {
-            Ok(resp) if resp.status == 200 => {
-                let v = resp.json().unwrap_or_default();
-                r.ok(
-                    "auth",
-                    format!(
-                        "token accepted; mode {}, {} pending approval(s)",
-                        v["mode"].as_str().unwrap_or("?"),
-                        v["pending_approvals"]
-                    ),
-                );
-            }
-            Ok(resp) => r.fail(
-                "auth",
-                format!("the server refused the token ({})", resp.status),
-                "rampart serve stop && rampart serve --background (it reads the token at start)",
-            ),
-            Err(e) => r.fail(
-                "auth",
-                format!("status request failed: {e}"),
-                "rampart serve status",
-            ),
-        }
-    } else {
-        r.fail(
+    // An unusable RAMPART_URL is a finding, not the end of the report.
+    match home::endpoint(&home, None) {
+        Err(e) => r.fail(
             "server",
-            format!("nothing answers at {}", endpoint.url()),
-            "rampart serve --background   (or: rampart serve install)",
-        );
+            format!("RAMPART_URL {e}"),
+            "export RAMPART_URL=http://127.0.0.1:PORT (or unix:/absolute/path/rampart.sock), or unset it",
+        ),
+        Ok(endpoint) => server_checks(&mut r, &endpoint, token.as_deref()),
     }
 
     probe(&mut r, &home);

@@ -50,7 +50,10 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
         cmd.env(key, value);
     }
     let err = cmd.exec();
-    bail!("cannot run {}: {err}", printable(&program.to_string_lossy()))
+    bail!(
+        "cannot run {}: {err}",
+        printable(&program.to_string_lossy())
+    )
 }
 
 /// CMD as words for messages, escaped for the terminal.
@@ -289,12 +292,7 @@ impl Asked {
 pub fn ask(resolved: &Resolved, call: &ExecCall, ran_unchecked: Option<u64>) -> Asked {
     let decided = |outcome: Checked, why: String| Asked {
         outcome,
-        permit: verdict::permit(
-            outcome,
-            resolved.mode,
-            resolved.fail_open,
-            resolved.protect,
-        ),
+        permit: verdict::permit(outcome, resolved.mode, resolved.fail_open, resolved.protect),
         why,
     };
     if resolved.mode == Mode::Disabled {

@@ -8,6 +8,7 @@ mod dashboard;
 mod faults_preload;
 mod faults_server;
 mod hostile;
+mod launcher;
 mod policy_cli;
 mod preload;
 mod security;

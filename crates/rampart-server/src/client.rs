@@ -455,7 +455,9 @@ mod tests {
         ] {
             assert_eq!(
                 Endpoint::parse(url),
-                Err(format!("{url} is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)")),
+                Err(format!(
+                    "{url} is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)"
+                )),
                 "{url}"
             );
         }
