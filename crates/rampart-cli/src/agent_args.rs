@@ -50,7 +50,8 @@ impl From<ModeArg> for Mode {
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Policy server URL: http://127.0.0.1:PORT, http://localhost:PORT or
-    /// unix:/absolute/path/to/rampart.sock [default: $RAMPART_URL, else http://127.0.0.1:9090]
+    /// unix:/absolute/path/to/rampart.sock [default: $RAMPART_URL, else this home's
+    /// running server's port, else http://127.0.0.1:9090]
     #[arg(long, conflicts_with = "port")]
     pub url: Option<String>,
     /// Policy server port on 127.0.0.1
@@ -139,10 +140,19 @@ impl AgentArgs {
             (None, Some(port)) => (format!("http://127.0.0.1:{port}"), "--port"),
             (None, None) => match env_url {
                 Some(url) => (url, "RAMPART_URL"),
-                None => (
-                    rampart_contract::url::DEFAULT_URL.to_owned(),
-                    "the default URL",
-                ),
+                // This home's running server where it listens (by default that is the
+                // default URL), so a launcher never checks with another home's server on
+                // the default port while its own runs elsewhere.
+                None => match home_server(home)
+                    .filter(|s| s.socket.is_some())
+                    .and_then(|s| s.port)
+                {
+                    Some(port) => (format!("http://127.0.0.1:{port}"), "this home's server"),
+                    None => (
+                        rampart_contract::url::DEFAULT_URL.to_owned(),
+                        "the default URL",
+                    ),
+                },
             },
         };
         // The library would refuse this URL and then fail every check: refuse to start,

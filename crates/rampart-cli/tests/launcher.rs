@@ -793,3 +793,29 @@ fn doctor_runs_the_launcher_s_probe() {
         r.stdout()
     );
 }
+
+/// Without `--url`, `--port` or `RAMPART_URL` the launcher checks with this home's
+/// running server where it listens (its port need not be the default), and never with
+/// whatever answers on the default port.
+#[test]
+fn without_flags_the_launcher_checks_with_this_home_s_server() {
+    library();
+    let home = Home::new();
+    home.policy("custom.yaml", SEED_POLICY);
+    let server = Server::start(&home, &[]);
+    let scratch = Scratch::new();
+    let touch = scratch.touch();
+    let r = run(
+        rampart(&home, &scratch, false, &["preload", "--", &touch, "f"]),
+        30,
+    );
+    assert_eq!((r.code(), r.stderr()), (0, String::new()));
+    assert_eq!(scratch.touched(), "touch f\n");
+    let checked: Vec<Value> = events(home.path())
+        .into_iter()
+        .filter(|e| e["via"] == "rampart-preload")
+        .collect();
+    assert_eq!(checked.len(), 1, "{checked:#?}");
+    assert_eq!(checked[0]["argv"], serde_json::json!([touch, "f"]));
+    drop(server);
+}
