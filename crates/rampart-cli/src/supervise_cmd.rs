@@ -146,11 +146,12 @@ impl Decider for ServerDecider {
         self.waiting.remove(ticket);
         // CMD's own exec proves the configuration, as under `rampart preload`: anything
         // but an answer, or fail-open's "nobody answered", stops the run with one line.
-        let unusable = match (asked.permit, asked.outcome) {
-            (Permit::Run, _) | (_, Checked::Answer { .. }) => false,
-            (Permit::RunUnchecked, Checked::NoAnswer) => false,
-            _ => true,
-        };
+        let unusable = !matches!(
+            (asked.permit, asked.outcome),
+            (Permit::Run, _)
+                | (_, Checked::Answer { .. })
+                | (Permit::RunUnchecked, Checked::NoAnswer)
+        );
         if first && unusable {
             let line = preload_cmd::configuration_problem(&self.resolved, &asked);
             eprintln!("rampart: [ERROR] Not started: {line}");

@@ -450,6 +450,29 @@ fn a_server_answering_503_refuses_cmd_and_supervised_execs_get_eperm() {
         )
     );
     assert_eq!(scratch.touched(), "");
+    // Monitor mode would never block, but with this server it would audit nothing
+    // either: the launcher refuses that configuration too.
+    let r = run(
+        rampart(
+            &home,
+            &scratch,
+            true,
+            &[
+                "preload",
+                "--url",
+                &fake.url(),
+                "--mode",
+                "monitor",
+                "--no-autostart",
+                "--",
+                &touch,
+                "f",
+            ],
+        ),
+        20,
+    );
+    assert_eq!(r.code(), 126, "{}", r.stderr());
+    assert_eq!(scratch.touched(), "");
 
     // The tree starts while the server answers; then it answers 503.
     std::fs::write(fake.mode_file(), "normal").unwrap();
@@ -619,6 +642,34 @@ fn fail_closed_without_autostart_and_no_server_is_refused_with_the_reason() {
             String::new(),
             format!(
                 "rampart: [ERROR] Not started: no policy server answered at http://127.0.0.1:{port} (Connection refused (os error 111)) and fail-open is off; start it (rampart serve --background), or drop --no-autostart to let rampart start it\n"
+            )
+        )
+    );
+    assert_eq!(scratch.touched(), "");
+    // RAMPART_PROTECT (handed down to the library unchanged): silence refuses even with
+    // fail-open on.
+    let mut cmd = rampart(
+        &home,
+        &scratch,
+        true,
+        &[
+            "preload",
+            "--port",
+            &port.to_string(),
+            "--no-autostart",
+            "--",
+            &touch,
+            "f",
+        ],
+    );
+    cmd.env("RAMPART_PROTECT", "1");
+    let r = run(cmd, 20);
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            126,
+            format!(
+                "rampart: [ERROR] Not started: no policy server answered at http://127.0.0.1:{port} (Connection refused (os error 111)) and RAMPART_PROTECT is set; start it (rampart serve --background), or drop --no-autostart to let rampart start it\n"
             )
         )
     );
