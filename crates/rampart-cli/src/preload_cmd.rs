@@ -85,6 +85,9 @@ pub fn start_or_refuse(resolved: &Resolved, asked: &Asked, shown: &str) -> Resul
     }
 }
 
+/// How much of a command a `[WARN]` line shows.
+const SHOWN_MAX: usize = 300;
+
 /// The one loud line when programs run although nobody decided.
 pub fn warn_line(resolved: &Resolved, why: &str, shown: &str) -> String {
     let by = if resolved.mode == Mode::Monitor {
@@ -96,6 +99,11 @@ pub fn warn_line(resolved: &Resolved, why: &str, shown: &str) -> String {
         "start the server (rampart serve --background)"
     } else {
         "start the server (rampart serve --background) or use --fail-open=false to refuse instead"
+    };
+    // A command may be megabytes long; the line only has to say which one.
+    let shown = match shown.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => format!("{}…", shown.get(..cut).unwrap_or(shown)),
+        None => shown.to_owned(),
     };
     format!("rampart: [WARN] {why}: {by} runs {shown} UNCHECKED and unaudited; {instead}")
 }
@@ -129,7 +137,8 @@ pub fn configuration_problem(resolved: &Resolved, asked: &Asked) -> String {
             "{}; see `rampart serve status` and the server's log",
             asked.why
         ),
-        Checked::Unusable => asked.why.clone(),
+        // Too large for the server: a property of this command, not of the configuration.
+        Checked::Unusable | Checked::Status(413) => asked.why.clone(),
         _ => format!(
             "{}; is a Rampart policy server listening at {url}?",
             asked.why

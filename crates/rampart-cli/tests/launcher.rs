@@ -870,3 +870,34 @@ fn without_flags_the_launcher_checks_with_this_home_s_server() {
     assert_eq!(checked[0]["argv"], serde_json::json!([touch, "f"]));
     drop(server);
 }
+
+/// A server that answers 413 before reading a large body and closes: the supervisor's
+/// kept-alive client used to fail writing the body, retry, fail again and call that
+/// "nobody answered" — so fail-open ran a 1.2 MB command unchecked. The early answer is
+/// the decision: refused.
+#[test]
+fn supervise_reads_an_early_413_instead_of_failing_open() {
+    library();
+    let home = Home::new();
+    let scratch = Scratch::new();
+    let touch = scratch.touch();
+    let fake = Fake::start("early-413");
+    let big = "x".repeat(100_000);
+    let url = fake.url();
+    let mut args = vec!["supervise", "--url", &url, "--no-autostart", "--", &touch];
+    for _ in 0..12 {
+        args.push(&big);
+    }
+    let r = run(rampart(&home, &scratch, false, &args), 30);
+    assert_eq!(
+        (r.code(), r.stdout(), r.stderr()),
+        (
+            126,
+            String::new(),
+            format!(
+                "rampart: [ERROR] Not started: unexpected answer from the policy server (HTTP 413) at {url}: request body too large\n"
+            )
+        )
+    );
+    assert_eq!(scratch.touched(), "");
+}
