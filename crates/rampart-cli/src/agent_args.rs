@@ -406,3 +406,41 @@ pub fn find_library(home: &Path) -> Result<PathBuf> {
         looked.join(", ")
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    /// The flags' defaults are the contract's, so an unflagged launcher hands the library
+    /// what the library would assume anyway.
+    #[test]
+    fn defaults_are_the_contract_s() {
+        let flags = Flags::try_parse_from(["rampart"]).unwrap().agent;
+        assert_eq!(flags.ask_timeout, values::DEFAULT_ASK_TIMEOUT_MS);
+        assert_eq!(flags.agent, values::DEFAULT_AGENT);
+        assert_eq!(Mode::from(flags.mode), Mode::Enforce);
+        assert!(flags.fail_open);
+        for name in ["enforce", "monitor", "disabled"] {
+            let flags = Flags::try_parse_from(["rampart", "--mode", name]).unwrap();
+            assert_eq!(
+                Some(Mode::from(flags.agent.mode)),
+                Mode::from_name(name.as_bytes())
+            );
+        }
+        assert!(Flags::try_parse_from(["rampart", "--mode", "enforcing"]).is_err());
+        assert!(Flags::try_parse_from(["rampart", "--port", "0"]).is_err());
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(
+            parse_duration_ms("5d"),
+            Err("`5d` is not a duration (examples: 500ms, 30s, 2m, 1h)".to_owned())
+        );
+    }
+}
