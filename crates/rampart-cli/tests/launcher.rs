@@ -871,20 +871,61 @@ fn without_flags_the_launcher_checks_with_this_home_s_server() {
     drop(server);
 }
 
-/// A server that answers 413 before reading a large body and closes: the supervisor's
-/// kept-alive client used to fail writing the body, retry, fail again and call that
-/// "nobody answered" — so fail-open ran a 1.2 MB command unchecked. The early answer is
-/// the decision: refused.
+/// A server that answers 413 as soon as it has a request's headers and then stops
+/// reading (its answer sent and its side shut, the connection held open): the client's
+/// body write stalls and fails. The supervisor's kept-alive client used to take that
+/// failed write for "nobody answered" — so fail-open ran a 1.2 MB command unchecked.
+/// The answer already there is the decision: refused. (A server of our own on a Unix
+/// socket, whose small buffers make the write stall for sure, and which never resets the
+/// connection, which would make the test depend on timing.)
 #[test]
 fn supervise_reads_an_early_413_instead_of_failing_open() {
+    use std::io::Write;
     library();
     let home = Home::new();
     let scratch = Scratch::new();
     let touch = scratch.touch();
-    let fake = Fake::start("early-413");
+    let socket = scratch.path().join("early.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let url = format!("unix:{}", socket.display());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                let answer = if first.starts_with("GET /healthz") {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned()
+                } else {
+                    let body = r#"{"error": "request body too large"}"#;
+                    format!(
+                        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(answer.as_bytes());
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                // Hold the connection without reading: the client's write stalls.
+                std::thread::sleep(Duration::from_secs(20));
+            });
+        }
+    });
     let big = "x".repeat(100_000);
-    let url = fake.url();
-    let mut args = vec!["supervise", "--url", &url, "--no-autostart", "--", &touch];
+    let mut args = vec![
+        "supervise",
+        "--url",
+        &url,
+        "--no-autostart",
+        "--ask-timeout",
+        "0",
+        "--",
+        &touch,
+    ];
     for _ in 0..12 {
         args.push(&big);
     }
@@ -900,4 +941,123 @@ fn supervise_reads_an_early_413_instead_of_failing_open() {
         )
     );
     assert_eq!(scratch.touched(), "");
+}
+
+/// The contract's matrix under `rampart supervise`, answer by answer: the tree starts
+/// while the server answers, then the server misbehaves in one way and the script execs
+/// the fake `touch`. Only a well-formed allow runs it; nobody answering runs it with the
+/// `[WARN]` line (fail-open); every other answer is `EPERM` with the reason.
+#[test]
+fn supervise_follows_the_contract_for_every_kind_of_bad_answer() {
+    library();
+    let home = Home::new();
+    let fake = Fake::start("normal");
+    let url = fake.url();
+    let eperm = |reason: &str| format!("rampart: [ERROR] Policy denied: {reason}\n");
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("chunked", None),
+        (
+            "401",
+            Some(eperm(&format!(
+                "the policy server refused our token (HTTP 401) at {url}: fake 401"
+            ))),
+        ),
+        (
+            "403",
+            Some(eperm(&format!(
+                "the policy server refused our token (HTTP 403) at {url}: fake 403"
+            ))),
+        ),
+        (
+            "500",
+            Some(eperm(&format!(
+                "policy server error (HTTP 500) at {url}: fake 500"
+            ))),
+        ),
+        (
+            "502",
+            Some(eperm(&format!(
+                "policy server error (HTTP 502) at {url}: fake 502"
+            ))),
+        ),
+        (
+            "malformed",
+            Some(eperm(&format!(
+                "malformed answer from the policy server at {url} (no boolean `allowed` in its JSON)"
+            ))),
+        ),
+        (
+            "stringbool",
+            Some(eperm(&format!(
+                "malformed answer from the policy server at {url} (no boolean `allowed` in its JSON)"
+            ))),
+        ),
+        (
+            "instring",
+            Some(eperm(&format!(
+                "malformed answer from the policy server at {url} (no boolean `allowed` in its JSON)"
+            ))),
+        ),
+        (
+            "oversized",
+            Some(eperm(&format!(
+                "oversized answer from the policy server at {url} (the answer is larger than 16384 bytes)"
+            ))),
+        ),
+        (
+            "huge",
+            Some(eperm(&format!(
+                "oversized answer from the policy server at {url} (the answer is larger than 16384 bytes)"
+            ))),
+        ),
+        (
+            "huge-close",
+            Some(eperm(&format!(
+                "oversized answer from the policy server at {url} (the answer is larger than 16384 bytes)"
+            ))),
+        ),
+        (
+            "cut-body",
+            Some(eperm(&format!(
+                "malformed answer from the policy server at {url} (the answer broke off: failed to fill whole buffer)"
+            ))),
+        ),
+        (
+            "cut-headers",
+            Some(eperm(&format!(
+                "malformed answer from the policy server at {url} (no boolean `allowed` in its JSON)"
+            ))),
+        ),
+    ];
+    for (mode, refusal) in &cases {
+        std::fs::write(fake.mode_file(), "normal").unwrap();
+        let scratch = Scratch::new();
+        let touch = scratch.touch();
+        let script = scratch.script(
+            "agent.sh",
+            &format!("echo {mode} > {}\n{touch} f\n", fake.mode_file().display()),
+        );
+        let r = run(
+            rampart(
+                &home,
+                &scratch,
+                false,
+                &["supervise", "--url", &url, "--no-autostart", "--", &script],
+            ),
+            30,
+        );
+        let (touched, stderr) = match refusal {
+            None => ("touch f\n".to_owned(), String::new()),
+            Some(line) => (
+                String::new(),
+                format!(
+                    "{line}{script}: {touch}: /bin/sh: bad interpreter: Operation not permitted\n"
+                ),
+            ),
+        };
+        assert_eq!(
+            (mode, scratch.touched(), r.stderr()),
+            (mode, touched, stderr)
+        );
+    }
 }
