@@ -65,13 +65,15 @@ pub struct AgentArgs {
     pub mode: ModeArg,
     /// Run programs when no policy server answers at all, with a [WARN] line (false =
     /// refuse them). Any answer that is not an allow refuses in enforce mode regardless
-    #[arg(long, default_value = "true", num_args = 0..=1, default_missing_value = "true",
-          require_equals = true, value_parser = clap::builder::BoolishValueParser::new())]
-    pub fail_open: bool,
+    /// [default: $RAMPART_FAIL_OPEN, else true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub fail_open: Option<bool>,
     /// Agent name recorded with every decision (policies match on it)
-    #[arg(long, default_value = values::DEFAULT_AGENT)]
-    pub agent: String,
-    /// Session id [default: preload-<pid of this command>]
+    /// [default: $RAMPART_AGENT, else preload]
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Session id [default: $RAMPART_SESSION, else preload-<pid of this command>]
     #[arg(long)]
     pub session: Option<String>,
     /// How long an `ask` waits for a person (500ms, 30s, 2m, 1h; 0 = do not wait)
@@ -169,19 +171,32 @@ impl AgentArgs {
             .clone()
             .filter(|t| !t.is_empty())
             .or_else(|| crate::serve_cmd::token(home).ok().filter(|t| !t.is_empty()));
+        // Flags, else what the library would read from this environment: a launcher must
+        // not quietly hand CMD a weaker setting (fail-open) or another identity (agent,
+        // session: policies match on them) than the environment it runs in asks for.
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
         let session = self
             .session
             .clone()
+            .or_else(|| env("RAMPART_SESSION"))
             .unwrap_or_else(|| format!("preload-{}", std::process::id()));
+        let agent = self
+            .agent
+            .clone()
+            .or_else(|| env("RAMPART_AGENT"))
+            .unwrap_or_else(|| values::DEFAULT_AGENT.to_owned());
+        let fail_open = self.fail_open.unwrap_or_else(|| {
+            values::fail_open(env("RAMPART_FAIL_OPEN").as_deref().map(str::as_bytes))
+        });
         let debug_env = std::env::var_os("RAMPART_DEBUG");
         Ok(Resolved {
             url,
             endpoint,
             token,
-            agent: self.agent.clone(),
+            agent,
             session,
             mode: self.mode.into(),
-            fail_open: self.fail_open,
+            fail_open,
             protect: protect_from_env(),
             debug: self.debug || {
                 use std::os::unix::ffi::OsStrExt;
@@ -425,9 +440,17 @@ mod tests {
     fn defaults_are_the_contract_s() {
         let flags = Flags::try_parse_from(["rampart"]).unwrap().agent;
         assert_eq!(flags.ask_timeout, values::DEFAULT_ASK_TIMEOUT_MS);
-        assert_eq!(flags.agent, values::DEFAULT_AGENT);
+        assert_eq!(flags.agent, None);
+        assert_eq!(flags.fail_open, None);
         assert_eq!(Mode::from(flags.mode), Mode::Enforce);
-        assert!(flags.fail_open);
+        let flags = Flags::try_parse_from(["rampart", "--fail-open"])
+            .unwrap()
+            .agent;
+        assert_eq!(flags.fail_open, Some(true));
+        let flags = Flags::try_parse_from(["rampart", "--fail-open=off"])
+            .unwrap()
+            .agent;
+        assert_eq!(flags.fail_open, Some(false));
         for name in ["enforce", "monitor", "disabled"] {
             let flags = Flags::try_parse_from(["rampart", "--mode", name]).unwrap();
             assert_eq!(

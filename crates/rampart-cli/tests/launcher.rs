@@ -646,6 +646,31 @@ fn fail_closed_without_autostart_and_no_server_is_refused_with_the_reason() {
         )
     );
     assert_eq!(scratch.touched(), "");
+    // RAMPART_FAIL_OPEN=false in the environment is honoured when no flag overrides it
+    // (before: the launcher handed the library RAMPART_FAIL_OPEN=true).
+    let mut cmd = rampart(
+        &home,
+        &scratch,
+        true,
+        &[
+            "preload",
+            "--port",
+            &port.to_string(),
+            "--no-autostart",
+            "--",
+            &touch,
+            "f",
+        ],
+    );
+    cmd.env("RAMPART_FAIL_OPEN", "false");
+    let r = run(cmd, 20);
+    assert_eq!(r.code(), 126, "{}", r.stderr());
+    assert!(
+        r.stderr().contains(" and fail-open is off; "),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(scratch.touched(), "");
     // RAMPART_PROTECT (handed down to the library unchanged): silence refuses even with
     // fail-open on.
     let mut cmd = rampart(
@@ -868,6 +893,25 @@ fn without_flags_the_launcher_checks_with_this_home_s_server() {
         .collect();
     assert_eq!(checked.len(), 1, "{checked:#?}");
     assert_eq!(checked[0]["argv"], serde_json::json!([touch, "f"]));
+    assert_eq!(checked[0]["agent"], "preload");
+
+    // Agent and session come from the environment when no flag sets them (before: the
+    // launcher replaced them with `preload` and `preload-<pid>`, so agent-specific
+    // policies did not apply to CMD or anything below it).
+    let mut cmd = rampart(&home, &scratch, false, &["preload", "--", &touch, "g"]);
+    cmd.env("RAMPART_AGENT", "my-agent")
+        .env("RAMPART_SESSION", "prod-7");
+    let r = run(cmd, 30);
+    assert_eq!((r.code(), r.stderr()), (0, String::new()));
+    let last = events(home.path())
+        .into_iter()
+        .filter(|e| e["via"] == "rampart-preload")
+        .find(|e| e["argv"] == serde_json::json!([touch, "g"]))
+        .unwrap();
+    assert_eq!(
+        (&last["agent"], &last["session"]),
+        (&serde_json::json!("my-agent"), &serde_json::json!("prod-7"))
+    );
     drop(server);
 }
 
