@@ -1105,3 +1105,46 @@ fn supervise_follows_the_contract_for_every_kind_of_bad_answer() {
         );
     }
 }
+
+/// One deadline covers a whole check, as in the library: a server that drips a
+/// (well-formed) answer a byte at a time is "no answer in time" after 2 s (before: each
+/// read had its own 2 s, so the check waited out the whole ~10 s drip).
+#[test]
+fn a_dripping_answer_is_no_answer_in_time() {
+    library();
+    let home = Home::new();
+    let scratch = Scratch::new();
+    let touch = scratch.touch();
+    let fake = Fake::start("drip-slow");
+    let url = fake.url();
+    let r = run(
+        rampart(
+            &home,
+            &scratch,
+            true,
+            &[
+                "preload",
+                "--url",
+                &url,
+                "--no-autostart",
+                "--ask-timeout",
+                "0",
+                "--fail-open=false",
+                "--",
+                &touch,
+                "f",
+            ],
+        ),
+        30,
+    );
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            126,
+            format!(
+                "rampart: [ERROR] Not started: no policy server answered at {url} (no answer in time) and fail-open is off; start it (rampart serve --background), or drop --no-autostart to let rampart start it\n"
+            )
+        )
+    );
+    assert_eq!(scratch.touched(), "");
+}

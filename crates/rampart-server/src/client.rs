@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +168,7 @@ pub fn outcome_of(err: &std::io::Error) -> rampart_contract::verdict::Outcome {
 #[derive(Debug)]
 pub struct KeepAlive {
     endpoint: Endpoint,
-    conn: Option<BufReader<Box<dyn Stream>>>,
+    conn: Option<BufReader<Timed>>,
     /// Largest answer (status line, headers and body) accepted; larger ones fail with
     /// `ErrorKind::FileTooLarge` ([`outcome_of`]: oversized).
     limit: usize,
@@ -213,11 +213,14 @@ impl KeepAlive {
         timeout: Duration,
     ) -> std::io::Result<Response> {
         let message = encode(method, path, token, body, true);
+        // One deadline for the whole exchange, the retry included, as the library has: a
+        // server that drips its answer cannot hold a check past `timeout`.
+        let deadline = Instant::now() + timeout;
         if let Some(mut reader) = self.conn.take() {
+            reader.get_mut().deadline = Some(deadline);
             let sent = reader
-                .get_ref()
-                .set_timeouts(timeout)
-                .and_then(|()| reader.get_mut().write_all(&message))
+                .get_mut()
+                .write_all(&message)
                 .and_then(|()| reader.get_mut().flush());
             if sent.is_ok() {
                 match read_response(&mut reader, self.limit) {
@@ -232,24 +235,90 @@ impl KeepAlive {
                 }
             }
         }
-        let mut reader = BufReader::new(connect(&self.endpoint, timeout)?);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Timed::expired());
+        }
+        let mut reader = BufReader::new(Timed {
+            inner: connect(&self.endpoint, left)?,
+            deadline: Some(deadline),
+        });
         let sent = reader
             .get_mut()
             .write_all(&message)
             .and_then(|()| reader.get_mut().flush());
         let (response, keep) = match sent {
             Ok(()) => read_response(&mut reader, self.limit)?,
-            // The server may answer (413) and close before reading a large body: that
-            // answer is the decision, not "nobody answered".
-            Err(e) => match read_response(&mut reader, self.limit) {
-                Ok((response, _)) => (response, false),
-                Err(_) => return Err(e),
-            },
+            // The server may answer (413) and close (or stop reading) before it has read
+            // a large body: that answer is the decision, not "nobody answered". It is
+            // already here when the write fails, also when the write used up the deadline.
+            Err(e) => {
+                reader.get_mut().deadline = Some(Instant::now() + ALREADY_HERE);
+                match read_response(&mut reader, self.limit) {
+                    Ok((response, _)) => (response, false),
+                    Err(_) => return Err(e),
+                }
+            }
         };
         if keep {
             self.conn = Some(reader);
         }
         Ok(response)
+    }
+}
+
+/// How long reading an answer that arrived while we were still sending may take.
+const ALREADY_HERE: Duration = Duration::from_millis(200);
+
+/// A connection whose reads and writes all end by one deadline (each gets the time left
+/// as its socket timeout). Running out is `TimedOut`, "no answer in time".
+#[derive(Debug)]
+struct Timed {
+    inner: Box<dyn Stream>,
+    deadline: Option<Instant>,
+}
+
+impl Timed {
+    fn expired() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
+    }
+
+    fn arm(&self) -> std::io::Result<()> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Timed::expired());
+            }
+            self.inner.set_timeouts(left)?;
+        }
+        Ok(())
+    }
+
+    /// A socket timeout is the deadline passing.
+    fn timed_out(e: std::io::Error) -> std::io::Error {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Timed::expired()
+        } else {
+            e
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.inner.read(buf).map_err(Timed::timed_out)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.inner.write(buf).map_err(Timed::timed_out)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -285,10 +354,7 @@ fn encode(
 /// `UnexpectedEof`; one that started and then broke off (closed, reset, garbled) is
 /// `InvalidData`; one over `limit` is `FileTooLarge` (see [`outcome_of`]). A timeout
 /// stays a timeout: no answer in time.
-fn read_response(
-    reader: &mut BufReader<Box<dyn Stream>>,
-    limit: usize,
-) -> std::io::Result<(Response, bool)> {
+fn read_response(reader: &mut impl BufRead, limit: usize) -> std::io::Result<(Response, bool)> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::Error::new(
@@ -310,7 +376,7 @@ fn read_response(
 
 /// The rest of an answer whose first line is `line`.
 fn read_rest(
-    reader: &mut BufReader<Box<dyn Stream>>,
+    reader: &mut impl BufRead,
     mut line: String,
     limit: usize,
 ) -> std::io::Result<(Response, bool)> {
