@@ -1,11 +1,16 @@
 //! The flags shared by `rampart preload` and `rampart supervise`: where the server is,
-//! how to identify the agent, and what to do when the server cannot answer.
+//! how to identify the agent, and what to do when the server cannot answer — resolved by
+//! the contract's rules (`rampart_contract`), so the launcher proves exactly the
+//! configuration it hands the library — and the autostart of a server that only claims
+//! success when a server really answers where the library will look.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use rampart_contract::values::{self, Mode};
 use rampart_server::client::{self, Endpoint};
 
 /// `rampart preload|supervise [FLAGS] -- CMD [ARGS...]`.
@@ -14,44 +19,67 @@ pub struct GuardedCommand {
     #[command(flatten)]
     pub agent: AgentArgs,
     /// The program to run and its arguments (after `--`)
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    pub command: Vec<std::ffi::OsString>,
+    // No `allow_hyphen_values`: a mistyped flag before CMD (`--agnet x -- ls`) is a usage
+    // error instead of the program to run. Once CMD has started, its own flags are its.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `--mode`: the contract's modes, exact names only (a typo is a usage error here; the
+/// library, which cannot say so, enforces on an unknown `RAMPART_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Deny what the policy denies
+    Enforce,
+    /// Audit only, never block
+    Monitor,
+    /// Ask nothing, allow everything
+    Disabled,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Enforce => Mode::Enforce,
+            ModeArg::Monitor => Mode::Monitor,
+            ModeArg::Disabled => Mode::Disabled,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
-    /// Policy server URL: http://HOST:PORT or unix:/path/to/rampart.sock
-    /// [default: $RAMPART_URL, else http://127.0.0.1:9090]
+    /// Policy server URL: http://127.0.0.1:PORT, http://localhost:PORT or
+    /// unix:/absolute/path/to/rampart.sock [default: $RAMPART_URL, else this home's
+    /// running server's port, else http://127.0.0.1:9090]
     #[arg(long, conflicts_with = "port")]
     pub url: Option<String>,
     /// Policy server port on 127.0.0.1
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// Bearer token [default: $RAMPART_TOKEN, else $RAMPART_HOME/token]
     #[arg(long)]
     pub token: Option<String>,
-    /// enforce, monitor (audit only, never block) or disabled
-    #[arg(long, default_value = "enforce", value_parser = ["enforce", "monitor", "disabled"])]
-    pub mode: String,
-    /// Run commands when the server cannot be reached (false = refuse them)
-    #[arg(long, default_value = "true", num_args = 0..=1, default_missing_value = "true",
-          require_equals = true, value_parser = clap::builder::BoolishValueParser::new())]
-    pub fail_open: bool,
+    /// What to do with the policy's decisions
+    #[arg(long, value_enum, default_value_t = ModeArg::Enforce)]
+    pub mode: ModeArg,
+    /// Run programs when no policy server answers at all, with a [WARN] line (false =
+    /// refuse them). Any answer that is not an allow refuses in enforce mode regardless
+    /// [default: $RAMPART_FAIL_OPEN, else true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub fail_open: Option<bool>,
     /// Agent name recorded with every decision (policies match on it)
-    #[arg(long, default_value = "preload")]
-    pub agent: String,
-    /// Session id [default: preload-<pid of this command>]
+    /// [default: $RAMPART_AGENT, else preload]
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Session id [default: $RAMPART_SESSION, else preload-<pid of this command>]
     #[arg(long)]
     pub session: Option<String>,
-    /// How long an `ask` waits for a person
-    #[arg(long, default_value = "2m", value_parser = crate::duration::parse)]
-    pub ask_timeout: Duration,
-    /// Print the library's [DEBUG] lines
+    /// How long an `ask` waits for a person (500ms, 30s, 2m, 1h; 0 = do not wait)
+    #[arg(long, default_value = "2m", value_parser = parse_duration_ms)]
+    pub ask_timeout: u64,
+    /// Print the library's [DEBUG] lines (also: RAMPART_DEBUG=1)
     #[arg(long)]
     pub debug: bool,
     /// Do not start `rampart serve --background` when no server answers
@@ -59,75 +87,256 @@ pub struct AgentArgs {
     pub no_autostart: bool,
 }
 
-/// The settings every checked process gets, resolved once.
+/// `--ask-timeout` read exactly as the library reads `RAMPART_ASK_TIMEOUT`.
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    values::duration_ms(text.as_bytes())
+        .ok_or_else(|| format!("`{text}` is not a duration (examples: 500ms, 30s, 2m, 1h)"))
+}
+
+/// A configuration the library would not use, or that could not be proven: the launcher
+/// refuses to start CMD (exit 126) with this one line, which says why and what to do.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The settings every checked process gets, resolved once: what the launcher checks
+/// with is what it hands the library.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub url: String,
     pub endpoint: Endpoint,
     pub token: Option<String>,
+    pub agent: String,
     pub session: String,
+    pub mode: Mode,
+    pub fail_open: bool,
+    /// `RAMPART_PROTECT` from our environment (handed down unchanged): silence refuses too.
+    pub protect: bool,
+    /// `--debug` or `RAMPART_DEBUG` from our environment.
+    pub debug: bool,
+    pub ask_timeout_ms: u64,
+    /// Whether the launcher may start a server (for the advice in refusals).
+    pub autostart: bool,
+}
+
+/// `RAMPART_PROTECT`: on when set to anything but empty or a false value.
+fn protect_from_env() -> bool {
+    std::env::var_os("RAMPART_PROTECT").is_some_and(|v| {
+        use std::os::unix::ffi::OsStrExt;
+        !v.is_empty() && !values::is_false(v.as_bytes())
+    })
 }
 
 impl AgentArgs {
     pub fn resolve(&self, home: &Path) -> Result<Resolved> {
         let env_url = std::env::var("RAMPART_URL").ok().filter(|u| !u.is_empty());
-        let url = match (&self.url, self.port) {
-            (Some(url), _) => url.clone(),
-            (None, Some(port)) => format!("http://127.0.0.1:{port}"),
-            (None, None) => env_url.unwrap_or_else(|| "http://127.0.0.1:9090".to_owned()),
+        let (url, source) = match (&self.url, self.port) {
+            (Some(url), _) => (url.clone(), "--url"),
+            (None, Some(port)) => (format!("http://127.0.0.1:{port}"), "--port"),
+            (None, None) => match env_url {
+                Some(url) => (url, "RAMPART_URL"),
+                // This home's running server where it listens (by default that is the
+                // default URL), so a launcher never checks with another home's server on
+                // the default port while its own runs elsewhere.
+                None => match home_server(home)
+                    .filter(|s| s.socket.is_some())
+                    .and_then(|s| s.port)
+                {
+                    Some(port) => (format!("http://127.0.0.1:{port}"), "this home's server"),
+                    None => (
+                        rampart_contract::url::DEFAULT_URL.to_owned(),
+                        "the default URL",
+                    ),
+                },
+            },
         };
-        let endpoint = Endpoint::parse(&url)
-            .map_err(anyhow::Error::msg)
-            .context("--url")?;
+        // The library would refuse this URL and then fail every check: refuse to start,
+        // with the library's own reason.
+        let endpoint = Endpoint::parse(&url).map_err(|why| {
+            Refused(format!(
+                "{source} {why}",
+                why = rampart_contract::printable::printable_string(why.as_bytes())
+            ))
+        })?;
         // --token, else what the admin commands use: $RAMPART_TOKEN or the home's file.
         let token = self
             .token
             .clone()
             .filter(|t| !t.is_empty())
             .or_else(|| crate::serve_cmd::token(home).ok().filter(|t| !t.is_empty()));
+        // Flags, else what the library would read from this environment: a launcher must
+        // not quietly hand CMD a weaker setting (fail-open) or another identity (agent,
+        // session: policies match on them) than the environment it runs in asks for.
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
         let session = self
             .session
             .clone()
+            .or_else(|| env("RAMPART_SESSION"))
             .unwrap_or_else(|| format!("preload-{}", std::process::id()));
+        let agent = self
+            .agent
+            .clone()
+            .or_else(|| env("RAMPART_AGENT"))
+            .unwrap_or_else(|| values::DEFAULT_AGENT.to_owned());
+        let fail_open = self.fail_open.unwrap_or_else(|| {
+            values::fail_open(env("RAMPART_FAIL_OPEN").as_deref().map(str::as_bytes))
+        });
+        let debug_env = std::env::var_os("RAMPART_DEBUG");
         Ok(Resolved {
             url,
             endpoint,
             token,
+            agent,
             session,
+            mode: self.mode.into(),
+            fail_open,
+            protect: protect_from_env(),
+            debug: self.debug || {
+                use std::os::unix::ffi::OsStrExt;
+                values::debug(debug_env.as_deref().map(|v| v.as_bytes()))
+            },
+            ask_timeout_ms: self.ask_timeout,
+            autostart: !self.no_autostart,
         })
     }
 }
 
-/// True for endpoints on this machine, where starting a server ourselves makes sense.
-fn is_local(endpoint: &Endpoint) -> bool {
-    match endpoint {
-        Endpoint::Unix(_) => true,
-        Endpoint::Tcp(hostport) => {
-            let host = hostport
-                .rsplit_once(':')
-                .map_or(hostport.as_str(), |(h, _)| h);
-            matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+/// A missing `--` is fine while nothing after CMD's name could be one of our flags
+/// (`rampart preload ls -la`); `rampart preload ls --mode monitor` is refused: is
+/// `--mode` for rampart or for `ls`? Without `--`, everything from CMD on is CMD's.
+pub fn check_separator(subcommand: &str, command: &[OsString]) -> Result<()> {
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let explicit = raw.len() > command.len()
+        && raw.ends_with(command)
+        && raw
+            .get(raw.len() - command.len() - 1)
+            .is_some_and(|w| w == "--");
+    if explicit {
+        return Ok(());
+    }
+    let ours = AgentArgs::augment_args(clap::Command::new("rampart"));
+    let longs: Vec<String> = ours
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .chain(["help"])
+        .map(|l| format!("--{l}"))
+        .collect();
+    for word in command.iter().skip(1) {
+        let word = word.to_string_lossy();
+        let flag = word.split('=').next().unwrap_or("");
+        if longs.iter().any(|l| l == flag) {
+            let program = command
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            bail!(
+                "`{flag}` after `{program}` is ambiguous without `--`: write rampart {subcommand} [FLAGS] -- {program} [ARGS...] (flags for rampart before `--`, {program}'s after it)",
+                program = rampart_contract::printable::printable_string(program.as_bytes()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// This home's own server, if it runs: where it listens, for messages. Found through
+/// the home's socket (or the pid of a background server) and `serve.port`.
+fn home_server(home: &Path) -> Option<HomeServer> {
+    let socket = home.join("rampart.sock");
+    let socket_answers = client::healthy(&Endpoint::Unix(socket.clone()));
+    let pid = std::fs::read_to_string(home.join("serve.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if !socket_answers && pid.is_none() {
+        return None;
+    }
+    let port = std::fs::read_to_string(home.join("serve.port"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    Some(HomeServer {
+        port,
+        socket: socket_answers.then_some(socket),
+        background: pid.is_some(),
+    })
+}
+
+struct HomeServer {
+    port: Option<u16>,
+    socket: Option<PathBuf>,
+    /// Started by `serve --background` (so `rampart serve stop` stops it).
+    background: bool,
+}
+
+impl HomeServer {
+    /// "127.0.0.1:9090 and unix:/h/rampart.sock"
+    fn listens(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(port) = self.port {
+            parts.push(format!("127.0.0.1:{port}"));
+        }
+        if let Some(socket) = &self.socket {
+            parts.push(format!("unix:{}", socket.display()));
+        }
+        if parts.is_empty() {
+            "an address this command cannot tell".to_owned()
+        } else {
+            parts.join(" and ")
+        }
+    }
+
+    /// The flag that points the launcher at it, for the URL kind the user chose.
+    fn use_it(&self, endpoint: &Endpoint) -> String {
+        match (endpoint, self.port, &self.socket) {
+            (Endpoint::Tcp(_), Some(port), _) => format!("use --port {port}"),
+            (_, _, Some(socket)) => format!("use --url unix:{}", socket.display()),
+            (_, Some(port), None) => format!("use --port {port}"),
+            (_, None, None) => "point --url at it".to_owned(),
+        }
+    }
+
+    fn stop_it(&self) -> &'static str {
+        if self.background {
+            "stop it (rampart serve stop)"
+        } else {
+            "stop it (it runs in the foreground where it was started)"
         }
     }
 }
 
-/// Makes sure a server answers at `resolved`: if none does at a local URL, starts
-/// `rampart serve --background` (never under the preload library) and waits for it.
-/// A server started here uses the home's token file (it may have just created it), so
-/// unless `--token` was given, `resolved.token` is taken from that file afterwards.
+/// Makes sure a server answers at `resolved`: if none does, starts `rampart serve
+/// --background` for this home (never under the preload library) at exactly that
+/// address, and says so in one line — but only once a server really answers there.
+/// When this home's server already runs elsewhere, or the started one does not answer
+/// where the library will look, the launcher refuses to start ([`Refused`]) naming what
+/// answers where. A server started here uses the home's token file (it may have just
+/// created it), so unless `--token` was given, `resolved.token` is read from it afterwards.
 pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> Result<()> {
-    if args.mode == "disabled" || client::healthy(&resolved.endpoint) {
+    if resolved.mode == Mode::Disabled || client::healthy(&resolved.endpoint) {
         return Ok(());
     }
-    if args.no_autostart || !is_local(&resolved.endpoint) {
+    if args.no_autostart {
         return Ok(());
     }
-    crate::home::check_private(home).with_context(|| {
-        format!(
-            "no policy server answers at {} and none was started",
-            resolved.url
-        )
-    })?;
+    let url = printable(&resolved.url);
+    if let Some(running) = home_server(home) {
+        return Err(Refused(format!(
+            "no policy server answers at {url}, and this home's server ({}) listens on {}, not there; {} or {}",
+            home.display(),
+            running.listens(),
+            running.use_it(&resolved.endpoint),
+            running.stop_it(),
+        ))
+        .into());
+    }
+    crate::home::check_private(home)
+        .with_context(|| format!("no policy server answers at {url} and none was started"))?;
     let exe = std::env::current_exe().context("finding the rampart binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("serve")
@@ -136,8 +345,8 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
         .env("RAMPART_HOME", home);
     match &resolved.endpoint {
         Endpoint::Tcp(hostport) => {
-            if let Some((_, port)) = hostport.rsplit_once(':') {
-                cmd.arg("--port").arg(port);
+            if let Some((addr, port)) = hostport.rsplit_once(':') {
+                cmd.arg("--addr").arg(addr).arg("--port").arg(port);
             }
         }
         Endpoint::Unix(path) => {
@@ -148,16 +357,31 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
         .output()
         .context("starting rampart serve --background")?;
     if !output.status.success() {
-        bail!(
-            "no policy server answers at {} and starting one failed: {}",
-            resolved.url,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        return Err(Refused(format!(
+            "no policy server answers at {url} and starting one failed: {}",
+            printable(String::from_utf8_lossy(&output.stderr).trim())
+        ))
+        .into());
+    }
+    // `serve --background` returns once the server answers on its socket; the TCP
+    // listener is bound before that, but look where the library will look, bounded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !client::healthy(&resolved.endpoint) {
+        if Instant::now() >= deadline {
+            let listens = home_server(home)
+                .map(|s| format!("it listens on {}", s.listens()))
+                .unwrap_or_else(|| "it is not running".to_owned());
+            return Err(Refused(format!(
+                "started this home's server in the background, but nothing answers at {url}: {listens} (log: {}, stop: rampart serve stop)",
+                home.join("serve.log").display()
+            ))
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     // One line: what we did, so a surprised user knows where the server came from.
     eprintln!(
-        "rampart: no policy server answered at {}; started one in the background (log: {}, stop: rampart serve stop)",
-        resolved.url,
+        "rampart: no policy server answered at {url}; started one in the background (log: {}, stop: rampart serve stop)",
         home.join("serve.log").display()
     );
     if args.token.is_none() {
@@ -166,6 +390,11 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
             .or(resolved.token.take());
     }
     Ok(())
+}
+
+/// Untrusted or user-supplied text as it may be shown on a terminal.
+pub fn printable(text: &str) -> String {
+    rampart_contract::printable::printable_string(text.as_bytes())
 }
 
 /// Where `librampart.so` is, in DESIGN.md §4's order.
@@ -191,4 +420,50 @@ pub fn find_library(home: &Path) -> Result<PathBuf> {
         "librampart.so not found (looked in {}); build and install it with `make -C preload install`",
         looked.join(", ")
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    /// The flags' defaults are the contract's, so an unflagged launcher hands the library
+    /// what the library would assume anyway.
+    #[test]
+    fn defaults_are_the_contract_s() {
+        let flags = Flags::try_parse_from(["rampart"]).unwrap().agent;
+        assert_eq!(flags.ask_timeout, values::DEFAULT_ASK_TIMEOUT_MS);
+        assert_eq!(flags.agent, None);
+        assert_eq!(flags.fail_open, None);
+        assert_eq!(Mode::from(flags.mode), Mode::Enforce);
+        let flags = Flags::try_parse_from(["rampart", "--fail-open"])
+            .unwrap()
+            .agent;
+        assert_eq!(flags.fail_open, Some(true));
+        let flags = Flags::try_parse_from(["rampart", "--fail-open=off"])
+            .unwrap()
+            .agent;
+        assert_eq!(flags.fail_open, Some(false));
+        for name in ["enforce", "monitor", "disabled"] {
+            let flags = Flags::try_parse_from(["rampart", "--mode", name]).unwrap();
+            assert_eq!(
+                Some(Mode::from(flags.agent.mode)),
+                Mode::from_name(name.as_bytes())
+            );
+        }
+        assert!(Flags::try_parse_from(["rampart", "--mode", "enforcing"]).is_err());
+        assert!(Flags::try_parse_from(["rampart", "--port", "0"]).is_err());
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(
+            parse_duration_ms("5d"),
+            Err("`5d` is not a duration (examples: 500ms, 30s, 2m, 1h)".to_owned())
+        );
+    }
 }

@@ -49,6 +49,119 @@ fn mode(path: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o777)
 }
 
+/// `rampart preload`'s flags at their defaults (`RAMPART_URL`, `RAMPART_TOKEN` and the
+/// home's token file still apply, as they do there).
+#[derive(clap::Parser)]
+struct Defaults {
+    #[command(flatten)]
+    agent: agent_args::AgentArgs,
+}
+
+/// The launcher's probe: the check `rampart preload -- true` would make before running
+/// `true`, with the URL, token and mode it would hand the library. It is a real check,
+/// audited (`via: "rampart-doctor"`).
+fn probe(r: &mut Report, home: &Path) {
+    use clap::Parser;
+    use rampart_contract::verdict::{Outcome as Checked, Permit};
+    let resolved = Defaults::try_parse_from(["rampart"])
+        .map_err(anyhow::Error::from)
+        .and_then(|d| d.agent.resolve(home));
+    let mut resolved = match resolved {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            return r.fail(
+                "probe",
+                format!("`rampart preload` would not start: {e}"),
+                "export RAMPART_URL=http://127.0.0.1:PORT (or unix:/absolute/path/rampart.sock), or unset it",
+            );
+        }
+    };
+    // An `ask` rule answers at once instead of holding doctor for a person.
+    resolved.ask_timeout_ms = 0;
+    let url = agent_args::printable(&resolved.url);
+    let call = crate::preload_cmd::ExecCall {
+        command: "true".to_owned(),
+        argv: vec!["true".to_owned()],
+        exe: String::new(),
+        cwd: None,
+        pid: Some(i64::from(std::process::id())),
+        ppid: None,
+        via: "rampart-doctor",
+        unchecked: None,
+    };
+    let asked = crate::preload_cmd::ask(&resolved, &call, None);
+    match (asked.outcome, asked.permit) {
+        (Checked::Answer { allowed }, _) => r.ok(
+            "probe",
+            format!(
+                "`rampart preload` checks with {url}: `true` {} ({})",
+                if allowed { "allowed" } else { "refused" },
+                asked.why
+            ),
+        ),
+        (Checked::NoAnswer, Permit::RunUnchecked) => r.fail(
+            "probe",
+            format!(
+                "{}: `rampart preload` would start a server there, or with --no-autostart run programs UNCHECKED (fail-open)",
+                asked.why
+            ),
+            "rampart serve --background   (or point RAMPART_URL / --port at the running server)",
+        ),
+        _ => r.fail(
+            "probe",
+            format!(
+                "`rampart preload` would refuse to start: {}",
+                crate::preload_cmd::configuration_problem(&resolved, &asked)
+            ),
+            "see the line above",
+        ),
+    }
+}
+
+/// The server at `endpoint` answers, and accepts the home's token.
+fn server_checks(r: &mut Report, endpoint: &client::Endpoint, token: Option<&str>) {
+    if client::healthy(endpoint) {
+        r.ok("server", format!("answers at {}", endpoint.url()));
+        let status = client::request(
+            endpoint,
+            "GET",
+            "/v1/status",
+            token,
+            None,
+            Duration::from_secs(5),
+        );
+        match status {
+            Ok(resp) if resp.status == 200 => {
+                let v = resp.json().unwrap_or_default();
+                r.ok(
+                    "auth",
+                    format!(
+                        "token accepted; mode {}, {} pending approval(s)",
+                        v["mode"].as_str().unwrap_or("?"),
+                        v["pending_approvals"]
+                    ),
+                );
+            }
+            Ok(resp) => r.fail(
+                "auth",
+                format!("the server refused the token ({})", resp.status),
+                "rampart serve stop && rampart serve --background (it reads the token at start)",
+            ),
+            Err(e) => r.fail(
+                "auth",
+                format!("status request failed: {e}"),
+                "rampart serve status",
+            ),
+        }
+    } else {
+        r.fail(
+            "server",
+            format!("nothing answers at {}", endpoint.url()),
+            "rampart serve --background   (or: rampart serve install)",
+        );
+    }
+}
+
 pub fn run() -> Result<Outcome> {
     let home = home::dir()?;
     let mut r = Report { problems: 0 };
@@ -132,47 +245,17 @@ pub fn run() -> Result<Outcome> {
         ),
     }
 
-    let endpoint = home::endpoint(&home, None)?;
-    if client::healthy(&endpoint) {
-        r.ok("server", format!("answers at {}", endpoint.url()));
-        let status = client::request(
-            &endpoint,
-            "GET",
-            "/v1/status",
-            token.as_deref(),
-            None,
-            Duration::from_secs(5),
-        );
-        match status {
-            Ok(resp) if resp.status == 200 => {
-                let v = resp.json().unwrap_or_default();
-                r.ok(
-                    "auth",
-                    format!(
-                        "token accepted; mode {}, {} pending approval(s)",
-                        v["mode"].as_str().unwrap_or("?"),
-                        v["pending_approvals"]
-                    ),
-                );
-            }
-            Ok(resp) => r.fail(
-                "auth",
-                format!("the server refused the token ({})", resp.status),
-                "rampart serve stop && rampart serve --background (it reads the token at start)",
-            ),
-            Err(e) => r.fail(
-                "auth",
-                format!("status request failed: {e}"),
-                "rampart serve status",
-            ),
-        }
-    } else {
-        r.fail(
+    // An unusable RAMPART_URL is a finding, not the end of the report.
+    match home::endpoint(&home, None) {
+        Err(e) => r.fail(
             "server",
-            format!("nothing answers at {}", endpoint.url()),
-            "rampart serve --background   (or: rampart serve install)",
-        );
+            format!("RAMPART_URL {e}"),
+            "export RAMPART_URL=http://127.0.0.1:PORT (or unix:/absolute/path/rampart.sock), or unset it",
+        ),
+        Ok(endpoint) => server_checks(&mut r, &endpoint, token.as_deref()),
     }
+
+    probe(&mut r, &home);
 
     let socket = home.join("rampart.sock");
     match mode(&socket) {

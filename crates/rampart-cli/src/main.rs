@@ -143,6 +143,12 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Code(code)) => ExitCode::from(code),
+        // `rampart preload|supervise` would hand CMD a configuration that guards nothing:
+        // refused like CMD itself would be (126), with why and what to do.
+        Err(err) if err.downcast_ref::<agent_args::Refused>().is_some() => {
+            eprintln!("rampart: [ERROR] Not started: {}", one_line(&err));
+            ExitCode::from(preload_cmd::REFUSED)
+        }
         Err(err) => {
             eprintln!("rampart: error: {}", one_line(&err));
             ExitCode::from(2)

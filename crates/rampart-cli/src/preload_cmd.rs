@@ -1,18 +1,24 @@
 //! `rampart preload -- CMD`: run CMD (and everything it starts) with `librampart.so`
 //! preloaded. CMD itself is checked here first, exactly as the library checks every
-//! later exec, so `rampart preload -- rm -rf /` is refused before anything runs.
+//! later exec, so `rampart preload -- rm -rf /` is refused before anything runs — and that
+//! check is the probe of the configuration: it is made with exactly the URL, token, mode,
+//! agent and session the library is handed, so a configuration the library could not use
+//! (an unusable URL, a refused token, a server that answers with errors) stops the
+//! launcher with one line instead of letting every later exec fail open.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use rampart_contract::values::{self, Mode};
+use rampart_contract::verdict::{self, Outcome as Checked, Permit};
 use rampart_server::client;
 use rampart_server::wire::{Params, PreflightRequest};
 
 use crate::Outcome;
-use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
+use crate::agent_args::{self, GuardedCommand, Refused, Resolved, printable};
 
 thread_local! {
     static CONNECTION: std::cell::RefCell<Option<client::KeepAlive>> =
@@ -23,14 +29,16 @@ thread_local! {
 pub const REFUSED: u8 = 126;
 
 pub fn run(args: GuardedCommand) -> Result<Outcome> {
+    agent_args::check_separator("preload", &args.command)?;
     let home = crate::home::dir()?;
     let library = agent_args::find_library(&home)?;
     let mut resolved = args.agent.resolve(&home)?;
     agent_args::ensure_server(&args.agent, &mut resolved, &home)?;
 
-    if let Verdict::Refuse(message) = check(&args.agent, &resolved, &args.command)? {
-        eprintln!("rampart: [ERROR] Policy denied: {message}");
-        return Ok(Outcome::Code(REFUSED));
+    let asked = check(&resolved, &args.command);
+    let shown = shown_command(&args.command);
+    if let Some(code) = start_or_refuse(&resolved, &asked, &shown)? {
+        return Ok(Outcome::Code(code));
     }
 
     let Some((program, rest)) = args.command.split_first() else {
@@ -38,20 +46,110 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
     };
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
-    for (key, value) in child_env(&args.agent, &resolved, &library) {
+    for (key, value) in child_env(&resolved, &library) {
         cmd.env(key, value);
     }
     let err = cmd.exec();
-    bail!("cannot run {}: {err}", program.to_string_lossy())
+    bail!(
+        "cannot run {}: {err}",
+        printable(&program.to_string_lossy())
+    )
+}
+
+/// CMD as words for messages, escaped for the terminal.
+pub fn shown_command(command: &[OsString]) -> String {
+    let words: Vec<String> = command
+        .iter()
+        .map(|w| quote(&w.to_string_lossy()))
+        .collect();
+    printable(&words.join(" "))
+}
+
+/// What the check of CMD (the probe) means for starting it: `Ok(None)` runs it (after a
+/// `[WARN]` line when nobody answered and fail-open lets it run unchecked);
+/// `Ok(Some(126))` after a policy denial's one line; `Err(Refused)` when the
+/// configuration is unusable — whatever the mode, because a launcher that starts CMD
+/// with it would guard (or, in monitor mode, audit) nothing.
+pub fn start_or_refuse(resolved: &Resolved, asked: &Asked, shown: &str) -> Result<Option<u8>> {
+    match (asked.permit, asked.outcome) {
+        (Permit::Run, _) => Ok(None),
+        (Permit::Refuse, Checked::Answer { .. }) => {
+            eprintln!("rampart: [ERROR] Policy denied: {}", asked.why);
+            Ok(Some(REFUSED))
+        }
+        (Permit::RunUnchecked, Checked::NoAnswer) => {
+            eprintln!("{}", warn_line(resolved, &asked.why, shown));
+            Ok(None)
+        }
+        _ => Err(Refused(configuration_problem(resolved, asked)).into()),
+    }
+}
+
+/// How much of a command a `[WARN]` line shows.
+const SHOWN_MAX: usize = 300;
+
+/// The one loud line when programs run although nobody decided.
+pub fn warn_line(resolved: &Resolved, why: &str, shown: &str) -> String {
+    let by = if resolved.mode == Mode::Monitor {
+        "monitor mode"
+    } else {
+        "fail-open"
+    };
+    let instead = if resolved.mode == Mode::Monitor {
+        "start the server (rampart serve --background)"
+    } else {
+        "start the server (rampart serve --background) or use --fail-open=false to refuse instead"
+    };
+    // A command may be megabytes long; the line only has to say which one.
+    let shown = match shown.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => format!("{}…", shown.get(..cut).unwrap_or(shown)),
+        None => shown.to_owned(),
+    };
+    format!("rampart: [WARN] {why}: {by} runs {shown} UNCHECKED and unaudited; {instead}")
+}
+
+/// Why the probe could not prove the configuration, and what to do, on one line.
+pub fn configuration_problem(resolved: &Resolved, asked: &Asked) -> String {
+    let url = printable(&resolved.url);
+    match asked.outcome {
+        Checked::NoAnswer => {
+            let because = if resolved.protect {
+                "RAMPART_PROTECT is set"
+            } else {
+                "fail-open is off"
+            };
+            let fix = if resolved.autostart {
+                "start it (rampart serve --background) or check the URL"
+            } else {
+                "start it (rampart serve --background), or drop --no-autostart to let rampart start it"
+            };
+            format!("{} and {because}; {fix}", asked.why)
+        }
+        Checked::Status(401 | 403) if resolved.token.is_none() => format!(
+            "{} (no token was found: --token, $RAMPART_TOKEN or $RAMPART_HOME/token); give the token of the server at {url}",
+            asked.why
+        ),
+        Checked::Status(401 | 403) => format!(
+            "{}; give the token of the server at {url} (--token or $RAMPART_TOKEN), or set RAMPART_HOME to that server's home",
+            asked.why
+        ),
+        Checked::Status(500..=599) => format!(
+            "{}; see `rampart serve status` and the server's log",
+            asked.why
+        ),
+        // Too large for the server: a property of this command, not of the configuration.
+        Checked::Unusable | Checked::Status(413) => asked.why.clone(),
+        _ => format!(
+            "{}; is a Rampart policy server listening at {url}?",
+            asked.why
+        ),
+    }
 }
 
 /// The environment that configures the library in CMD and, re-injected by the library,
-/// in everything below it.
-pub fn child_env(
-    args: &AgentArgs,
-    resolved: &Resolved,
-    library: &std::path::Path,
-) -> Vec<(String, OsString)> {
+/// in everything below it. `RAMPART_PROTECT` is not set here: it passes through from our
+/// environment unchanged.
+pub fn child_env(resolved: &Resolved, library: &std::path::Path) -> Vec<(String, OsString)> {
     let mut preload = library.as_os_str().to_owned();
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         let already = existing
@@ -68,34 +166,29 @@ pub fn child_env(
     let mut env = vec![
         ("LD_PRELOAD".to_owned(), preload),
         ("RAMPART_URL".to_owned(), resolved.url.clone().into()),
-        ("RAMPART_MODE".to_owned(), args.mode.clone().into()),
+        ("RAMPART_MODE".to_owned(), resolved.mode.name().into()),
         (
             "RAMPART_FAIL_OPEN".to_owned(),
-            if args.fail_open { "true" } else { "false" }.into(),
+            if resolved.fail_open { "true" } else { "false" }.into(),
         ),
-        ("RAMPART_AGENT".to_owned(), args.agent.clone().into()),
+        ("RAMPART_AGENT".to_owned(), resolved.agent.clone().into()),
         (
             "RAMPART_SESSION".to_owned(),
             resolved.session.clone().into(),
         ),
         (
             "RAMPART_ASK_TIMEOUT".to_owned(),
-            format!("{}ms", args.ask_timeout.as_millis()).into(),
+            format!("{}ms", resolved.ask_timeout_ms).into(),
         ),
         (
             "RAMPART_DEBUG".to_owned(),
-            if args.debug { "1" } else { "0" }.into(),
+            if resolved.debug { "1" } else { "0" }.into(),
         ),
     ];
     if let Some(token) = &resolved.token {
         env.push(("RAMPART_TOKEN".to_owned(), token.clone().into()));
     }
     env
-}
-
-pub enum Verdict {
-    Run,
-    Refuse(String),
 }
 
 /// Quotes a word for the command string the way the library does: only when needed,
@@ -113,15 +206,14 @@ pub fn quote(word: &str) -> String {
     }
 }
 
-/// Asks the server about CMD, applying the library's failure rules (see [`ask`]).
-pub fn check(args: &AgentArgs, resolved: &Resolved, command: &[OsString]) -> Result<Verdict> {
+/// Asks the server about CMD, applying the contract (see [`ask`]).
+pub fn check(resolved: &Resolved, command: &[OsString]) -> Asked {
     let argv: Vec<String> = command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let exe = argv.first().and_then(|p| which(p)).unwrap_or_default();
     ask(
-        args,
         resolved,
         &ExecCall {
             command: command_string(&argv, &exe),
@@ -135,6 +227,7 @@ pub fn check(args: &AgentArgs, resolved: &Resolved, command: &[OsString]) -> Res
             via: "rampart-preload",
             unchecked: None,
         },
+        None,
     )
 }
 
@@ -173,18 +266,51 @@ pub fn command_string(argv: &[String], exe: &str) -> String {
     words.join(" ")
 }
 
-/// Asks the server about one exec with the library's failure rules (DESIGN.md §6):
-/// unreachable, timeouts and 5xx follow fail-open; 401/403 and unreadable answers refuse
-/// in enforce mode; monitor never refuses; disabled never asks. Used by `rampart preload`
-/// for CMD and by `rampart supervise` for every exec in the tree.
-pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Verdict> {
-    if args.mode == "disabled" {
-        return Ok(Verdict::Run);
+/// What one check came to.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// What happened, in the contract's terms.
+    pub outcome: Checked,
+    /// What that means for the program (`verdict::permit`).
+    pub permit: Permit,
+    /// For an answer: the server's message (or "decision X"). Otherwise why there is no
+    /// decision, with where it was asked: "no policy server answered at URL (…)".
+    /// Escaped for the terminal.
+    pub why: String,
+}
+
+impl Asked {
+    /// The library-style refusal text for `rampart: [ERROR] Policy denied: …`.
+    pub fn refusal(&self, resolved: &Resolved) -> String {
+        match self.outcome {
+            Checked::NoAnswer if resolved.protect => {
+                format!("{} and RAMPART_PROTECT is set", self.why)
+            }
+            Checked::NoAnswer => format!("{} and fail-open is off", self.why),
+            _ => self.why.clone(),
+        }
     }
-    let enforce = args.mode == "enforce";
-    let wait_ms = u64::try_from(args.ask_timeout.as_millis()).unwrap_or(u64::MAX);
+}
+
+/// Asks the server about one exec and decides by the contract's matrix
+/// (`rampart_contract::verdict::permit`): only a well-formed allow runs in enforce mode;
+/// fail-open (`RunUnchecked`) applies only when nobody answered; monitor never refuses;
+/// disabled never asks. `ran_unchecked` (execs the caller let run unchecked since its
+/// last report) travels with the request. Used by `rampart preload` for CMD and by
+/// `rampart supervise` for every exec in the tree.
+pub fn ask(resolved: &Resolved, call: &ExecCall, ran_unchecked: Option<u64>) -> Asked {
+    let decided = |outcome: Checked, why: String| Asked {
+        outcome,
+        permit: verdict::permit(outcome, resolved.mode, resolved.fail_open, resolved.protect),
+        why,
+    };
+    if resolved.mode == Mode::Disabled {
+        return decided(Checked::Answer { allowed: true }, String::new());
+    }
+    let enforce = resolved.mode == Mode::Enforce;
+    let wait_ms = resolved.ask_timeout_ms;
     let request = PreflightRequest {
-        agent: Some(args.agent.clone()),
+        agent: Some(resolved.agent.clone()),
         session: Some(resolved.session.clone()),
         params: Params {
             command: Some(call.command.clone()),
@@ -199,16 +325,32 @@ pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Ver
         via: Some(call.via.to_owned()),
         wait_ms: (enforce && wait_ms > 0 && call.unchecked.is_none()).then_some(wait_ms),
         unchecked: call.unchecked.clone(),
-        ran_unchecked: None,
+        ran_unchecked: ran_unchecked.filter(|&n| n > 0),
     };
-    let body = serde_json::to_value(&request).context("encoding the preflight request")?;
-    let timeout = Duration::from_millis(wait_ms.saturating_add(2000));
+    let url = printable(&resolved.url);
+    let body = match serde_json::to_value(&request) {
+        Ok(body) => body,
+        Err(e) => {
+            let reason = Checked::Unusable.reason().unwrap_or_default();
+            return decided(Checked::Unusable, format!("{reason} ({e})"));
+        }
+    };
+    // A held ask may take `wait_ms`; past that plus the answer time, nobody answered.
+    let timeout = Duration::from_millis(
+        request
+            .wait_ms
+            .unwrap_or(0)
+            .saturating_add(values::ANSWER_TIMEOUT_MS),
+    );
     // One kept-alive connection per thread: the supervisor's workers ask for every exec
     // of a tree, and a fresh connection per exec costs a connect and an accept each.
     let answer = CONNECTION.with_borrow_mut(|kept| {
         let conn = match kept {
             Some(conn) if conn.endpoint() == &resolved.endpoint => conn,
-            _ => kept.insert(client::KeepAlive::new(resolved.endpoint.clone())),
+            _ => kept.insert(
+                client::KeepAlive::new(resolved.endpoint.clone())
+                    .with_answer_limit(values::ANSWER_MAX_BYTES),
+            ),
         };
         conn.request(
             "POST",
@@ -218,53 +360,55 @@ pub fn ask(args: &AgentArgs, resolved: &Resolved, call: &ExecCall) -> Result<Ver
             timeout,
         )
     });
-    let fail = |why: String| -> Verdict {
-        if !enforce || args.fail_open {
-            Verdict::Run
-        } else {
-            Verdict::Refuse(format!("{why} and fail-open is off"))
-        }
-    };
     let response = match answer {
         Ok(response) => response,
         Err(e) => {
-            return Ok(fail(format!(
-                "policy server unreachable at {} ({e})",
-                resolved.url
-            )));
+            let outcome = client::outcome_of(&e);
+            let reason = outcome.reason().unwrap_or_default();
+            let detail = printable(&e.to_string());
+            return decided(outcome, format!("{reason} at {url} ({detail})"));
         }
     };
-    if response.status >= 500 {
-        return Ok(fail(format!("policy server error {}", response.status)));
-    }
-    if !enforce {
-        return Ok(Verdict::Run);
-    }
     if response.status != 200 {
-        return Ok(Verdict::Refuse(format!(
-            "policy server refused the request ({}): {}",
-            response.status,
-            response.error_text()
-        )));
+        let outcome = Checked::Status(response.status);
+        let reason = outcome.reason().unwrap_or_default();
+        let text: String = response.error_text().chars().take(200).collect();
+        let detail = if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", printable(&text))
+        };
+        return decided(
+            outcome,
+            format!("{reason} (HTTP {}) at {url}{detail}", response.status),
+        );
     }
-    let Ok(value) = response.json() else {
-        return Ok(Verdict::Refuse(
-            "unreadable answer from the policy server".to_owned(),
-        ));
+    let value = response.json().ok();
+    let allowed = value
+        .as_ref()
+        .and_then(|v| v.get("allowed"))
+        .and_then(|a| a.as_bool());
+    let Some(allowed) = allowed else {
+        let reason = Checked::Malformed.reason().unwrap_or_default();
+        return decided(
+            Checked::Malformed,
+            format!("{reason} at {url} (no boolean `allowed` in its JSON)"),
+        );
     };
-    match value.get("allowed").and_then(|a| a.as_bool()) {
-        Some(true) => Ok(Verdict::Run),
-        Some(false) => Ok(Verdict::Refuse(
-            value
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("denied by policy")
-                .to_owned(),
-        )),
-        None => Ok(Verdict::Refuse(
-            "unreadable answer from the policy server".to_owned(),
-        )),
-    }
+    let field = |name: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(|m| m.as_str())
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+    };
+    let why = match (field("message"), field("decision")) {
+        (Some(message), _) => printable(&message),
+        (None, Some(decision)) => format!("decision {}", printable(&decision)),
+        (None, None) => "denied by policy".to_owned(),
+    };
+    decided(Checked::Answer { allowed }, why)
 }
 
 /// The path exec would run for `program` (PATH search like execvp), if any.

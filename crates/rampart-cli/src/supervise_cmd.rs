@@ -5,33 +5,38 @@
 //! library does (same request with `via: "seccomp"`, same failure rules, same output).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use rampart_contract::values::Mode;
+use rampart_contract::verdict::{Outcome as Checked, Permit};
 use rampart_supervise::{Decider, ExecRequest, Verdict};
 
 use crate::Outcome;
-use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
+use crate::agent_args::{self, GuardedCommand, Resolved, printable};
 use crate::preload_cmd::{self, ExecCall, quote};
 
 pub fn run(args: GuardedCommand) -> Result<Outcome> {
+    agent_args::check_separator("supervise", &args.command)?;
     let home = crate::home::dir()?;
     let mut resolved = args.agent.resolve(&home)?;
     // Before the supervisor forks or starts threads: a server started here daemonises
     // and must not become our (subreaped) child.
     agent_args::ensure_server(&args.agent, &mut resolved, &home)?;
-    if args.agent.debug {
+    if resolved.debug {
         eprintln!("rampart: [DEBUG] Supervisor started (seccomp user notification)");
-        eprintln!("rampart: [DEBUG] URL: {}", resolved.url);
-        eprintln!("rampart: [DEBUG] Mode: {}", args.agent.mode);
-        eprintln!("rampart: [DEBUG] Fail-open: {}", args.agent.fail_open);
+        eprintln!("rampart: [DEBUG] URL: {}", printable(&resolved.url));
+        eprintln!("rampart: [DEBUG] Mode: {}", resolved.mode.name());
+        eprintln!("rampart: [DEBUG] Fail-open: {}", resolved.fail_open);
     }
     let decider = Arc::new(ServerDecider {
-        args: args.agent.clone(),
         resolved,
         waiting: Arc::new(Waiting::default()),
+        first: AtomicBool::new(true),
+        warned: AtomicBool::new(false),
+        unreported: AtomicU64::new(0),
     });
     let finished = rampart_supervise::run(&args.command, decider).context("rampart supervise")?;
     if let Some(err) = &finished.exec_error
@@ -39,49 +44,88 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
     {
         eprintln!(
             "rampart: cannot run {}: {err}",
-            args.command
-                .first()
-                .map(|c| c.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            preload_cmd::shown_command(args.command.get(..1).unwrap_or_default())
         );
     }
     Ok(Outcome::Code(u8::try_from(finished.code).unwrap_or(255)))
 }
 
 struct ServerDecider {
-    args: AgentArgs,
     resolved: Resolved,
     waiting: Arc<Waiting>,
+    /// CMD's own exec is the first one decided: it is the probe of the configuration,
+    /// and a configuration problem there is said as the launcher says it.
+    first: AtomicBool,
+    /// The one `[WARN]` line per run when an exec runs unchecked has been printed.
+    warned: AtomicBool,
+    /// Execs let run unchecked and not yet reported to the server (`ran_unchecked`).
+    unreported: AtomicU64,
 }
 
 impl ServerDecider {
-    fn deny(&self, message: String) -> Verdict {
-        if self.args.debug {
+    fn deny(&self, message: &str) -> Verdict {
+        if self.resolved.debug {
             eprintln!("rampart: [DEBUG] Decision: deny");
         }
         eprintln!("rampart: [ERROR] Policy denied: {message}");
-        Verdict::Deny(message)
+        Verdict::Deny(message.to_owned())
+    }
+
+    /// Asks, carrying the count of unchecked execs; the count is cleared only when a
+    /// decision came back (the server then has it), else kept for the next request.
+    /// Taken with `swap` so that concurrent workers never report the same execs twice.
+    fn ask(&self, call: &ExecCall) -> preload_cmd::Asked {
+        let carried = self.unreported.swap(0, Ordering::AcqRel);
+        let asked = preload_cmd::ask(&self.resolved, call, Some(carried));
+        if carried > 0 && !matches!(asked.outcome, Checked::Answer { .. }) {
+            self.unreported.fetch_add(carried, Ordering::AcqRel);
+        }
+        asked
+    }
+
+    /// An exec runs although nobody decided: counted, and said once per run.
+    fn run_unchecked(&self, asked: &preload_cmd::Asked, shown: &str) -> Verdict {
+        self.unreported.fetch_add(1, Ordering::AcqRel);
+        if self.resolved.debug {
+            eprintln!(
+                "rampart: [DEBUG] Decision: allow (unchecked: {})",
+                asked.why
+            );
+        }
+        if !self.warned.swap(true, Ordering::AcqRel) {
+            eprintln!(
+                "{}; later unchecked execs are counted and reported to the server when it answers",
+                preload_cmd::warn_line(&self.resolved, &asked.why, shown)
+            );
+        }
+        Verdict::Allow
     }
 }
 
 impl Decider for ServerDecider {
     fn decide(&self, exec: &ExecRequest) -> Verdict {
+        let first = self.first.swap(false, Ordering::AcqRel);
         // An anonymous program (memfd, deleted file) has no name worth matching: its
         // argv[0] stands for it, and the audit's `exe` still shows what really ran.
         let anonymous = exec.exe.starts_with("/memfd:") || exec.exe.ends_with(" (deleted)");
         let named = if anonymous { "" } else { exec.exe.as_str() };
         let command = preload_cmd::command_string(&exec.argv, named);
-        if self.args.debug {
-            let mut shown = quote(&exec.exe);
+        let shown = printable(&command);
+        if self.resolved.debug {
+            let mut intercepted = quote(&exec.exe);
             for arg in exec.argv.iter().skip(1) {
-                shown.push(' ');
-                shown.push_str(&quote(arg));
+                intercepted.push(' ');
+                intercepted.push_str(&quote(arg));
             }
-            eprintln!("rampart: [DEBUG] Intercepted {}: {shown}", exec.syscall);
+            eprintln!(
+                "rampart: [DEBUG] Intercepted {}: {}",
+                exec.syscall,
+                printable(&intercepted)
+            );
             eprintln!("rampart: [DEBUG] Policy check: POST /v1/preflight/exec");
         }
         let call = ExecCall {
-            command: command.clone(),
+            command,
             argv: exec.argv.clone(),
             exe: exec.exe.clone(),
             cwd: exec.cwd.clone(),
@@ -90,32 +134,43 @@ impl Decider for ServerDecider {
             via: "seccomp",
             unchecked: None,
         };
-        let asks = self.args.mode == "enforce" && !self.args.ask_timeout.is_zero();
+        let asks = self.resolved.mode == Mode::Enforce && self.resolved.ask_timeout_ms > 0;
         if asks {
             // Started on first use, after the fork: the supervisor forks single-threaded.
             self.waiting
                 .reporter
                 .get_or_init(|| self.waiting.start_reporter());
         }
-        let ticket = self.waiting.add(command);
-        let verdict = preload_cmd::ask(&self.args, &self.resolved, &call);
+        let ticket = self.waiting.add(shown.clone());
+        let asked = self.ask(&call);
         self.waiting.remove(ticket);
-        match verdict {
-            Ok(preload_cmd::Verdict::Run) => {
-                if self.args.debug {
+        // CMD's own exec proves the configuration, as under `rampart preload`: anything
+        // but an answer, or fail-open's "nobody answered", stops the run with one line.
+        let unusable = !matches!(
+            (asked.permit, asked.outcome),
+            (Permit::Run, _)
+                | (_, Checked::Answer { .. })
+                | (Permit::RunUnchecked, Checked::NoAnswer)
+        );
+        if first && unusable {
+            let line = preload_cmd::configuration_problem(&self.resolved, &asked);
+            eprintln!("rampart: [ERROR] Not started: {line}");
+            return Verdict::Deny(line);
+        }
+        match asked.permit {
+            Permit::Run => {
+                if self.resolved.debug {
                     eprintln!("rampart: [DEBUG] Decision: allow");
                 }
                 Verdict::Allow
             }
-            Ok(preload_cmd::Verdict::Refuse(message)) => self.deny(message),
-            // Only encoding the request can fail here; an exec we could not ask about is
-            // refused in enforce mode like any unreadable answer.
-            Err(e) if self.args.mode == "enforce" => self.deny(format!("{e:#}")),
-            Err(_) => Verdict::Allow,
+            Permit::Refuse => self.deny(&asked.refusal(&self.resolved)),
+            Permit::RunUnchecked => self.run_unchecked(&asked, &shown),
         }
     }
 
     fn unchecked(&self, pid: u32, why: &str) -> Verdict {
+        self.first.store(false, Ordering::Release);
         // Recorded in the audit trail (the server does not evaluate it); the verdict below
         // stands whatever the answer, so an unreachable server changes nothing here.
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -133,14 +188,15 @@ impl Decider for ServerDecider {
             via: "seccomp",
             unchecked: Some(why.to_owned()),
         };
-        let _ = preload_cmd::ask(&self.args, &self.resolved, &call);
-        match self.args.mode.as_str() {
-            "enforce" => self.deny(format!("{why} (refused in enforce mode)")),
-            "monitor" => {
+        let _ = self.ask(&call);
+        let why = printable(why);
+        match self.resolved.mode {
+            Mode::Enforce => self.deny(&format!("{why} (refused in enforce mode)")),
+            Mode::Monitor => {
                 eprintln!("rampart: [WARN] {why} (allowed in monitor mode)");
                 Verdict::Allow
             }
-            _ => Verdict::Allow,
+            Mode::Disabled => Verdict::Allow,
         }
     }
 }

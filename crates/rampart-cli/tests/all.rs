@@ -10,6 +10,7 @@ mod fail_closed;
 mod faults_preload;
 mod faults_server;
 mod hostile;
+mod launcher;
 mod policy_cli;
 mod preload;
 mod security;

@@ -10,6 +10,9 @@ pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub const ANSWER_TIMEOUT_MS: u64 = 2_000;
 /// Default for `RAMPART_AGENT`.
 pub const DEFAULT_AGENT: &str = "preload";
+/// Largest answer to a check (status line, headers and body): a decision is small, so a
+/// larger one is refused as oversized rather than read without end.
+pub const ANSWER_MAX_BYTES: usize = 16 * 1024;
 
 /// The server's enforcement mode as the client requests it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

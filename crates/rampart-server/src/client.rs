@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,45 +16,27 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `http://HOST:PORT[/]` or `unix:/path`. HOST must be on this machine:
-    /// `localhost` (taken as 127.0.0.1, no name lookup) or an IPv4 address in
-    /// 127.0.0.0/8. The admin token travels in plain HTTP, so any other host is refused
-    /// here, exactly as the preload library refuses it (preload/src/config.rs).
+    /// Parses a server URL by the contract's rules (`rampart_contract::url`), exactly as
+    /// the preload library does: `http://HOST:PORT` with HOST `localhost` (taken as
+    /// 127.0.0.1, no name lookup) or an IPv4 address in 127.0.0.0/8 — the admin token
+    /// travels in plain HTTP — or `unix:` with an absolute path. The error completes
+    /// "<where the URL came from> …": `unix:x.sock is a relative unix: socket path (…)`.
     pub fn parse(url: &str) -> Result<Endpoint, String> {
-        if let Some(path) = url.strip_prefix("unix:") {
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(format!(
-                "unsupported server URL `{url}`: use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path/to/rampart.sock"
-            ));
-        };
-        let hostport = rest.trim_end_matches('/');
-        if hostport.is_empty() || hostport.contains('/') {
-            return Err(format!(
-                "unsupported server URL `{url}`: use http://127.0.0.1:PORT"
-            ));
-        }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((host, port)) => (host, port),
-            None => (hostport, "80"),
-        };
-        let port: u16 = port.parse().map_err(|_| {
-            format!("unsupported server URL `{url}`: `{port}` is not a port number")
-        })?;
-        let ip = if host.eq_ignore_ascii_case("localhost") {
-            std::net::Ipv4Addr::LOCALHOST
-        } else {
-            match host.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) if ip.is_loopback() => ip,
-                _ => {
-                    return Err(format!(
-                        "refusing server URL `{url}`: `{host}` is not a loopback address (the token is sent in plain HTTP, so only 127.0.0.0/8, localhost or a unix: socket are used)"
-                    ));
-                }
+        use rampart_contract::url::{Target, parse};
+        match parse(url.as_bytes()) {
+            Ok(Target::Unix { path }) => {
+                use std::os::unix::ffi::OsStrExt;
+                Ok(Endpoint::Unix(PathBuf::from(std::ffi::OsStr::from_bytes(
+                    path,
+                ))))
             }
-        };
-        Ok(Endpoint::Tcp(format!("{ip}:{port}")))
+            Ok(Target::Tcp {
+                ip: [a, b, c, d],
+                port,
+                ..
+            }) => Ok(Endpoint::Tcp(format!("{a}.{b}.{c}.{d}:{port}"))),
+            Err(e) => Err(format!("{url} is {}", e.reason())),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -125,7 +107,8 @@ fn connect(endpoint: &Endpoint, timeout: Duration) -> std::io::Result<Box<dyn St
             let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
             let mut found = None;
             for addr in hostport.to_socket_addrs()? {
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                let limit = Duration::from_millis(rampart_contract::values::CONNECT_TIMEOUT_MS);
+                match TcpStream::connect_timeout(&addr, limit) {
                     Ok(s) => {
                         s.set_nodelay(true)?;
                         found = Some(s);
@@ -157,10 +140,25 @@ pub fn request(
         .write_all(&message)
         .and_then(|()| reader.get_mut().flush())
     {
-        Ok(()) => read_response(&mut reader).map(|(r, _)| r),
+        Ok(()) => read_response(&mut reader, usize::MAX).map(|(r, _)| r),
         // The server may answer (413) and close before reading a large body: its answer
         // is still there to read.
-        Err(e) => read_response(&mut reader).map(|(r, _)| r).map_err(|_| e),
+        Err(e) => read_response(&mut reader, usize::MAX)
+            .map(|(r, _)| r)
+            .map_err(|_| e),
+    }
+}
+
+/// What a failed request means in the contract's terms (`verdict::Outcome`): an answer
+/// that started and then broke off or made no sense is `Malformed`, one larger than the
+/// caller's limit `Oversized`, and everything else — refused, no listener, closed before
+/// a byte of an answer, no answer in time — is "nobody answered".
+pub fn outcome_of(err: &std::io::Error) -> rampart_contract::verdict::Outcome {
+    use rampart_contract::verdict::Outcome;
+    match err.kind() {
+        std::io::ErrorKind::InvalidData => Outcome::Malformed,
+        std::io::ErrorKind::FileTooLarge => Outcome::Oversized,
+        _ => Outcome::NoAnswer,
     }
 }
 
@@ -170,7 +168,10 @@ pub fn request(
 #[derive(Debug)]
 pub struct KeepAlive {
     endpoint: Endpoint,
-    conn: Option<BufReader<Box<dyn Stream>>>,
+    conn: Option<BufReader<Timed>>,
+    /// Largest answer (status line, headers and body) accepted; larger ones fail with
+    /// `ErrorKind::FileTooLarge` ([`outcome_of`]: oversized).
+    limit: usize,
 }
 
 impl std::fmt::Debug for dyn Stream {
@@ -184,7 +185,15 @@ impl KeepAlive {
         KeepAlive {
             endpoint,
             conn: None,
+            limit: usize::MAX,
         }
+    }
+
+    /// Refuses answers larger than `bytes` (a decision is small; the preload library
+    /// refuses anything over `rampart_contract::values::ANSWER_MAX_BYTES`).
+    pub fn with_answer_limit(mut self, bytes: usize) -> KeepAlive {
+        self.limit = bytes;
+        self
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -204,14 +213,17 @@ impl KeepAlive {
         timeout: Duration,
     ) -> std::io::Result<Response> {
         let message = encode(method, path, token, body, true);
+        // One deadline for the whole exchange, the retry included, as the library has: a
+        // server that drips its answer cannot hold a check past `timeout`.
+        let deadline = Instant::now() + timeout;
         if let Some(mut reader) = self.conn.take() {
+            reader.get_mut().deadline = Some(deadline);
             let sent = reader
-                .get_ref()
-                .set_timeouts(timeout)
-                .and_then(|()| reader.get_mut().write_all(&message))
+                .get_mut()
+                .write_all(&message)
                 .and_then(|()| reader.get_mut().flush());
             if sent.is_ok() {
-                match read_response(&mut reader) {
+                match read_response(&mut reader, self.limit) {
                     Ok((response, keep)) => {
                         if keep {
                             self.conn = Some(reader);
@@ -223,14 +235,90 @@ impl KeepAlive {
                 }
             }
         }
-        let mut reader = BufReader::new(connect(&self.endpoint, timeout)?);
-        reader.get_mut().write_all(&message)?;
-        reader.get_mut().flush()?;
-        let (response, keep) = read_response(&mut reader)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Timed::expired());
+        }
+        let mut reader = BufReader::new(Timed {
+            inner: connect(&self.endpoint, left)?,
+            deadline: Some(deadline),
+        });
+        let sent = reader
+            .get_mut()
+            .write_all(&message)
+            .and_then(|()| reader.get_mut().flush());
+        let (response, keep) = match sent {
+            Ok(()) => read_response(&mut reader, self.limit)?,
+            // The server may answer (413) and close (or stop reading) before it has read
+            // a large body: that answer is the decision, not "nobody answered". It is
+            // already here when the write fails, also when the write used up the deadline.
+            Err(e) => {
+                reader.get_mut().deadline = Some(Instant::now() + ALREADY_HERE);
+                match read_response(&mut reader, self.limit) {
+                    Ok((response, _)) => (response, false),
+                    Err(_) => return Err(e),
+                }
+            }
+        };
         if keep {
             self.conn = Some(reader);
         }
         Ok(response)
+    }
+}
+
+/// How long reading an answer that arrived while we were still sending may take.
+const ALREADY_HERE: Duration = Duration::from_millis(200);
+
+/// A connection whose reads and writes all end by one deadline (each gets the time left
+/// as its socket timeout). Running out is `TimedOut`, "no answer in time".
+#[derive(Debug)]
+struct Timed {
+    inner: Box<dyn Stream>,
+    deadline: Option<Instant>,
+}
+
+impl Timed {
+    fn expired() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
+    }
+
+    fn arm(&self) -> std::io::Result<()> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Timed::expired());
+            }
+            self.inner.set_timeouts(left)?;
+        }
+        Ok(())
+    }
+
+    /// A socket timeout is the deadline passing.
+    fn timed_out(e: std::io::Error) -> std::io::Error {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Timed::expired()
+        } else {
+            e
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.inner.read(buf).map_err(Timed::timed_out)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.inner.write(buf).map_err(Timed::timed_out)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -261,10 +349,12 @@ fn encode(
     message
 }
 
-/// Reads one answer; the flag says whether the connection may be used again. An answer
-/// that had not started when the connection closed is `UnexpectedEof`.
-fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Response, bool)> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+/// Reads one answer of at most `limit` bytes; the flag says whether the connection may
+/// be used again. An answer that had not started when the connection closed is
+/// `UnexpectedEof`; one that started and then broke off (closed, reset, garbled) is
+/// `InvalidData`; one over `limit` is `FileTooLarge` (see [`outcome_of`]). A timeout
+/// stays a timeout: no answer in time.
+fn read_response(reader: &mut impl BufRead, limit: usize) -> std::io::Result<(Response, bool)> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::Error::new(
@@ -272,6 +362,32 @@ fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Re
             "the server closed the connection without answering",
         ));
     }
+    read_rest(reader, line, limit).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock
+        | std::io::ErrorKind::TimedOut
+        | std::io::ErrorKind::InvalidData
+        | std::io::ErrorKind::FileTooLarge => e,
+        _ => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the answer broke off: {e}"),
+        ),
+    })
+}
+
+/// The rest of an answer whose first line is `line`.
+fn read_rest(
+    reader: &mut impl BufRead,
+    mut line: String,
+    limit: usize,
+) -> std::io::Result<(Response, bool)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("the answer is larger than {limit} bytes"),
+        )
+    };
+    let mut seen = line.len();
     let status: u16 = line
         .split_whitespace()
         .nth(1)
@@ -282,7 +398,12 @@ fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Re
     let mut keep = true;
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        let n = reader.read_line(&mut line)?;
+        seen = seen.saturating_add(n);
+        if seen > limit {
+            return Err(too_large());
+        }
+        if n == 0 {
             break;
         }
         let header = line.trim_end();
@@ -303,6 +424,7 @@ fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Re
             }
         }
     }
+    let room = limit.saturating_sub(seen);
     let mut body = Vec::new();
     if chunked {
         loop {
@@ -316,6 +438,9 @@ fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Re
                 reader.read_line(&mut line)?;
                 break;
             }
+            if size > room.saturating_sub(body.len()) {
+                return Err(too_large());
+            }
             let start = body.len();
             body.resize(start + size, 0);
             reader.read_exact(&mut body[start..])?;
@@ -323,11 +448,20 @@ fn read_response(reader: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<(Re
             reader.read_line(&mut line)?;
         }
     } else if let Some(length) = length {
+        if length > room {
+            return Err(too_large());
+        }
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
     } else {
         // Delimited by the end of the connection: it cannot be reused.
-        reader.read_to_end(&mut body)?;
+        reader
+            .by_ref()
+            .take(u64::try_from(room).unwrap_or(u64::MAX).saturating_add(1))
+            .read_to_end(&mut body)?;
+        if body.len() > room {
+            return Err(too_large());
+        }
         keep = false;
     }
     Ok((Response { status, body }, keep))
@@ -433,29 +567,44 @@ mod tests {
             Endpoint::parse("unix:/run/r.sock"),
             Ok(Endpoint::Unix("/run/r.sock".into()))
         );
+        let not_loopback = "is not a loopback address (plain HTTP with the token is only sent to 127.0.0.0/8, localhost or a unix: socket)";
         for url in [
             "http://10.1.2.3:9090",
             "http://192.0.2.2:9090",
             "http://0.0.0.0:9090",
+        ] {
+            assert_eq!(
+                Endpoint::parse(url),
+                Err(format!("{url} {not_loopback}")),
+                "{url}"
+            );
+        }
+        for url in [
             "http://example.com:9090",
             "http://localhost.example.com:9090",
             "http://127.0.0.1.example.com:9090",
             "http://127.0.0.1:9090@10.1.2.3:80",
             "http://[::1]:9090",
+            "https://127.0.0.1:9090",
+            "http://127.0.0.1:99999",
         ] {
-            let err = Endpoint::parse(url).unwrap_err();
-            assert!(
-                err.starts_with(&format!("refusing server URL `{url}`"))
-                    || err.starts_with(&format!("unsupported server URL `{url}`")),
-                "{url}: {err}"
+            assert_eq!(
+                Endpoint::parse(url),
+                Err(format!(
+                    "{url} is not a supported URL (use http://127.0.0.1:PORT, http://localhost:PORT or unix:/path; no https, no host names)"
+                )),
+                "{url}"
             );
         }
-        assert!(
-            Endpoint::parse("http://10.1.2.3:9090")
-                .unwrap_err()
-                .contains("not a loopback address")
+    }
+
+    /// The CLI used to accept `unix:rampart.sock` while the library refused it, so the
+    /// launcher checked CMD and every later exec failed open.
+    #[test]
+    fn a_relative_socket_is_refused_with_the_library_s_reason() {
+        assert_eq!(
+            Endpoint::parse("unix:rampart.sock"),
+            Err("unix:rampart.sock is a relative unix: socket path (give an absolute path: the library runs in every working directory)".to_owned())
         );
-        assert!(Endpoint::parse("https://127.0.0.1:9090").is_err());
-        assert!(Endpoint::parse("http://127.0.0.1:99999").is_err());
     }
 }
