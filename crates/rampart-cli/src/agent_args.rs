@@ -310,6 +310,46 @@ impl HomeServer {
     }
 }
 
+/// The prefix of an agent credential (`POST /v1/agents`); the admin token has none.
+pub const AGENT_TOKEN_PREFIX: &str = "rampart_agent_";
+
+/// Trades the admin token for a per-run agent credential bound to this run's agent,
+/// session and `pid` (the process that lives as long as the run: CMD itself under
+/// `preload`, which execs into it; the supervisor under `supervise`). From here on only
+/// the credential is used and handed down: it can ask for decisions and nothing else, so
+/// an agent that reads its environment cannot approve its own asks, reload or rewrite
+/// policy, read the audit trail or claim another agent's name, and `rampart token rotate`
+/// does not break it. A credential that is already an agent credential (a launcher
+/// nested in a guarded tree) is kept as it is: the server holds it to its own agent and
+/// session. When no server answers at all, the admin token is dropped rather than handed
+/// down: the check of CMD then finds nobody and fail-open decides, loudly.
+pub fn scope_credential(resolved: &mut Resolved, pid: u32) -> Result<Option<String>> {
+    let Some(token) = resolved.token.clone() else {
+        return Ok(None);
+    };
+    if token.starts_with(AGENT_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    if !client::healthy(&resolved.endpoint) {
+        resolved.token = None;
+        return Ok(None);
+    }
+    let credential = client::register_agent(
+        &resolved.endpoint,
+        &token,
+        &resolved.agent,
+        &resolved.session,
+        pid,
+    )
+    .map_err(|e| {
+        Refused(format!(
+            "{e}; check the token (--token, $RAMPART_TOKEN or $RAMPART_HOME/token)"
+        ))
+    })?;
+    resolved.token = Some(credential.token);
+    Ok(Some(credential.id))
+}
+
 /// Makes sure a server answers at `resolved`: if none does, starts `rampart serve
 /// --background` for this home (never under the preload library) at exactly that
 /// address, and says so in one line — but only once a server really answers there.

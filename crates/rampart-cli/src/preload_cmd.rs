@@ -34,6 +34,8 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
     let library = agent_args::find_library(&home)?;
     let mut resolved = args.agent.resolve(&home)?;
     agent_args::ensure_server(&args.agent, &mut resolved, &home)?;
+    // This process becomes CMD (exec below), so the credential lives as long as CMD does.
+    agent_args::scope_credential(&mut resolved, std::process::id())?;
 
     let asked = check(&resolved, &args.command);
     let shown = shown_command(&args.command);

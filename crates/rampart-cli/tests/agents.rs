@@ -636,3 +636,124 @@ print(run(["/bin/ls", "/"]), run([sys.argv[1], "F"]))
         "{events:?}"
     );
 }
+
+/// The whole of issue 13 item 1 through the real launcher: `rampart preload` hands the
+/// agent a per-run credential (never the admin token); with it, plain Python cannot
+/// approve its own ask, read the audit trail or reload policy; `rampart token rotate`
+/// while the agent runs leaves its checks working; the credential ends with the run.
+#[test]
+fn the_launcher_hands_the_agent_a_scoped_credential_that_survives_rotation() {
+    let library =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(library.is_file(), "run `make -C preload` first");
+    let home = Home::new();
+    home.policy(
+        "touch.yaml",
+        r#"version: "1"
+default_action: allow
+policies:
+  - name: no-touch
+    rules:
+      - action: deny
+        when:
+          command_matches: ["touch *"]
+        message: "touch is not for agents"
+"#,
+    );
+    let server = Server::start(&home, &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("touched");
+    let touch = scratch.path().join("touch");
+    std::fs::write(
+        &touch,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&touch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let go = scratch.path().join("go");
+    // The agent: what a prompt-injected agent would try, in plain Python with no exec.
+    let agent = r#"
+import http.client, json, os, subprocess, sys, time
+port, admin, touch, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+tok = os.environ.get("RAMPART_TOKEN", "")
+print("scoped" if tok.startswith("rampart_agent_") and tok != admin else "ADMIN:" + tok, flush=True)
+def call(method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+    return c.getresponse().status
+print(call("POST", "/v1/approvals/01J00000000000000000000000/resolve",
+           {"approved": True, "resolved_by": "alice (dashboard)"}),
+      call("GET", "/v1/audit/events"), call("POST", "/v1/policy/reload", {}),
+      call("POST", "/v1/agents", {"agent": "x", "session": "y", "pid": os.getpid()}), flush=True)
+print("waiting", flush=True)
+for _ in range(3000):
+    if os.path.exists(go):
+        break
+    time.sleep(0.01)
+def run(argv):
+    try:
+        return "ran:%d" % subprocess.run(argv).returncode
+    except PermissionError:
+        return "EPERM"
+print(run(["/bin/true"]), run([touch, "F"]), flush=True)
+"#;
+    let mut child = home
+        .cmd()
+        .args([
+            "preload",
+            "--url",
+            &format!("http://127.0.0.1:{}", server.port),
+            "--no-autostart",
+            "--fail-open=false",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            agent,
+            &server.port.to_string(),
+            &server.token,
+            touch.to_str().unwrap(),
+            go.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    assert!(crate::util::wait_until(60, || {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap_or(0);
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.contains("waiting") || n == 0
+    }));
+    assert_eq!(seen, "scoped\n403 403 403 403\nwaiting\n");
+    // The user rotates the admin token while the agent runs.
+    let rotated = home.run(&["token", "rotate"]);
+    assert_eq!(rotated.code(), 0, "{}", rotated.stderr());
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(
+        rest,
+        "ran:0 EPERM\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists(), "the denied program ran");
+    // The run is over: its credential no longer answers.
+    let admin = std::fs::read_to_string(home.path().join("token")).unwrap();
+    let status = request(
+        &server.unix(),
+        "GET",
+        "/v1/status",
+        Some(admin.trim()),
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap()
+    .json()
+    .unwrap();
+    assert_eq!(status["agent_credentials"], json!(0), "{status}");
+}

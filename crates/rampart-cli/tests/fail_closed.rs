@@ -457,11 +457,19 @@ fn fail_open_is_announced_once_and_checks_resume_when_the_server_is_back() {
             )
         })
         .collect();
+    // The three unchecked programs are reported with the first answered check, and the
+    // server records that report before the check's own event.
     assert_eq!(
         decided,
         [
+            (String::new(), "unchecked".to_owned()),
             ("/bin/echo after".to_owned(), "allow".to_owned()),
             (format!("{} F", s.touch()), "deny".to_owned()),
         ]
     );
+    let report = events(home.path())
+        .into_iter()
+        .find(|e| e["decision"] == "unchecked")
+        .unwrap();
+    assert_eq!(report["unchecked"], 3, "{report}");
 }
