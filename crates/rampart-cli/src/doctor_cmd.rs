@@ -323,6 +323,20 @@ pub fn run() -> Result<Outcome> {
     outln!(
         "raw execve syscalls and Go's os/exec bypass it. Use `rampart supervise -- CMD` for those."
     );
+    if std::env::var("RAMPART_TOKEN")
+        .is_ok_and(|t| !t.is_empty() && !t.starts_with(crate::agent_args::AGENT_TOKEN_PREFIX))
+    {
+        outln!("RAMPART_TOKEN here is the admin token: a library preloaded by hand with it gives");
+        outln!("the agent the power to approve its own asks and reload policy. `rampart preload`");
+        outln!("and `rampart supervise` hand the agent a per-run credential that can only ask.");
+    } else {
+        outln!(
+            "Launch agents with `rampart preload`/`rampart supervise` (not LD_PRELOAD by hand):"
+        );
+        outln!(
+            "they hand the agent a per-run credential that can only ask, never the admin token."
+        );
+    }
     if r.problems == 0 {
         outln!("All checks passed.");
         Ok(Outcome::Success)

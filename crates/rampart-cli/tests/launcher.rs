@@ -855,6 +855,25 @@ fn doctor_runs_the_launcher_s_probe() {
     assert!(wait_until(5, || events(home.path())
         .iter()
         .any(|e| e["via"] == "rampart-doctor")));
+    // Doctor says why the launcher is better than the library by hand with the admin token.
+    assert!(
+        r.stdout().contains(
+            "they hand the agent a per-run credential that can only ask, never the admin token.\n"
+        ),
+        "{}",
+        r.stdout()
+    );
+    let mut cmd = rampart(&home, &scratch, false, &["doctor"]);
+    cmd.env("RAMPART_URL", &url)
+        .env("RAMPART_TOKEN", &server.token);
+    let r = run(cmd, 30);
+    assert!(
+        r.stdout().contains(
+            "RAMPART_TOKEN here is the admin token: a library preloaded by hand with it gives\n"
+        ),
+        "{}",
+        r.stdout()
+    );
 
     // The library would refuse this URL: doctor says `rampart preload` would not start.
     let mut cmd = rampart(&home, &scratch, false, &["doctor"]);
