@@ -57,6 +57,11 @@ pub struct AgentArgs {
     /// Do not start `rampart serve --background` when no server answers
     #[arg(long)]
     pub no_autostart: bool,
+    /// Run CMD in its own user, mount and PID namespaces: it cannot read or change
+    /// $RAMPART_HOME (token, policies, audit) nor see or signal the server; an unreachable
+    /// server then refuses [env: RAMPART_PROTECT]
+    #[arg(long)]
+    pub protect: bool,
 }
 
 /// The settings every checked process gets, resolved once.

@@ -22,7 +22,8 @@ thread_local! {
 /// Exit status when Rampart refuses CMD itself (like a shell's "cannot execute").
 pub const REFUSED: u8 = 126;
 
-pub fn run(args: GuardedCommand) -> Result<Outcome> {
+pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
+    let protect = crate::protect_cmd::apply(&mut args.agent);
     let home = crate::home::dir()?;
     let library = agent_args::find_library(&home)?;
     let mut resolved = args.agent.resolve(&home)?;
@@ -36,6 +37,10 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
     let Some((program, rest)) = args.command.split_first() else {
         bail!("no command given: rampart preload -- CMD [ARGS...]");
     };
+    if protect {
+        let env = child_env(&args.agent, &resolved, &library);
+        return crate::protect_cmd::run_preload(&home, &library, &resolved, &args.command, env);
+    }
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
     for (key, value) in child_env(&args.agent, &resolved, &library) {

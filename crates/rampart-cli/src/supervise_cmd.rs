@@ -16,7 +16,8 @@ use crate::Outcome;
 use crate::agent_args::{self, AgentArgs, GuardedCommand, Resolved};
 use crate::preload_cmd::{self, ExecCall, quote};
 
-pub fn run(args: GuardedCommand) -> Result<Outcome> {
+pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
+    let protect = crate::protect_cmd::apply(&mut args.agent);
     let home = crate::home::dir()?;
     let mut resolved = args.agent.resolve(&home)?;
     // Before the supervisor forks or starts threads: a server started here daemonises
@@ -33,7 +34,19 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
         resolved,
         waiting: Arc::new(Waiting::default()),
     });
-    let finished = rampart_supervise::run(&args.command, decider).context("rampart supervise")?;
+    let finished = if protect {
+        let prepared = crate::protect_cmd::prepare(&home, None, &decider.resolved)?;
+        let prepared = prepared.with_env(&[("RAMPART_PROTECT", "1")]);
+        let result = rampart_supervise::run_prepared(&args.command, decider, &|| prepared.enter());
+        let program = args.command.first().map(|c| c.to_string_lossy().into_owned());
+        if let Some(e) = prepared.failure(&program.unwrap_or_default()) {
+            return crate::protect_cmd::failed(e);
+        }
+        result
+    } else {
+        rampart_supervise::run(&args.command, decider)
+    }
+    .context("rampart supervise")?;
     if let Some(err) = &finished.exec_error
         && !finished.refused()
     {

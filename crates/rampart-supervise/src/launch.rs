@@ -52,7 +52,7 @@ fn sys(what: &'static str) -> Error {
     }
 }
 
-pub fn spawn(command: &[OsString]) -> Result<Launched, Error> {
+pub fn spawn(command: &[OsString], prepare: &dyn Fn()) -> Result<Launched, Error> {
     // Everything the child needs is prepared here: after fork it must not allocate.
     let words: Vec<CString> = command
         .iter()
@@ -89,6 +89,7 @@ pub fn spawn(command: &[OsString]) -> Result<Launched, Error> {
         return Err(sys("fork"));
     }
     if pid == 0 {
+        prepare();
         child(child_end.as_raw_fd(), program.as_ptr(), argv.as_ptr());
     }
     drop(child_end);

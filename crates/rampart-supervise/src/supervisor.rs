@@ -12,7 +12,11 @@ use crate::memory::{ReadError, Task};
 use crate::notify::Listener;
 use crate::{Decider, Error, ExecRequest, Finished, Verdict, launch, text_from_bytes};
 
-pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, Error> {
+pub fn run(
+    command: &[OsString],
+    decider: Arc<dyn Decider>,
+    prepare: &dyn Fn(),
+) -> Result<Finished, Error> {
     // Orphans of the tree are reparented to us: we can wait for them, and we stay their
     // ancestor, which Yama's ptrace scope 1 requires for reading their memory.
     // SAFETY: plain prctl with integer arguments.
@@ -22,7 +26,7 @@ pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, 
             source: io::Error::last_os_error(),
         });
     }
-    let launched = launch::spawn(command)?;
+    let launched = launch::spawn(command, prepare)?;
     forward_signals(launched.pid);
 
     let listener = Arc::new(Listener::new(launched.listener.try_clone().map_err(

@@ -1,0 +1,83 @@
+//! `--protect` for `rampart preload` and `rampart supervise` (issue 13): what the agent's
+//! tree must not see or change, handed to `rampart-protect`, which does the kernel work.
+//! Kept apart from the launchers so each of them calls in at one place.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use rampart_server::client::Endpoint;
+
+use crate::Outcome;
+use crate::agent_args::{AgentArgs, Resolved};
+
+/// Exit status when protection cannot be set up: nothing ran (like a shell's "cannot
+/// execute").
+pub const REFUSED: u8 = 126;
+
+/// Whether to protect (`--protect` or `RAMPART_PROTECT`). Under protection an unreachable
+/// server refuses, whatever `--fail-open` says: the agent cannot have stopped it, so
+/// silence means something is wrong. The launcher's own check and the library (through
+/// `RAMPART_FAIL_OPEN=false` and `RAMPART_PROTECT=1`) both follow that.
+pub fn apply(args: &mut AgentArgs) -> bool {
+    let protect = rampart_protect::requested(args.protect);
+    if protect {
+        args.fail_open = false;
+    }
+    protect
+}
+
+/// `$RAMPART_HOME` hidden; the library, this binary and the server's Unix socket (when
+/// that is what the tree talks to) kept visible, read-only.
+pub fn plan(home: &Path, library: Option<&Path>, resolved: &Resolved) -> rampart_protect::Plan {
+    let mut read_only: Vec<PathBuf> = library.map(Path::to_path_buf).into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        read_only.push(exe);
+    }
+    if let Endpoint::Unix(socket) = &resolved.endpoint
+        && socket.exists()
+    {
+        read_only.push(socket.clone());
+    }
+    rampart_protect::Plan {
+        hide: vec![home.to_path_buf()],
+        read_only,
+    }
+}
+
+pub fn prepare(
+    home: &Path,
+    library: Option<&Path>,
+    resolved: &Resolved,
+) -> Result<rampart_protect::Prepared> {
+    rampart_protect::Prepared::new(&plan(home, library, resolved)).map_err(|e| anyhow!("{e}"))
+}
+
+/// What a failed setup means for the user: one line and exit 126 when protection is not
+/// available here; the launcher's usual error otherwise.
+pub fn failed(e: rampart_protect::Error) -> Result<Outcome> {
+    match e {
+        rampart_protect::Error::Refused(line) => {
+            eprintln!("rampart: [ERROR] {line}");
+            Ok(Outcome::Code(REFUSED))
+        }
+        other => Err(anyhow!("{other}")),
+    }
+}
+
+/// `rampart preload --protect`: CMD with the library's environment plus
+/// `RAMPART_PROTECT=1`, in the namespaces; the launcher waits outside.
+pub fn run_preload(
+    home: &Path,
+    library: &Path,
+    resolved: &Resolved,
+    command: &[OsString],
+    mut env: Vec<(String, OsString)>,
+) -> Result<Outcome> {
+    env.push(("RAMPART_PROTECT".to_owned(), "1".into()));
+    let prepared = prepare(home, Some(library), resolved)?;
+    match rampart_protect::run(prepared, command, &env) {
+        Ok(code) => Ok(Outcome::Code(u8::try_from(code).unwrap_or(255))),
+        Err(e) => failed(e),
+    }
+}
