@@ -50,6 +50,9 @@ pub fn prepare(
     library: Option<&Path>,
     resolved: &Resolved,
 ) -> Result<rampart_protect::Prepared> {
+    // supervise needs no library, but one installed must stay read-only all the same.
+    let found = crate::agent_args::find_library(home).ok();
+    let library = library.or(found.as_deref());
     rampart_protect::Prepared::new(&plan(home, library, resolved)).map_err(|e| anyhow!("{e}"))
 }
 

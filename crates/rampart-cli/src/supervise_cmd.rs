@@ -38,7 +38,10 @@ pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
         let prepared = crate::protect_cmd::prepare(&home, None, &decider.resolved)?;
         let prepared = prepared.with_env(&[("RAMPART_PROTECT", "1")]);
         let result = rampart_supervise::run_prepared(&args.command, decider, &|| prepared.enter());
-        let program = args.command.first().map(|c| c.to_string_lossy().into_owned());
+        let program = args
+            .command
+            .first()
+            .map(|c| c.to_string_lossy().into_owned());
         if let Some(e) = prepared.failure(&program.unwrap_or_default()) {
             return crate::protect_cmd::failed(e);
         }

@@ -10,6 +10,7 @@ mod faults_server;
 mod hostile;
 mod policy_cli;
 mod preload;
+mod protect;
 mod security;
 mod server;
 mod supervise;

@@ -4,7 +4,9 @@
 use crate::setup::Step;
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 fn under_seccomp() -> bool {
@@ -45,7 +47,8 @@ pub fn line(step: Step, errno: i32, root: bool) -> String {
         )
     } else if errno == libc::ENOSYS {
         (
-            "this kernel lacks a system call --protect needs (mount_setattr, Linux 5.12)".to_owned(),
+            "this kernel lacks a system call --protect needs (mount_setattr, Linux 5.12)"
+                .to_owned(),
             "run on Linux 5.12 or newer".to_owned(),
         )
     } else if matches!(errno, libc::EPERM | libc::EACCES) {
@@ -54,9 +57,12 @@ pub fn line(step: Step, errno: i32, root: bool) -> String {
                 "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)".to_owned(),
                 "allow user namespaces for rampart with an AppArmor profile (a `userns,` rule), or `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`".to_owned(),
             )
-        } else if userns_step && read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        } else if userns_step
+            && read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
+        {
             (
-                "unprivileged user namespaces are off (kernel.unprivileged_userns_clone=0)".to_owned(),
+                "unprivileged user namespaces are off (kernel.unprivileged_userns_clone=0)"
+                    .to_owned(),
                 "`sysctl -w kernel.unprivileged_userns_clone=1` as root".to_owned(),
             )
         } else if under_seccomp() {

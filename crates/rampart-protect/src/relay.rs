@@ -53,7 +53,15 @@ extern "C" fn relay(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut lib
     }
 }
 
-/// Installs the relaying handler for [`RELAYED`], aimed at `target`.
+/// Aims the installed handler at `target` (0: passes nothing on yet).
+pub fn set_target(target: libc::pid_t) {
+    TARGET.store(target, Ordering::Relaxed);
+}
+
+/// Installs the relaying handler for [`RELAYED`], aimed at `target`. Called before the
+/// fork that creates the target (with 0, then [`set_target`]): a signal that arrives
+/// while the child starts must not find the default action (which for init means
+/// "dropped", and for the others "die").
 pub fn install(target: libc::pid_t, role: Role) {
     TARGET.store(target, Ordering::Relaxed);
     ROLE.store(role as u8, Ordering::Relaxed);
@@ -62,9 +70,9 @@ pub fn install(target: libc::pid_t, role: Role) {
         // async-signal-safe functions and reads atomics.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction =
-                relay as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-                    as libc::sighandler_t;
+            action.sa_sigaction = relay
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as libc::sighandler_t;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
             libc::sigemptyset(&raw mut action.sa_mask);
             libc::sigaction(sig, &raw const action, std::ptr::null_mut());
@@ -102,7 +110,7 @@ pub fn wait_for(child: libc::pid_t) -> i32 {
 /// status. Init reaps every orphan of the tree too; when CMD ends, init exits and the
 /// kernel ends whatever is left in the PID namespace (like `docker run --init`).
 pub fn become_relay(child: libc::pid_t, role: Role) -> ! {
-    install(child, role);
+    set_target(child);
     // Nothing these processes hold is for the tree: the pipes of the setup, the
     // supervisor's socket, the launcher's connection. (CMD got its own copies.)
     // SAFETY: closing descriptors this process owns; none is used below.

@@ -121,8 +121,7 @@ fn block_devices() -> Vec<PathBuf> {
                 let name = entry.file_name();
                 if kind.is_block_device() {
                     found.push(entry.path());
-                } else if kind.is_dir() && !matches!(name.as_bytes(), b"pts" | b"shm" | b"mqueue")
-                {
+                } else if kind.is_dir() && !matches!(name.as_bytes(), b"pts" | b"shm" | b"mqueue") {
                     next.push(entry.path());
                 }
             }
@@ -137,8 +136,14 @@ fn block_devices() -> Vec<PathBuf> {
 impl Prepared {
     pub fn new(plan: &Plan) -> Result<Prepared, Error> {
         // SAFETY: these only read the process's credentials.
-        let (uid, gid, euid, launcher) =
-            unsafe { (libc::getuid(), libc::getgid(), libc::geteuid(), libc::getpid()) };
+        let (uid, gid, euid, launcher) = unsafe {
+            (
+                libc::getuid(),
+                libc::getgid(),
+                libc::geteuid(),
+                libc::getpid(),
+            )
+        };
         let root = euid == 0;
         let sys = |what: String| {
             move |source: io::Error| Error::Sys {
@@ -209,7 +214,8 @@ impl Prepared {
             ));
         }
         // SAFETY: pipe2 succeeded: both descriptors are open and ours alone.
-        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
 
         // Root maps every id to itself (files keep their owners, root keeps root's
         // powers over them, inside U2 only); a user can map only its own uid and gid.
@@ -219,7 +225,10 @@ impl Prepared {
                 c_text("0 0 4294967295\n".to_owned()),
             )
         } else {
-            (c_text(format!("{uid} {uid} 1\n")), c_text(format!("{gid} {gid} 1\n")))
+            (
+                c_text(format!("{uid} {uid} 1\n")),
+                c_text(format!("{gid} {gid} 1\n")),
+            )
         };
         Ok(Prepared {
             root,
@@ -355,6 +364,7 @@ impl Prepared {
             unsafe { libc::chdir(c"/".as_ptr()) };
         }
 
+        relay::install(0, Role::Outer);
         // SAFETY: fork in a single-threaded process (this child); both sides only make
         // system calls on prepared data.
         let init = unsafe { libc::fork() };
@@ -391,12 +401,14 @@ impl Prepared {
         hide_cmdline();
         let (ready_r, ready_w) = pipe_or(w);
         let (mapped_r, mapped_w) = pipe_or(w);
+        relay::install(0, Role::Init);
         // SAFETY: as for the fork above.
         let agent = unsafe { libc::fork() };
         if agent < 0 {
             fail(Step::Fork);
         }
         if agent > 0 {
+            relay::set_target(agent);
             // SAFETY: closing our copies of the ends the agent uses.
             unsafe {
                 libc::close(ready_w);
@@ -465,13 +477,17 @@ impl Prepared {
     /// Init writes the agent's id maps (it holds the capabilities the agent lacks).
     fn map_nested(&self, agent: libc::pid_t) -> bool {
         let mut buf = [0u8; 48];
-        let deny_ok = self.root
-            || write_file(proc_file(&mut buf, agent, b"setgroups"), b"deny") == 0;
+        let deny_ok =
+            self.root || write_file(proc_file(&mut buf, agent, b"setgroups"), b"deny") == 0;
         deny_ok
-            && write_file(proc_file(&mut buf, agent, b"uid_map"), self.nested_uid_map.as_bytes())
-                == 0
-            && write_file(proc_file(&mut buf, agent, b"gid_map"), self.nested_gid_map.as_bytes())
-                == 0
+            && write_file(
+                proc_file(&mut buf, agent, b"uid_map"),
+                self.nested_uid_map.as_bytes(),
+            ) == 0
+            && write_file(
+                proc_file(&mut buf, agent, b"gid_map"),
+                self.nested_gid_map.as_bytes(),
+            ) == 0
     }
 
     /// The write end of the report pipe is the launcher's no longer (after the fork).
@@ -490,7 +506,13 @@ impl Prepared {
                 break;
             };
             // SAFETY: reading into the unfilled rest of a local buffer.
-            let n = unsafe { libc::read(self.reader.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+            let n = unsafe {
+                libc::read(
+                    self.reader.as_raw_fd(),
+                    rest.as_mut_ptr().cast(),
+                    rest.len(),
+                )
+            };
             if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -557,6 +579,7 @@ pub fn run(
         .map(|c| c.to_string_lossy().into_owned())
         .unwrap_or_default();
 
+    relay::install(0, Role::Launcher);
     // SAFETY: fork in the single-threaded launcher (documented on crate::run); the child
     // only makes system calls on data prepared above, then execs or _exits.
     let child = unsafe { libc::fork() };
@@ -580,7 +603,7 @@ pub fn run(
         unsafe { libc::_exit(if e == libc::ENOENT { 127 } else { 126 }) };
     }
     prepared.close_writer();
-    relay::install(child, Role::Launcher);
+    relay::set_target(child);
     let code = relay::wait_for(child);
     match prepared.failure(&name) {
         Some(e) => Err(e),
@@ -589,7 +612,9 @@ pub fn run(
 }
 
 fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn report(fd: RawFd, step: Step, errno: c_int) {
@@ -747,7 +772,10 @@ fn hide_cmdline() {
     let mut stat = [0u8; 4096];
     // SAFETY: reading our own stat file into a local buffer.
     let len = unsafe {
-        let fd = libc::open(c"/proc/self/stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/self/stat".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return;
         }
@@ -765,9 +793,8 @@ fn hide_cmdline() {
         .unwrap_or_default()
         .split(|b| *b == b' ')
         .filter(|f| !f.is_empty());
-    let number = |f: Option<&[u8]>| -> Option<usize> {
-        std::str::from_utf8(f?).ok()?.trim().parse().ok()
-    };
+    let number =
+        |f: Option<&[u8]>| -> Option<usize> { std::str::from_utf8(f?).ok()?.trim().parse().ok() };
     let start = number(fields.nth(45));
     let end = number(fields.next());
     let (Some(start), Some(end)) = (start, end) else {
