@@ -49,11 +49,11 @@ pub fn prepare(
     home: &Path,
     library: Option<&Path>,
     resolved: &Resolved,
-) -> Result<rampart_protect::Prepared> {
+) -> Result<rampart_protect::Prepared, rampart_protect::Error> {
     // supervise needs no library, but one installed must stay read-only all the same.
     let found = crate::agent_args::find_library(home).ok();
     let library = library.or(found.as_deref());
-    rampart_protect::Prepared::new(&plan(home, library, resolved)).map_err(|e| anyhow!("{e}"))
+    rampart_protect::Prepared::new(&plan(home, library, resolved))
 }
 
 /// What a failed setup means for the user: one line and exit 126 when protection is not
@@ -78,7 +78,10 @@ pub fn run_preload(
     mut env: Vec<(String, OsString)>,
 ) -> Result<Outcome> {
     env.push(("RAMPART_PROTECT".to_owned(), "1".into()));
-    let prepared = prepare(home, Some(library), resolved)?;
+    let prepared = match prepare(home, Some(library), resolved) {
+        Ok(prepared) => prepared,
+        Err(e) => return failed(e),
+    };
     match rampart_protect::run(prepared, command, &env) {
         Ok(code) => Ok(Outcome::Code(u8::try_from(code).unwrap_or(255))),
         Err(e) => failed(e),

@@ -35,8 +35,10 @@ pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
         waiting: Arc::new(Waiting::default()),
     });
     let finished = if protect {
-        let prepared = crate::protect_cmd::prepare(&home, None, &decider.resolved)?;
-        let prepared = prepared.with_env(&[("RAMPART_PROTECT", "1")]);
+        let prepared = match crate::protect_cmd::prepare(&home, None, &decider.resolved) {
+            Ok(prepared) => prepared.with_env(&[("RAMPART_PROTECT", "1")]),
+            Err(e) => return crate::protect_cmd::failed(e),
+        };
         let result = rampart_supervise::run_prepared(&args.command, decider, &|| prepared.enter());
         let program = args
             .command

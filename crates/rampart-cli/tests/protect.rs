@@ -95,14 +95,14 @@ struct Fixture {
 impl Fixture {
     /// `None` (after saying so) when the test cannot act as `uid` here.
     fn new(uid: u32) -> Option<Fixture> {
-        if uid != 0 && euid() != 0 {
+        if uid != euid() && euid() != 0 {
             println!(
                 "SKIPPED: acting as uid {uid} needs a root test run (running as {})",
                 euid()
             );
             return None;
         }
-        if uid != 0 && Command::new("setpriv").arg("--version").output().is_err() {
+        if uid != euid() && Command::new("setpriv").arg("--version").output().is_err() {
             println!("SKIPPED: setpriv is not installed, cannot act as uid {uid}");
             return None;
         }
@@ -128,13 +128,15 @@ impl Fixture {
         std::fs::write(dir.path().join("attack.sh"), ATTACK).unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let status = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{uid}:{uid}"))
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        if uid != euid() {
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
 
         let mut cmd = as_uid(uid, &binary());
         let mut server = cmd
@@ -292,7 +294,7 @@ impl Drop for Fixture {
 }
 
 fn as_uid(uid: u32, program: &Path) -> Command {
-    if uid == 0 {
+    if uid == euid() {
         return Command::new(program);
     }
     let mut cmd = Command::new("setpriv");
@@ -307,7 +309,9 @@ fn as_uid(uid: u32, program: &Path) -> Command {
 fn without_protect_the_probes_do_reach_the_server_and_token() {
     // The attack script's probes are real: without --protect (as the same user) the
     // token is readable and the server visible. Only looks, changes nothing.
-    let Some(f) = Fixture::new(0) else { return };
+    let Some(f) = Fixture::new(euid()) else {
+        return;
+    };
     let script = f.dir.path().join("attack.sh");
     let out = f
         .launcher("preload", false, &["bash", script.to_str().unwrap()])
@@ -353,7 +357,7 @@ fn supervise_protect_holds_against_the_agent_as_an_ordinary_user() {
 #[test]
 fn exit_status_and_signals_pass_through() {
     let uid = if euid() == 0 { USER } else { euid() };
-    let Some(f) = Fixture::new(uid).or_else(|| Fixture::new(0)) else {
+    let Some(f) = Fixture::new(uid) else {
         return;
     };
     for how in ["preload", "supervise"] {
@@ -399,7 +403,9 @@ fn exit_status_and_signals_pass_through() {
 fn protect_refuses_in_one_line_where_user_namespaces_are_forbidden() {
     // user.max_user_namespaces is per user namespace: set to 0 inside a throw-away one
     // (no host setting touched), the launcher there cannot create its own.
-    let Some(f) = Fixture::new(0) else { return };
+    let Some(f) = Fixture::new(euid()) else {
+        return;
+    };
     let marker = f.dir.path().join("scratch/ran");
     for how in ["preload", "supervise"] {
         let inner = f.launcher(
@@ -442,7 +448,9 @@ fn protect_refuses_in_one_line_where_user_namespaces_are_forbidden() {
 
 #[test]
 fn rampart_protect_in_the_environment_turns_protection_on() {
-    let Some(f) = Fixture::new(0) else { return };
+    let Some(f) = Fixture::new(euid()) else {
+        return;
+    };
     let out = f
         .launcher(
             "preload",
@@ -475,13 +483,15 @@ fn rampart_protect_in_the_environment_turns_protection_on() {
 
 #[test]
 fn an_unreachable_server_refuses_under_protect_whatever_fail_open_says() {
-    let Some(f) = Fixture::new(0) else { return };
+    let Some(f) = Fixture::new(euid()) else {
+        return;
+    };
     // A port nobody listens on: the launcher's own check of CMD refuses.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let marker = f.dir.path().join("scratch/ran-unchecked");
-    let out = as_uid(0, &binary())
+    let out = as_uid(euid(), &binary())
         .args([
             "preload",
             "--port",

@@ -99,10 +99,35 @@ pub fn run(
     setup::run(prepared, command, env)
 }
 
-/// Not available outside Linux: refuses, never runs unprotected.
+/// Outside Linux there are no namespaces: `--protect` refuses, never runs unprotected.
 #[cfg(not(target_os = "linux"))]
-pub fn run(_plan: &Plan, _command: &[OsString], _env: &[(String, OsString)]) -> Result<i32, Error> {
+#[derive(Debug)]
+pub struct Prepared;
+
+#[cfg(not(target_os = "linux"))]
+impl Prepared {
+    pub fn new(_plan: &Plan) -> Result<Prepared, Error> {
+        Err(Error::Refused(
+            "--protect: this system has no Linux namespaces; fix: run the agent on Linux, or run without --protect. Nothing was run."
+                .to_owned(),
+        ))
+    }
+    pub fn with_env(self, _vars: &[(&str, &str)]) -> Prepared {
+        self
+    }
+    pub fn enter(&self) {}
+    pub fn failure(self, _program: &str) -> Option<Error> {
+        None
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn run(
+    _prepared: Prepared,
+    _command: &[OsString],
+    _env: &[(String, OsString)],
+) -> Result<i32, Error> {
     Err(Error::Refused(
-        "--protect needs Linux namespaces; run without --protect on this system".to_owned(),
+        "--protect needs Linux namespaces".to_owned(),
     ))
 }
