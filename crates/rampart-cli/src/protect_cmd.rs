@@ -27,9 +27,63 @@ pub fn apply(args: &mut AgentArgs) -> bool {
     protect
 }
 
-/// `$RAMPART_HOME` hidden; the library, this binary and the server's Unix socket (when
-/// that is what the tree talks to) kept visible, read-only.
+/// Where the server keeps its policies and audit trail when that is not `$RAMPART_HOME`
+/// (`serve --policies DIR --audit-dir DIR`), as its `/v1/status` says.
+fn server_dirs(resolved: &Resolved) -> Vec<PathBuf> {
+    let answer = rampart_server::client::request(
+        &resolved.endpoint,
+        "GET",
+        "/v1/status",
+        resolved.token.as_deref(),
+        None,
+        std::time::Duration::from_secs(2),
+    );
+    let Ok(answer) = answer else {
+        return Vec::new();
+    };
+    let Ok(status) = answer.json() else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if answer.status == 200 {
+        let text = |v: &serde_json::Value| v.as_str().map(PathBuf::from);
+        dirs.extend(text(&status["audit_dir"]));
+        dirs.extend(text(&status["policy_source"]));
+        if let Some(files) = status["policy_files"].as_array() {
+            for file in files {
+                dirs.extend(text(&file["path"]).and_then(|p| p.parent().map(Path::to_path_buf)));
+            }
+        }
+    }
+    dirs.retain(|d| d.is_absolute() && d.is_dir());
+    dirs
+}
+
+/// `$RAMPART_HOME` and the server's policy and audit directories hidden; the library,
+/// this binary and the server's Unix socket (when that is what the tree talks to) kept
+/// visible, read-only. A directory that holds the working directory (or is `/`) cannot
+/// be hidden without taking the command's files away: said in one line, left visible.
 pub fn plan(home: &Path, library: Option<&Path>, resolved: &Resolved) -> rampart_protect::Plan {
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
+    let mut hide = vec![home.to_path_buf()];
+    for dir in server_dirs(resolved) {
+        let Ok(real) = dir.canonicalize() else {
+            continue;
+        };
+        if real.starts_with(home.canonicalize().unwrap_or_else(|_| home.to_path_buf())) {
+            continue;
+        }
+        if real.parent().is_none() || cwd.as_ref().is_some_and(|c| c.starts_with(&real)) {
+            eprintln!(
+                "rampart: [WARN] --protect: {} stays visible to the command: it runs inside it",
+                real.display()
+            );
+            continue;
+        }
+        hide.push(real);
+    }
     let mut read_only: Vec<PathBuf> = library.map(Path::to_path_buf).into_iter().collect();
     if let Ok(exe) = std::env::current_exe() {
         read_only.push(exe);
@@ -39,10 +93,7 @@ pub fn plan(home: &Path, library: Option<&Path>, resolved: &Resolved) -> rampart
     {
         read_only.push(socket.clone());
     }
-    rampart_protect::Plan {
-        hide: vec![home.to_path_buf()],
-        read_only,
-    }
+    rampart_protect::Plan { hide, read_only }
 }
 
 pub fn prepare(

@@ -95,6 +95,12 @@ struct Fixture {
 impl Fixture {
     /// `None` (after saying so) when the test cannot act as `uid` here.
     fn new(uid: u32) -> Option<Fixture> {
+        Fixture::start(uid, false)
+    }
+
+    /// With `outside`, the server keeps its policies and audit trail in `outside/policies`
+    /// and `outside/audit` (`serve --policies --audit-dir`), not in the home.
+    fn start(uid: u32, outside: bool) -> Option<Fixture> {
         if uid != euid() && euid() != 0 {
             println!(
                 "SKIPPED: acting as uid {uid} needs a root test run (running as {})",
@@ -139,8 +145,32 @@ impl Fixture {
         }
 
         let mut cmd = as_uid(uid, &binary());
+        if outside {
+            let out = dir.path().join("outside");
+            std::fs::create_dir_all(out.join("policies")).unwrap();
+            std::fs::create_dir_all(out.join("audit")).unwrap();
+            std::fs::rename(
+                home.join("policies/test.yaml"),
+                out.join("policies/test.yaml"),
+            )
+            .unwrap();
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            cmd.arg("serve")
+                .arg("--policies")
+                .arg(out.join("policies"))
+                .arg("--audit-dir")
+                .arg(out.join("audit"));
+        } else {
+            cmd.arg("serve");
+        }
         let mut server = cmd
-            .args(["serve", "--port", "0"])
+            .args(["--port", "0"])
             .env("RAMPART_HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -513,4 +543,38 @@ fn an_unreachable_server_refuses_under_protect_whatever_fail_open_says() {
         "{stderr}"
     );
     assert!(!marker.exists());
+}
+
+#[test]
+fn policies_and_audit_outside_the_home_are_hidden_too() {
+    // `serve --policies DIR --audit-dir DIR` elsewhere: the launcher asks the server
+    // where they are and hides them like the home.
+    let Some(f) = Fixture::start(euid(), true) else {
+        return;
+    };
+    let out = f.dir.path().join("outside");
+    let script = r#"
+attempt() { local name=$1; shift; if ( "$@" ) >/dev/null 2>&1; then echo "$name BROKEN"; else echo "$name held"; fi; }
+attempt read-policy sh -c 'read -r l < "$OUT/policies/test.yaml"'
+attempt plant-policy sh -c 'echo "version: 1" > "$OUT/policies/zz.yaml"'
+attempt write-audit sh -c 'ls "$OUT"/audit/*.jsonl && for f in "$OUT"/audit/*.jsonl; do echo "{}" >> "$f"; done'
+touch "$SCRATCH/victim"; echo "touch-exit $?"
+"#;
+    let file = f.dir.path().join("outside.sh");
+    std::fs::write(&file, script).unwrap();
+    let run = f
+        .launcher("preload", true, &["bash", file.to_str().unwrap()])
+        .env("OUT", &out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        stdout, "read-policy held\nplant-policy held\nwrite-audit held\ntouch-exit 126\n",
+        "{run:?}"
+    );
+    assert!(!out.join("policies/zz.yaml").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("policies/test.yaml")).unwrap(),
+        POLICY
+    );
 }
