@@ -54,6 +54,7 @@ attempt userns-bind-root unshare -Urm sh -c 'mount --bind / /mnt && read -r t < 
 attempt userns-bind-library unshare -Urm sh -c 'mount -o remount,bind,rw "$LIBRARY" && echo >> "$LIBRARY"'
 attempt raw-disk sh -c 'for d in /dev/vda /dev/sda /dev/nvme0n1; do [ -e $d ] && head -c 65536 $d | tr -d "\0" | grep -q . && exit 0; done; exit 1'
 attempt core-pattern sh -c 'echo "|/bin/false" > /proc/sys/kernel/core_pattern'
+attempt userns-proc-core-pattern unshare -Urpf --mount-proc sh -c 'echo "|/bin/false" > /proc/sys/kernel/core_pattern'
 attempt init-environ sh -c 'grep -q . /proc/1/environ'
 attempt init-cmdline sh -c 'tr "\0" " " < /proc/1/cmdline | grep -q -- --token'
 echo "procs $(ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\n' ' ')"
@@ -252,7 +253,7 @@ impl Fixture {
             .lines()
             .filter(|l| l.ends_with(" held") || l.ends_with(" BROKEN"))
             .collect();
-        assert_eq!(attempts.len(), 23, "{ctx}");
+        assert_eq!(attempts.len(), 24, "{ctx}");
         for line in &attempts {
             assert!(line.ends_with(" held"), "{line}: {ctx}");
         }

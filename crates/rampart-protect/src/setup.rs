@@ -386,7 +386,15 @@ impl Prepared {
         if mount(Some(c"proc"), c"/proc", Some(c"proc"), flags, None) != 0 {
             fail(Step::Proc);
         }
-        for path in [c"/proc/sys", c"/proc/sysrq-trigger"] {
+        // Sysctls and SysRq answer to uid 0 whatever its namespace: read-only for a root
+        // agent. An ordinary user cannot write them anyway, and leaving this /proc without
+        // over-mounts lets it mount a /proc of its own (`unshare --mount-proc`, bwrap).
+        let sensitive: &[&CStr] = if self.root {
+            &[c"/proc/sys", c"/proc/sysrq-trigger"]
+        } else {
+            &[]
+        };
+        for path in sensitive.iter().copied() {
             if mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) != 0 {
                 // A kernel without magic SysRq has no /proc/sysrq-trigger to protect.
                 if errno() == libc::ENOENT {
