@@ -822,3 +822,65 @@ fn hide_cmdline() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_paths_are_built_without_allocating() {
+        let mut buf = [0u8; 48];
+        assert_eq!(proc_file(&mut buf, 2, b"uid_map"), c"/proc/2/uid_map");
+        let mut buf = [0u8; 48];
+        assert_eq!(
+            proc_file(&mut buf, 4_194_304, b"setgroups"),
+            c"/proc/4194304/setgroups"
+        );
+        let mut buf = [0u8; 40];
+        assert_eq!(fd_path(&mut buf, 0), c"/proc/self/fd/0");
+        let mut buf = [0u8; 40];
+        assert_eq!(fd_path(&mut buf, 1023), c"/proc/self/fd/1023");
+    }
+
+    #[test]
+    fn every_step_round_trips_through_its_byte() {
+        for b in 0..=u8::MAX {
+            if let Some(step) = Step::from_byte(b) {
+                assert_eq!(step as u8, b);
+            }
+        }
+        assert_eq!(Step::from_byte(13), Some(Step::Exec));
+        assert_eq!(Step::from_byte(0), None);
+    }
+
+    #[test]
+    fn refusals_are_one_line_with_cause_and_fix() {
+        let line = explain::line(Step::Nest, libc::ENOSPC, false);
+        assert_eq!(
+            line,
+            "--protect: cannot create the agent's nested user namespace (No space left on device): user namespaces are switched off or used up (user.max_user_namespaces is 0 or reached); fix: `sysctl -w user.max_user_namespaces=15000` as root (on the host, or in the parent of this container), or run without --protect. Nothing was run."
+        );
+        for step in 1..=12 {
+            let step = Step::from_byte(step).unwrap_or(Step::Fork);
+            for errno in [
+                libc::EPERM,
+                libc::EACCES,
+                libc::ENOSPC,
+                libc::ENOSYS,
+                libc::EINVAL,
+            ] {
+                let line = explain::line(step, errno, errno == libc::EPERM);
+                assert!(!line.contains('\n'), "{line}");
+                assert!(line.contains("; fix: "), "{line}");
+                assert!(line.ends_with("Nothing was run."), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn wait_statuses_read_as_a_shell_reports_them() {
+        assert_eq!(relay::code(7 << 8), 7);
+        assert_eq!(relay::code(libc::SIGTERM), 143);
+        assert_eq!(relay::code(libc::SIGKILL), 137);
+    }
+}
