@@ -243,8 +243,14 @@ impl Fixture {
     }
 
     fn attack(&self, how: &str) {
+        self.attack_through(how, &[]);
+    }
+
+    /// The attack, with the launcher started through `prefix` (e.g. `setpriv …`).
+    fn attack_through(&self, how: &str, prefix: &[&str]) {
         let script = self.dir.path().join("attack.sh");
-        let out = self.run(how, true, &["bash", script.to_str().unwrap()]);
+        let inner = self.launcher(how, true, &["bash", script.to_str().unwrap()]);
+        let out = wrap(inner, prefix).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let ctx = format!("{how} as uid {}:\n{stdout}\n{stderr}", self.uid);
@@ -324,6 +330,29 @@ impl Drop for Fixture {
     }
 }
 
+/// `cmd` started through `prefix` (same arguments, environment and directory).
+fn wrap(cmd: Command, prefix: &[&str]) -> Command {
+    let Some((first, rest)) = prefix.split_first() else {
+        return cmd;
+    };
+    let mut wrapped = Command::new(first);
+    wrapped
+        .args(rest)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped.stdin(Stdio::null());
+    wrapped
+}
+
 fn as_uid(uid: u32, program: &Path) -> Command {
     if uid == euid() {
         return Command::new(program);
@@ -361,6 +390,18 @@ fn preload_protect_holds_against_the_agent_as_root() {
     }
     let Some(f) = Fixture::new(0) else { return };
     f.attack("preload");
+}
+
+#[test]
+fn preload_protect_holds_against_root_without_cap_sys_admin() {
+    // Root in an unprivileged container: no CAP_SYS_ADMIN, so the setup goes through a
+    // user namespace of its own, like an ordinary user's.
+    if euid() != 0 {
+        println!("SKIPPED: the root case needs a root test run");
+        return;
+    }
+    let Some(f) = Fixture::new(0) else { return };
+    f.attack_through("preload", &["setpriv", "--bounding-set", "-sys_admin"]);
 }
 
 #[test]

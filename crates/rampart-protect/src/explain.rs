@@ -35,7 +35,7 @@ fn action(step: Step) -> &'static str {
 }
 
 /// `--protect: cannot <step> (<errno>): <cause>; fix: <fix>. Nothing was run.`
-pub fn line(step: Step, errno: i32, root: bool) -> String {
+pub fn line(step: Step, errno: i32, privileged: bool) -> String {
     let err = std::io::Error::from_raw_os_error(errno).to_string();
     // "No such file or directory (os error 2)" → "No such file or directory".
     let err = err.split(" (os error").next().unwrap_or_default();
@@ -75,10 +75,10 @@ pub fn line(step: Step, errno: i32, root: bool) -> String {
                 "the kernel refuses a fresh /proc here (the container masks parts of /proc)".to_owned(),
                 "give the container an unmasked /proc (docker: --security-opt systempaths=unconfined), or run the agent as root in it".to_owned(),
             )
-        } else if root && step == Step::Unshare {
+        } else if privileged && step == Step::Unshare {
             (
-                "this root lacks CAP_SYS_ADMIN (an unprivileged container)".to_owned(),
-                "run the container with CAP_SYS_ADMIN, or as an ordinary user with user namespaces enabled".to_owned(),
+                "the kernel refused new mount and PID namespaces to root".to_owned(),
+                "check the security module (SELinux, AppArmor) that confines this root".to_owned(),
             )
         } else {
             (

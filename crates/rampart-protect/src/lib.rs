@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! launcher (outside)                      relays signals, returns CMD's status
-//! └─ outer  new mount ns M1 (+ user ns U1 unless root), outside the new PID ns:
+//! └─ outer  new mount ns M1 (+ user ns U1 unless root with CAP_SYS_ADMIN), outside the PID ns:
 //!    │      sets up the masks in M1, then waits and relays
 //!    └─ init  pid 1 of the new PID ns: mounts a fresh /proc, reaps, relays
 //!       └─ agent  nested user ns U2 + mount ns M2, then exec CMD

@@ -74,7 +74,10 @@ struct Exposed {
 /// afterwards [`Prepared::failure`] says whether and why the setup failed.
 #[derive(Debug)]
 pub struct Prepared {
+    /// CMD runs as uid 0: sysctls obey it, so /proc/sys is made read-only.
     root: bool,
+    /// Root with CAP_SYS_ADMIN: no user namespace at the first level, every id mapped.
+    privileged: bool,
     launcher: libc::pid_t,
     self_uid_map: CString,
     self_gid_map: CString,
@@ -145,6 +148,10 @@ impl Prepared {
             )
         };
         let root = euid == 0;
+        // Root that holds CAP_SYS_ADMIN sets the masks up without a user namespace of its
+        // own and maps every id; root without it (an unprivileged container) goes the way
+        // of an ordinary user, mapping itself only.
+        let privileged = root && has_cap_sys_admin();
         let sys = |what: String| {
             move |source: io::Error| Error::Sys {
                 what: what.clone(),
@@ -219,7 +226,7 @@ impl Prepared {
 
         // Root maps every id to itself (files keep their owners, root keeps root's
         // powers over them, inside U2 only); a user can map only its own uid and gid.
-        let (nested_uid_map, nested_gid_map) = if root {
+        let (nested_uid_map, nested_gid_map) = if privileged {
             (
                 c_text("0 0 4294967295\n".to_owned()),
                 c_text("0 0 4294967295\n".to_owned()),
@@ -232,6 +239,7 @@ impl Prepared {
         };
         Ok(Prepared {
             root,
+            privileged,
             launcher,
             self_uid_map: c_text(format!("{uid} {uid} 1\n")),
             self_gid_map: c_text(format!("{gid} {gid} 1\n")),
@@ -266,14 +274,14 @@ impl Prepared {
             }
         }
         let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
-        if !self.root {
+        if !self.privileged {
             flags |= libc::CLONE_NEWUSER;
         }
         // SAFETY: unshare with constant flags.
         if unsafe { libc::unshare(flags) } != 0 {
             fail(Step::Unshare);
         }
-        if !self.root
+        if !self.privileged
             && (write_file(c"/proc/self/setgroups", b"deny") != 0
                 || write_file(c"/proc/self/uid_map", self.self_uid_map.as_bytes()) != 0
                 || write_file(c"/proc/self/gid_map", self.self_gid_map.as_bytes()) != 0)
@@ -486,7 +494,7 @@ impl Prepared {
     fn map_nested(&self, agent: libc::pid_t) -> bool {
         let mut buf = [0u8; 48];
         let deny_ok =
-            self.root || write_file(proc_file(&mut buf, agent, b"setgroups"), b"deny") == 0;
+            self.privileged || write_file(proc_file(&mut buf, agent, b"setgroups"), b"deny") == 0;
         deny_ok
             && write_file(
                 proc_file(&mut buf, agent, b"uid_map"),
@@ -540,7 +548,7 @@ impl Prepared {
                 source: io::Error::from_raw_os_error(errno),
             });
         }
-        Some(Error::Refused(explain::line(step, errno, self.root)))
+        Some(Error::Refused(explain::line(step, errno, self.privileged)))
     }
 }
 
@@ -617,6 +625,19 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(code),
     }
+}
+
+/// `CAP_SYS_ADMIN` from linux/capability.h.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// CAP_SYS_ADMIN in the effective set, from `/proc/self/status`.
+fn has_cap_sys_admin() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 fn errno() -> c_int {
