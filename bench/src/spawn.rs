@@ -46,7 +46,7 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
     let python = which_python()?;
     let n = PER_ROUND.to_string();
     let lp = spawn_loop.display().to_string();
-    let under = |home: &Path, how: &str, cmd: &[&str]| -> Vec<String> {
+    let launcher = |home: &Path, how: &str, protect: bool, cmd: &[&str]| -> Vec<String> {
         let token = std::fs::read_to_string(home.join("token")).unwrap_or_default();
         let mut argv = vec![
             rampart.display().to_string(),
@@ -56,11 +56,26 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
             "--token".to_owned(),
             token.trim().to_owned(),
             "--no-autostart".to_owned(),
-            "--".to_owned(),
         ];
+        if protect {
+            argv.push("--protect".to_owned());
+        }
+        argv.push("--".to_owned());
         argv.extend(cmd.iter().map(|s| s.to_string()));
         argv
     };
+    let under = |home: &Path, how: &str, cmd: &[&str]| launcher(home, how, false, cmd);
+    // --protect needs user namespaces; where the kernel forbids them its rows are left out.
+    let protect_works = Command::new(rampart)
+        .args(
+            launcher(&allow_home, "preload", true, &["/bin/true"])
+                .get(1..)
+                .unwrap_or_default(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     let py_loop = format!(
         "import subprocess,time\nt=time.perf_counter_ns()\nfor _ in range({n}): subprocess.run(['/bin/true'])\nprint(time.perf_counter_ns()-t)"
     );
@@ -98,12 +113,26 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
             baseline: 0,
         },
     ];
+    if protect_works {
+        variants.push(Variant {
+            name: "rampart preload --protect, allow-all policy".into(),
+            argv: launcher(&allow_home, "preload", true, &[&lp, &n, "/bin/true"]),
+            baseline: 0,
+        });
+    }
     if supervise_works {
         variants.push(Variant {
             name: "rampart supervise, allow-all policy".into(),
             argv: under(&allow_home, "supervise", &[&lp, &n, "/bin/true"]),
             baseline: 0,
         });
+        if protect_works {
+            variants.push(Variant {
+                name: "rampart supervise --protect, allow-all policy".into(),
+                argv: launcher(&allow_home, "supervise", true, &[&lp, &n, "/bin/true"]),
+                baseline: 0,
+            });
+        }
     }
     let py_bare = variants.len();
     variants.push(Variant {
@@ -167,8 +196,48 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
             v.name, medians[i]
         ));
     }
+    if protect_works {
+        launches(
+            &launcher(&allow_home, "preload", false, &["/bin/true"]),
+            &launcher(&allow_home, "preload", true, &["/bin/true"]),
+            table,
+        )?;
+    }
     stop(&mut allow_server);
     stop(&mut standard_server);
+    Ok(())
+}
+
+/// What `--protect` costs once per run: the median wall time of `rampart preload --
+/// /bin/true` with and without it (namespaces, masks, a fresh /proc, two more processes).
+fn launches(plain: &[String], protected: &[String], table: &mut Vec<String>) -> Result<()> {
+    const LAUNCHES: usize = 30;
+    let time = |argv: &[String]| -> Result<f64> {
+        let (program, args) = argv.split_first().context("empty launcher")?;
+        let started = std::time::Instant::now();
+        let status = Command::new(program)
+            .args(args)
+            .env_remove("LD_PRELOAD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("{} failed ({status})", argv.join(" "));
+        }
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    };
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..LAUNCHES {
+        without.push(time(plain)?);
+        with.push(time(protected)?);
+    }
+    let (a, b) = (median(&without), median(&with));
+    eprintln!("launch: {a:.2} ms plain, {b:.2} ms with --protect");
+    table.push(format!(
+        "| rampart preload -- /bin/true, one launch | {a:.2} ms plain, {b:.2} ms with --protect | --protect adds {:.2} ms per launch |",
+        b - a
+    ));
     Ok(())
 }
 

@@ -85,6 +85,11 @@ pub struct AgentArgs {
     /// Do not start `rampart serve --background` when no server answers
     #[arg(long)]
     pub no_autostart: bool,
+    /// Run CMD in its own user, mount and PID namespaces: it cannot read or change
+    /// $RAMPART_HOME (token, policies, audit) nor see or signal the server; an unreachable
+    /// server then refuses [env: RAMPART_PROTECT]
+    #[arg(long)]
+    pub protect: bool,
 }
 
 /// `--ask-timeout` read exactly as the library reads `RAMPART_ASK_TIMEOUT`.
@@ -348,6 +353,15 @@ pub fn scope_credential(resolved: &mut Resolved, pid: u32) -> Result<Option<Stri
     })?;
     resolved.token = Some(credential.token);
     Ok(Some(credential.id))
+}
+
+/// Ends the run's credential (from [`scope_credential`]) when the launcher outlives CMD
+/// (`--protect`, `supervise`). Best effort: the server also ends it when the process it
+/// is bound to is gone.
+pub fn end_credential(resolved: &Resolved, id: Option<&str>) {
+    if let (Some(_), Some(token)) = (id, &resolved.token) {
+        let _ = client::revoke_agent(&resolved.endpoint, token, "self");
+    }
 }
 
 /// Makes sure a server answers at `resolved`: if none does, starts `rampart serve

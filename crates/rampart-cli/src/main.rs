@@ -31,6 +31,7 @@ mod duration;
 mod home;
 mod policy_cmd;
 mod preload_cmd;
+mod protect_cmd;
 mod serve_cmd;
 mod show;
 mod supervise_cmd;

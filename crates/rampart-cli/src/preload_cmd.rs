@@ -28,14 +28,19 @@ thread_local! {
 /// Exit status when Rampart refuses CMD itself (like a shell's "cannot execute").
 pub const REFUSED: u8 = 126;
 
-pub fn run(args: GuardedCommand) -> Result<Outcome> {
+pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
     agent_args::check_separator("preload", &args.command)?;
+    let protect = crate::protect_cmd::apply(&mut args.agent);
     let home = crate::home::dir()?;
     let library = agent_args::find_library(&home)?;
     let mut resolved = args.agent.resolve(&home)?;
+    resolved.protect |= protect;
     agent_args::ensure_server(&args.agent, &mut resolved, &home)?;
-    // This process becomes CMD (exec below), so the credential lives as long as CMD does.
-    agent_args::scope_credential(&mut resolved, std::process::id())?;
+    // What --protect must hide is asked of the server with the admin token.
+    let admin = resolved.clone();
+    // This process becomes CMD (exec below), or waits for it outside the namespaces under
+    // --protect: either way the credential lives as long as the run.
+    let credential = agent_args::scope_credential(&mut resolved, std::process::id())?;
 
     let asked = check(&resolved, &args.command);
     let shown = shown_command(&args.command);
@@ -46,6 +51,12 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
     let Some((program, rest)) = args.command.split_first() else {
         bail!("no command given: rampart preload -- CMD [ARGS...]");
     };
+    if protect {
+        let env = child_env(&resolved, &library);
+        let outcome = crate::protect_cmd::run_preload(&home, &library, &admin, &args.command, env);
+        agent_args::end_credential(&resolved, credential.as_deref());
+        return outcome;
+    }
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
     for (key, value) in child_env(&resolved, &library) {
@@ -189,6 +200,9 @@ pub fn child_env(resolved: &Resolved, library: &std::path::Path) -> Vec<(String,
     ];
     if let Some(token) = &resolved.token {
         env.push(("RAMPART_TOKEN".to_owned(), token.clone().into()));
+    }
+    if resolved.protect {
+        env.push(("RAMPART_PROTECT".to_owned(), "1".into()));
     }
     env
 }

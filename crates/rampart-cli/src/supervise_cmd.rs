@@ -18,13 +18,21 @@ use crate::Outcome;
 use crate::agent_args::{self, GuardedCommand, Resolved, printable};
 use crate::preload_cmd::{self, ExecCall, quote};
 
-pub fn run(args: GuardedCommand) -> Result<Outcome> {
+pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
     agent_args::check_separator("supervise", &args.command)?;
+    let protect = crate::protect_cmd::apply(&mut args.agent);
     let home = crate::home::dir()?;
     let mut resolved = args.agent.resolve(&home)?;
+    resolved.protect |= protect;
     // Before the supervisor forks or starts threads: a server started here daemonises
     // and must not become our (subreaped) child.
     agent_args::ensure_server(&args.agent, &mut resolved, &home)?;
+    // What --protect must hide is asked of the server with the admin token; the checks
+    // are made with a credential bound to the supervisor, which outlives the tree. The
+    // tree itself gets no token at all (rampart-supervise's launch drops RAMPART_TOKEN).
+    let admin = resolved.clone();
+    let credential = agent_args::scope_credential(&mut resolved, std::process::id())?;
+    let scoped = resolved.clone();
     if resolved.debug {
         eprintln!("rampart: [DEBUG] Supervisor started (seccomp user notification)");
         eprintln!("rampart: [DEBUG] URL: {}", printable(&resolved.url));
@@ -38,7 +46,26 @@ pub fn run(args: GuardedCommand) -> Result<Outcome> {
         warned: AtomicBool::new(false),
         unreported: AtomicU64::new(0),
     });
-    let finished = rampart_supervise::run(&args.command, decider).context("rampart supervise")?;
+    let finished = if protect {
+        let prepared = match crate::protect_cmd::prepare(&home, None, &admin) {
+            Ok(prepared) => prepared.with_env(&[("RAMPART_PROTECT", "1")]),
+            Err(e) => return crate::protect_cmd::failed(e),
+        };
+        let result = rampart_supervise::run_prepared(&args.command, decider, &|| prepared.enter());
+        let program = args
+            .command
+            .first()
+            .map(|c| c.to_string_lossy().into_owned());
+        if let Some(e) = prepared.failure(&program.unwrap_or_default()) {
+            return crate::protect_cmd::failed(e);
+        }
+        result
+    } else {
+        rampart_supervise::run(&args.command, decider)
+    }
+    .context("rampart supervise");
+    agent_args::end_credential(&scoped, credential.as_deref());
+    let finished = finished?;
     if let Some(err) = &finished.exec_error
         && !finished.refused()
     {

@@ -13,6 +13,7 @@ mod hostile;
 mod launcher;
 mod policy_cli;
 mod preload;
+mod protect;
 mod security;
 mod server;
 mod supervise;

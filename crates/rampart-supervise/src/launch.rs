@@ -52,7 +52,7 @@ fn sys(what: &'static str) -> Error {
     }
 }
 
-pub fn spawn(command: &[OsString]) -> Result<Launched, Error> {
+pub fn spawn(command: &[OsString], prepare: &dyn Fn()) -> Result<Launched, Error> {
     // Everything the child needs is prepared here: after fork it must not allocate.
     let words: Vec<CString> = command
         .iter()
@@ -89,6 +89,7 @@ pub fn spawn(command: &[OsString]) -> Result<Launched, Error> {
         return Err(sys("fork"));
     }
     if pid == 0 {
+        prepare();
         child(child_end.as_raw_fd(), program.as_ptr(), argv.as_ptr());
     }
     drop(child_end);
@@ -151,6 +152,12 @@ fn child(sock: RawFd, program: *const libc::c_char, argv: *const *const libc::c_
     // The command must never hold its own listener: it could answer its own execs.
     // SAFETY: closing a descriptor this child owns.
     unsafe { libc::close(listener) };
+    // Nor a credential: the supervisor asks the server for the tree, which needs none, so
+    // a token in the launcher's environment (the admin token a user exported) is not
+    // handed to the agent. The process is single-threaded here (`run`'s contract), so
+    // glibc's environment lock is free.
+    // SAFETY: a NUL-terminated literal; unsetenv does not allocate.
+    unsafe { libc::unsetenv(c"RAMPART_TOKEN".as_ptr()) };
     // SAFETY: program and argv are NUL-terminated strings and a NULL-terminated array
     // built before fork and still alive in this copy of the address space.
     unsafe { libc::execvp(program, argv) };

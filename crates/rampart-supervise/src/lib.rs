@@ -91,13 +91,25 @@ impl Finished {
 /// command: if the supervisor died, every later exec in the tree would fail with `ENOSYS`.
 /// Call it from a single-threaded process: it forks.
 pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, Error> {
+    run_prepared(command, decider, &|| {})
+}
+
+/// [`run`], with `prepare` called first in the forked child, before the filter is
+/// installed (`rampart supervise --protect` moves the child into its namespaces there).
+/// `prepare` runs after a fork: it must only make system calls on data prepared before
+/// it, and it may fork and never return in the processes that are not to run the command.
+pub fn run_prepared(
+    command: &[OsString],
+    decider: Arc<dyn Decider>,
+    prepare: &dyn Fn(),
+) -> Result<Finished, Error> {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        supervisor::run(command, decider)
+        supervisor::run(command, decider, prepare)
     }
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     {
-        let _ = (command, decider);
+        let _ = (command, decider, prepare);
         Err(Error::Unsupported(std::env::consts::ARCH))
     }
 }

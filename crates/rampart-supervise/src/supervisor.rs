@@ -12,7 +12,11 @@ use crate::notify::Listener;
 use crate::resolve::{self, Fail, FileId};
 use crate::{Decider, Error, ExecRequest, Finished, Verdict, launch, text_from_bytes};
 
-pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, Error> {
+pub fn run(
+    command: &[OsString],
+    decider: Arc<dyn Decider>,
+    prepare: &dyn Fn(),
+) -> Result<Finished, Error> {
     // Before the child (and anything it starts) exists: a non-dumpable process's
     // /proc/<pid>/{fd,mem,environ} belong to root and ptrace access to it needs
     // CAP_SYS_PTRACE, so a task of the same user cannot list our descriptors, copy the
@@ -35,7 +39,7 @@ pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, 
             source: io::Error::last_os_error(),
         });
     }
-    let launched = launch::spawn(command)?;
+    let launched = launch::spawn(command, prepare)?;
     forward_signals(launched.pid);
 
     let listener = Arc::new(Listener::new(launched.listener.try_clone().map_err(
