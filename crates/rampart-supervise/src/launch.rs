@@ -89,8 +89,12 @@ pub fn spawn(command: &[OsString], prepare: &dyn Fn()) -> Result<Launched, Error
         return Err(sys("fork"));
     }
     if pid == 0 {
-        prepare();
-        child(child_end.as_raw_fd(), program.as_ptr(), argv.as_ptr());
+        child(
+            child_end.as_raw_fd(),
+            program.as_ptr(),
+            argv.as_ptr(),
+            prepare,
+        );
     }
     drop(child_end);
 
@@ -109,7 +113,12 @@ pub fn spawn(command: &[OsString], prepare: &dyn Fn()) -> Result<Launched, Error
 }
 
 /// The forked child. Never returns.
-fn child(sock: RawFd, program: *const libc::c_char, argv: *const *const libc::c_char) -> ! {
+fn child(
+    sock: RawFd,
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    prepare: &dyn Fn(),
+) -> ! {
     let report = |tag: u8, errno: c_int| {
         let b = errno.to_ne_bytes();
         let msg = [tag, b[0], b[1], b[2], b[3]];
@@ -125,12 +134,15 @@ fn child(sock: RawFd, program: *const libc::c_char, argv: *const *const libc::c_
     // from this process's memory before the exec resets it, which a supervisor without
     // CAP_SYS_PTRACE may only do if this copy is dumpable. Nothing of the command runs
     // yet; the listener created below is closed before the exec.
+    // Dumpable again before `prepare` too: `--protect` writes this process's (and its
+    // children's) uid_map/gid_map, which a non-dumpable process's /proc files refuse.
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
         report(TAG_SETUP_FAILED, errno());
         // SAFETY: _exit is async-signal-safe and ends the child without running atexit.
         unsafe { libc::_exit(125) };
     }
+    prepare();
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         report(TAG_SETUP_FAILED, errno());
