@@ -643,6 +643,18 @@ print(run(["/bin/ls", "/"]), run([sys.argv[1], "F"]))
 /// while the agent runs leaves its checks working; the credential ends with the run.
 #[test]
 fn the_launcher_hands_the_agent_a_scoped_credential_that_survives_rotation() {
+    launched_agent_cannot_use_its_token("preload", "scoped");
+}
+
+/// The same under `rampart supervise`: the tree gets no token at all (the supervisor asks
+/// for it, with a credential bound to itself), even when the user exported the admin
+/// token; rotation mid-run leaves the supervisor's checks working.
+#[test]
+fn under_supervise_the_tree_gets_no_token_and_rotation_leaves_it_checked() {
+    launched_agent_cannot_use_its_token("supervise", "none");
+}
+
+fn launched_agent_cannot_use_its_token(launcher: &str, expect: &str) {
     let library =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
     assert!(library.is_file(), "run `make -C preload` first");
@@ -676,7 +688,8 @@ policies:
 import http.client, json, os, subprocess, sys, time
 port, admin, touch, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 tok = os.environ.get("RAMPART_TOKEN", "")
-print("scoped" if tok.startswith("rampart_agent_") and tok != admin else "ADMIN:" + tok, flush=True)
+print("none" if not tok else "scoped" if tok.startswith("rampart_agent_") and tok != admin
+      else "ADMIN:" + tok, flush=True)
 def call(method, path, body=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request(method, path, body=json.dumps(body) if body is not None else None,
@@ -701,7 +714,7 @@ print(run(["/bin/true"]), run([touch, "F"]), flush=True)
     let mut child = home
         .cmd()
         .args([
-            "preload",
+            launcher,
             "--url",
             &format!("http://127.0.0.1:{}", server.port),
             "--no-autostart",
@@ -715,6 +728,8 @@ print(run(["/bin/true"]), run([touch, "F"]), flush=True)
             touch.to_str().unwrap(),
             go.to_str().unwrap(),
         ])
+        // A user who exported the admin token: it must not reach the agent either way.
+        .env("RAMPART_TOKEN", &server.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -727,7 +742,12 @@ print(run(["/bin/true"]), run([touch, "F"]), flush=True)
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         seen.contains("waiting") || n == 0
     }));
-    assert_eq!(seen, "scoped\n403 403 403 403\nwaiting\n");
+    let refused = if expect == "none" {
+        "401 401 401 401"
+    } else {
+        "403 403 403 403"
+    };
+    assert_eq!(seen, format!("{expect}\n{refused}\nwaiting\n"));
     // The user rotates the admin token while the agent runs.
     let rotated = home.run(&["token", "rotate"]);
     assert_eq!(rotated.code(), 0, "{}", rotated.stderr());
