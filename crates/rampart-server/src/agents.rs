@@ -15,8 +15,6 @@
 //! key to anything.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -192,18 +190,7 @@ impl Agents {
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         let text = serde_json::to_vec_pretty(&File { version: 1, agents })
             .map_err(std::io::Error::other)?;
-        let tmp = self.file.with_file_name(".agents.json.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        out.write_all(&text)?;
-        out.write_all(b"\n")?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &self.file)?;
-        std::fs::set_permissions(&self.file, std::fs::Permissions::from_mode(0o600))
+        crate::token::write_private_atomically(&self.file, &text)
     }
 
     /// Issues a credential for `agent`/`session` bound to process `pid`: the token (shown
@@ -341,6 +328,7 @@ pub fn is_well_formed(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn start_time_of_this_process_and_of_no_process() {

@@ -41,19 +41,29 @@ pub fn read(home: &Path) -> std::io::Result<String> {
 
 /// Writes `token` atomically with mode 0600.
 pub fn write(home: &Path, token: &str) -> std::io::Result<()> {
-    let final_path = path(home);
-    let tmp = home.join(".token.tmp");
+    write_private_atomically(&path(home), token.as_bytes())
+}
+
+/// Replaces `path` with `contents` and a newline, readable by its owner only: written to
+/// a `.NAME.tmp` beside it (created 0600, never following an existing file), synced, then
+/// renamed over it, so a reader sees the old file or the new one, never half of one.
+pub fn write_private_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(token.as_bytes())?;
+    file.write_all(contents)?;
     file.write_all(b"\n")?;
     file.sync_all()?;
-    std::fs::rename(&tmp, &final_path)?;
-    std::fs::set_permissions(&final_path, std::fs::Permissions::from_mode(0o600))
+    std::fs::rename(&tmp, path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// Writes a small file in the home readable by its owner only (`serve.port`,
