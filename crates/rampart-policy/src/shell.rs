@@ -21,7 +21,8 @@
 //!   word keeps the substitution text as written. A body may therefore appear twice
 //!   (`bash -c "echo $(id)"` yields `id` from the outer and from the re-parsed body).
 //! - `sudo`/`doas` keep their own piece (`sudo git push`) and add the inner command's
-//!   pieces marked privileged.
+//!   pieces marked privileged. The dynamic loader (`/lib64/ld-linux-x86-64.so.2 --argv0 x
+//!   /usr/bin/touch f`) likewise keeps its own piece and adds the program's, unprivileged.
 //! - Subshells, groups, `if`/`while`/`for`/`case` bodies and function bodies yield their
 //!   commands; `for x in …`, `case … in`, case patterns and function names yield nothing,
 //!   nor do redirections of compound commands (`done < list`). Here-document bodies are
@@ -1330,6 +1331,26 @@ impl<'a> Parser<'a> {
                     }
                     return;
                 }
+                _ if is_loader(name) => {
+                    // The dynamic loader runs the program it is given as if exec'd: keep
+                    // the loader's own piece (running it directly is worth a rule), then
+                    // the program's pieces, as for sudo but not privileged.
+                    emit(rest, redirs, privileged, out);
+                    let o = options(rest, &LOADER);
+                    let runs = !LOADER_NO_RUN.iter().any(|&c| o.has(c));
+                    if let Some(inner) = rest.from(o.next).filter(|r| runs && !r.is_empty()) {
+                        let cost = inner.iter().map(|w| w.text.len() + 1).sum::<usize>();
+                        if self.depth < MAX_DEPTH && self.budget >= cost {
+                            self.budget -= cost;
+                            self.depth += 1;
+                            self.command(inner, redirs, privileged, false, out);
+                            self.depth -= 1;
+                        } else {
+                            self.truncated = true;
+                        }
+                    }
+                    return;
+                }
                 b"sudo" | b"doas" => {
                     emit(rest, redirs, privileged, out);
                     let (spec, no_run): (&Spec, &[u8]) = if name == b"sudo" {
@@ -1500,6 +1521,41 @@ const SUDO: Spec = Spec {
     ],
     ..NO_OPTIONS
 };
+/// The dynamic loader (`ld.so --help`): `--list`, `--verify`, `--help`, `--version` and the
+/// `--list-*` options only look at the program; recorded as the flags in `LOADER_NO_RUN`.
+const LOADER: Spec = Spec {
+    long_arg: &[
+        b"argv0",
+        b"preload",
+        b"library-path",
+        b"audit",
+        b"inhibit-rpath",
+        b"glibc-hwcaps-prefix",
+        b"glibc-hwcaps-mask",
+    ],
+    long_flag: &[
+        (b"list", b'l'),
+        (b"verify", b'v'),
+        (b"help", b'h'),
+        (b"version", b'V'),
+        (b"list-tunables", b'l'),
+        (b"list-diagnostics", b'l'),
+    ],
+    ..NO_OPTIONS
+};
+const LOADER_NO_RUN: &[u8] = b"lvhV";
+
+/// Whether a program basename is a dynamic loader: `ld.so`, `ld-linux-x86-64.so.2`,
+/// `ld-linux.so.2`, `ld-musl-x86_64.so.1`, `ld64.so.2`, `ld-2.31.so`.
+pub fn is_loader(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"ld") else {
+        return false;
+    };
+    let after = rest.first().copied();
+    (after == Some(b'-') || after == Some(b'.') || rest.starts_with(b"64."))
+        && memchr::memmem::find(rest, b".so").is_some()
+}
+
 const DOAS: Spec = Spec {
     short_arg: b"aCu",
     ..NO_OPTIONS

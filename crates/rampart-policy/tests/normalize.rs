@@ -268,6 +268,47 @@ const TABLE: &[(&str, &[&str])] = &[
         &["sudo --user bob -ubob rm x", "[P] rm x"],
     ),
     ("doas -u x rm y", &["doas -u x rm y", "[P] rm y"]),
+    // The dynamic loader: own piece, plus the program it runs (not privileged).
+    (
+        "/lib64/ld-linux-x86-64.so.2 /usr/bin/touch F",
+        &["ld-linux-x86-64.so.2 /usr/bin/touch F", "touch F"],
+    ),
+    (
+        "/lib64/ld-linux-x86-64.so.2 --argv0 ls --preload /tmp/l.so --library-path /x --audit a.so --inhibit-cache --inhibit-rpath '' /bin/rm -rf /",
+        &[
+            "ld-linux-x86-64.so.2 --argv0 ls --preload /tmp/l.so --library-path /x --audit a.so --inhibit-cache --inhibit-rpath  /bin/rm -rf /",
+            "rm -rf /",
+        ],
+    ),
+    (
+        "ld.so --library-path=/x -- env X=1 rm f",
+        &["ld.so --library-path=/x -- env X=1 rm f", "rm f"],
+    ),
+    (
+        "/lib/ld-musl-x86_64.so.1 /bin/rm f",
+        &["ld-musl-x86_64.so.1 /bin/rm f", "rm f"],
+    ),
+    (
+        "/lib/ld-linux-aarch64.so.1 rm f",
+        &["ld-linux-aarch64.so.1 rm f", "rm f"],
+    ),
+    ("/lib64/ld64.so.2 rm f", &["ld64.so.2 rm f", "rm f"]),
+    (
+        "/lib64/ld-linux-x86-64.so.2 --list /bin/ls",
+        &["ld-linux-x86-64.so.2 --list /bin/ls"],
+    ),
+    (
+        "/lib64/ld-linux-x86-64.so.2 --verify /bin/ls",
+        &["ld-linux-x86-64.so.2 --verify /bin/ls"],
+    ),
+    ("/lib64/ld-linux-x86-64.so.2", &["ld-linux-x86-64.so.2"]),
+    ("ld -o libx.so a.o", &["ld -o libx.so a.o"]),
+    (
+        "ld.lld -shared -o libx.so a.o",
+        &["ld.lld -shared -o libx.so a.o"],
+    ),
+    ("ldd /bin/ls", &["ldd /bin/ls"]),
+    ("ldconfig -p", &["ldconfig -p"]),
     ("doas -C /etc/doas.conf rm", &["doas -C /etc/doas.conf rm"]),
     ("sudo -i", &["sudo -i"]),
     ("sudo -s", &["sudo -s"]),
