@@ -113,7 +113,8 @@ fn typo_in_a_key_is_reported_with_file_line_and_hint() {
     );
     let expected = format!(
         "{}:12:11: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, \
-         command_not_matches, session_matches, path_matches (did you mean `command_matches`?)",
+         command_not_matches, session_matches, path_matches, target_matches, \
+         target_not_matches (did you mean `command_matches`?)",
         path.display()
     );
 

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use crate::error::PolicyError;
 use crate::model::{Action, Conditions, Origin, Policy, PolicyFile, Rule, Scope};
+use crate::place;
 use crate::shell::{self, Normalized};
 
 /// All loaded policies, merged and ordered by priority, ready to evaluate.
@@ -36,7 +37,7 @@ pub struct FileSummary {
 }
 
 /// One call to evaluate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
     pub tool: &'a str,
     pub agent: &'a str,
@@ -45,6 +46,14 @@ pub struct Request<'a> {
     /// The path a file tool acts on, if any; for `exec`, path-like words of the command
     /// are tested by `path_matches` as well.
     pub path: Option<&'a str>,
+    /// The directory the call was made in (absolute). Path operands of deletes,
+    /// permission and ownership changes are resolved against it (`target_matches`), and
+    /// it is the working tree `$CWD` stands for.
+    pub cwd: Option<&'a str>,
+    /// The program file the exec runs, as the caller resolved it.
+    pub exe: Option<&'a str>,
+    /// The user's home directory: what `~` and `$HOME` mean.
+    pub home: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -55,7 +64,7 @@ impl<'a> Request<'a> {
             agent: "preload",
             session: "",
             command,
-            path: None,
+            ..Request::default()
         }
     }
 }
@@ -156,6 +165,17 @@ impl PolicySet {
     pub fn evaluate_normalized(&self, req: &Request<'_>, normalized: &Normalized) -> Decision {
         let pieces = normalized.pieces.as_slice();
         let mut scratch = Scratch::new(self, req);
+        // Where each piece runs and what it changes, only when some rule asks.
+        let placed = if self.index.uses_targets {
+            place::walk(pieces, &place::Context::from(req))
+        } else {
+            Vec::new()
+        };
+        let targets_of = |k: usize| -> &[String] {
+            placed
+                .get(k)
+                .map_or(&[][..], |p| p.targets.paths.as_slice())
+        };
         let mut hits: Vec<Hit<'_>> = Vec::new();
 
         // The raw command: deny/ask/log rules fire on it; an allow there grants nothing
@@ -176,19 +196,22 @@ impl PolicySet {
         let mut seen: HashSet<&str> = HashSet::new();
         let ordinary = pieces
             .iter()
-            .filter(|p| !p.privileged)
-            .map(|p| p.text.as_str());
-        let subjects: Box<dyn Iterator<Item = &str>> = if has_ordinary {
+            .enumerate()
+            .filter(|(_, p)| !p.privileged)
+            .map(|(k, p)| (p.text.as_str(), targets_of(k)));
+        let subjects: Box<dyn Iterator<Item = (&str, &[String])>> = if has_ordinary {
             Box::new(ordinary)
         } else {
-            Box::new(std::iter::once(req.command))
+            Box::new(std::iter::once((req.command, &[][..])))
         };
         // With one piece there is nothing to deduplicate (and a long one is not hashed).
+        // The same text in another place may change something else: not deduplicated.
         let dedup = pieces.len() > 1;
-        for subject in subjects {
-            if dedup && !seen.insert(subject) {
+        for (subject, targets) in subjects {
+            if dedup && targets.is_empty() && !seen.insert(subject) {
                 continue;
             }
+            scratch.targets = targets;
             self.decide(subject, req, &raw, &mut scratch);
             let before = hits.len();
             self.collect(&scratch.slots, &mut hits, |_| true);
@@ -197,10 +220,12 @@ impl PolicySet {
 
         // Pieces seen through sudo/doas: only deny and ask count.
         let mut seen_privileged: HashSet<&str> = HashSet::new();
-        for piece in pieces.iter().filter(|p| p.privileged) {
-            if dedup && !seen_privileged.insert(piece.text.as_str()) {
+        for (k, piece) in pieces.iter().enumerate().filter(|(_, p)| p.privileged) {
+            let targets = targets_of(k);
+            if dedup && targets.is_empty() && !seen_privileged.insert(piece.text.as_str()) {
                 continue;
             }
+            scratch.targets = targets;
             self.decide(&piece.text, req, &raw, &mut scratch);
             self.collect(&scratch.slots, &mut hits, |a| {
                 matches!(a, Action::Deny | Action::Ask)
@@ -248,7 +273,9 @@ impl PolicySet {
         raw: &[Option<&'p Rule>],
         scratch: &mut Scratch<'p>,
     ) {
-        if raw.len() == scratch.slots.len() && subject == req.command {
+        // The raw command was decided with no targets.
+        if raw.len() == scratch.slots.len() && subject == req.command && scratch.targets.is_empty()
+        {
             scratch.slots.copy_from_slice(raw);
         } else {
             self.first_matches(subject, req, scratch);
@@ -280,6 +307,7 @@ impl PolicySet {
             let needles = self.index.needles.get(id).map_or(&[][..], Vec::as_slice);
             if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
                 && conditions_hold(&rule.when, needles, found, subject, req)
+                && targets_hold(&rule.when, scratch.targets, &scratch.places)
                 && let Some(slot) = scratch.slots.get_mut(pi)
             {
                 *slot = Some(rule);
@@ -319,6 +347,10 @@ impl PolicySet {
 
 /// Per-call working memory, allocated once per evaluation and reused for every subject.
 struct Scratch<'p> {
+    /// The places the current subject changes (none for the raw command).
+    targets: &'p [String],
+    /// The home and working tree `target_matches` patterns are anchored at.
+    places: Places,
     /// Whether each policy's `match:` scope covers the call.
     applicable: Vec<bool>,
     /// The first matching rule of each policy, for the current subject.
@@ -343,12 +375,53 @@ impl<'p> Scratch<'p> {
         }
         let split = set.index.rules.len().div_ceil(64);
         Scratch {
+            targets: &[],
+            places: if set.index.uses_targets {
+                let ctx = place::Context::from(req);
+                Places {
+                    home: req.home.unwrap_or("~").to_owned(),
+                    tree: ctx.tree(),
+                }
+            } else {
+                Places::default()
+            },
             applicable,
             slots: vec![None; set.policies.len()],
             bits: vec![0; split + set.index.literal_rules.len().div_ceil(64)],
             split,
         }
     }
+}
+
+/// The request's home (`~` when unknown) and working tree, for `target_matches`.
+#[derive(Debug, Default)]
+struct Places {
+    home: String,
+    tree: Option<String>,
+}
+
+impl<'a> From<&Request<'a>> for place::Context<'a> {
+    fn from(req: &Request<'a>) -> place::Context<'a> {
+        place::Context {
+            cwd: req.cwd,
+            home: req.home,
+        }
+    }
+}
+
+/// `target_matches` / `target_not_matches`: some place the subject changes matches one
+/// of the former (any, if there are none) and none of the latter. A rule with neither
+/// holds; a subject that changes no place never matches a rule with either.
+fn targets_hold(when: &Conditions, targets: &[String], places: &Places) -> bool {
+    if when.target_matches.is_empty() && when.target_not_matches.is_empty() {
+        return true;
+    }
+    let tree = places.tree.as_deref();
+    targets.iter().any(|path| {
+        let hit = |p: &crate::model::TargetPattern| p.glob.is_match(path, &places.home, tree);
+        (when.target_matches.is_empty() || when.target_matches.iter().any(hit))
+            && !when.target_not_matches.iter().any(hit)
+    })
 }
 
 /// The set bits of `bits`, ascending.
@@ -410,6 +483,8 @@ struct RuleIndex {
     always: Vec<u32>,
     /// Collected while building, before the automaton exists.
     pending_literals: Vec<(String, u32)>,
+    /// Some rule has `target_matches`/`target_not_matches`: pieces' places are worked out.
+    uses_targets: bool,
 }
 
 /// Shorter required literals are not worth indexing (see [`RuleIndex::add`]).
@@ -461,6 +536,8 @@ impl RuleIndex {
                 ));
                 index.needles.push(Vec::new());
                 index.requires.push(Vec::new());
+                index.uses_targets |= !rule.when.target_matches.is_empty()
+                    || !rule.when.target_not_matches.is_empty();
                 index.add(id, &rule.when);
             }
         }

@@ -10,6 +10,7 @@ pub mod glob;
 pub mod lint;
 pub mod load;
 pub mod model;
+pub mod place;
 pub mod profiles;
 pub mod shell;
 

@@ -21,7 +21,10 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
 
 use crate::error::{Hint, PolicyError};
 use crate::glob::Glob;
-use crate::model::{Action, Conditions, Needle, Origin, Pattern, Policy, PolicyFile, Rule, Scope};
+use crate::model::{
+    Action, Conditions, Needle, Origin, Pattern, Policy, PolicyFile, Rule, Scope, TargetPattern,
+};
+use crate::place::TargetGlob;
 
 type Node<'i> = MarkedYaml<'i>;
 
@@ -50,6 +53,8 @@ const WHEN_KEYS: &[&str] = &[
     "command_not_matches",
     "session_matches",
     "path_matches",
+    "target_matches",
+    "target_not_matches",
 ];
 
 /// The only policy format version there is.
@@ -443,6 +448,26 @@ impl Cx<'_> {
             .collect())
     }
 
+    /// `target_matches`-style patterns (see [`crate::place::TargetGlob`]).
+    fn targets(
+        &self,
+        fields: &Fields<'_, '_>,
+        key: &str,
+    ) -> Result<Vec<TargetPattern>, PolicyError> {
+        let Some(node) = fields.get(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .strings(node, key)?
+            .into_iter()
+            .map(|(text, item)| TargetPattern {
+                text: text.to_owned(),
+                glob: TargetGlob::new(text),
+                origin: self.origin(item),
+            })
+            .collect())
+    }
+
     /// A list that may be written as `null` (everything in it commented out).
     fn items<'n, 'i>(&self, node: &'n Node<'i>, key: &str) -> Result<&'n [Node<'i>], PolicyError> {
         match &node.data {
@@ -647,6 +672,8 @@ impl Cx<'_> {
             command_not_matches: self.patterns(&w, "command_not_matches", Glob::command)?,
             session_matches: self.patterns(&w, "session_matches", Glob::command)?,
             path_matches: self.patterns(&w, "path_matches", Glob::path)?,
+            target_matches: self.targets(&w, "target_matches")?,
+            target_not_matches: self.targets(&w, "target_not_matches")?,
         })
     }
 }

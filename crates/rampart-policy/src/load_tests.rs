@@ -195,7 +195,7 @@ fn misspelt_key_in_the_seed_names_file_line_column_and_the_fix() {
         err.to_string(),
         "custom.yaml:12:11: unknown key `comand_matches` in `when`; valid keys: \
          command_matches, command_contains, command_not_matches, session_matches, \
-         path_matches (did you mean `command_matches`?)"
+         path_matches, target_matches, target_not_matches (did you mean `command_matches`?)"
     );
 }
 

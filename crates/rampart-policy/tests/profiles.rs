@@ -2,8 +2,10 @@
 //! say.
 //!
 //! A corpus (`tests/corpus/<profile>.txt`) holds one case per line, `decision<TAB>command`,
-//! where decision is `allow`, `deny`, `ask` or `log`; blank lines and lines starting with
-//! `#` are ignored. Every case is evaluated and all mismatches are reported together, so one
+//! where decision is `allow`, `deny`, `ask` or `log`, or `decision<TAB>cwd=DIR<TAB>command`
+//! to evaluate in another directory; blank lines and lines starting with `#` are ignored.
+//! Every case runs for the user `u` (home `/home/u`) in the working tree `/home/u/proj`
+//! unless it names another directory. Every case is evaluated and all mismatches are reported together, so one
 //! run shows every rule that needs attention.
 
 use rampart_policy::{Action, Decision, PolicySet, Request, lint, profiles};
@@ -12,8 +14,13 @@ use rampart_policy::{Action, Decision, PolicySet, Request, lint, profiles};
 struct Case {
     line: usize,
     expected: Action,
+    cwd: String,
     command: String,
 }
+
+/// The home and working tree every corpus case runs with.
+const HOME: &str = "/home/u";
+const TREE: &str = "/home/u/proj";
 
 fn load(name: &str) -> Result<PolicySet, String> {
     match profiles::load(name) {
@@ -37,10 +44,21 @@ fn parse_corpus(file: &str, text: &str) -> Result<Vec<Case>, String> {
             ));
             continue;
         };
+        let (cwd, command) = match command.strip_prefix("cwd=") {
+            Some(rest) => match rest.split_once('\t') {
+                Some((cwd, command)) => (cwd, command),
+                None => {
+                    errors.push(format!("{file}:{line}: `cwd=DIR` without a command"));
+                    continue;
+                }
+            },
+            None => (TREE, command),
+        };
         match Action::parse(decision.trim()) {
             Some(expected) => cases.push(Case {
                 line,
                 expected,
+                cwd: cwd.to_owned(),
                 command: command.to_owned(),
             }),
             None => errors.push(format!("{file}:{line}: unknown decision {decision:?}")),
@@ -54,12 +72,18 @@ fn parse_corpus(file: &str, text: &str) -> Result<Vec<Case>, String> {
 }
 
 fn evaluate(set: &PolicySet, command: &str) -> Decision {
+    evaluate_in(set, TREE, command)
+}
+
+fn evaluate_in(set: &PolicySet, cwd: &str, command: &str) -> Decision {
     set.evaluate(&Request {
         tool: "exec",
         agent: "preload",
         session: "s",
         command,
-        path: None,
+        cwd: Some(cwd),
+        home: Some(HOME),
+        ..Request::default()
     })
 }
 
@@ -70,16 +94,17 @@ fn check_corpus(name: &str, corpus: &str) -> Result<Vec<Case>, String> {
     let cases = parse_corpus(&file, corpus)?;
     let mut failures = Vec::new();
     for case in &cases {
-        let got = evaluate(&set, &case.command);
+        let got = evaluate_in(&set, &case.cwd, &case.command);
         if got.action != case.expected {
             let rule = got
                 .rule
                 .as_ref()
                 .map_or_else(|| "default_action".to_owned(), ToString::to_string);
             failures.push(format!(
-                "{file}:{}: `{}`\n    expected {}, got {} (policies {:?}, rule {rule}): {}",
+                "{file}:{}: `{}` (in {})\n    expected {}, got {} (policies {:?}, rule {rule}): {}",
                 case.line,
                 case.command,
+                case.cwd,
                 case.expected,
                 got.action,
                 got.matched_policies,
@@ -202,7 +227,7 @@ fn the_same_command_decides_the_same_for_any_agent() {
             agent: "claude-code",
             session: "other",
             command,
-            path: None,
+            ..Request::default()
         });
         assert_eq!(preload.action, other.action, "{command}");
     }
