@@ -226,3 +226,78 @@ fn version_and_usage_errors() {
     let run = home.run(&["no-such-command"]);
     assert_eq!(run.code(), 2);
 }
+
+/// `rampart test --cwd DIR` evaluates where the command would run (issue 14): the same
+/// `rm -rf *` is a project cleanup in the working tree and the home directory's end in
+/// the home; without `--cwd` the current directory is the place. Paths need not exist.
+#[test]
+fn test_cwd_judges_the_place_and_json_shows_resolved_paths() {
+    let home = Home::new(); // no policy files: the embedded standard profile
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        crate::util::Run(
+            home.cmd()
+                .env("HOME", "/home/u")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let here = home.path();
+
+    let run = run_in(here, &["test", "--cwd", "/home/u", "rm -rf *"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    assert!(run.stdout().starts_with(
+        "decision: deny\npolicy:   protect-places\nmessage:  Deleting the root, a system \
+         directory, a home directory or a direct child of one is blocked\n"
+    ));
+    let run = run_in(here, &["test", "--cwd", "/home/u/proj", "rm -rf *"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let run = run_in(
+        here,
+        &["test", "--cwd", "/home/u/proj", "rm -rf ~/other/src"],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stdout());
+
+    // The current directory by default, and a relative --cwd is taken from it.
+    let scratch = here.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    assert_eq!(run_in(&scratch, &["test", "rm -rf *"]).code(), 0);
+    let run = run_in(
+        here,
+        &["test", "--json", "--cwd", "scratch/../x", "rm -rf ."],
+    );
+    let v: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(v["cwd"], here.join("x").display().to_string());
+
+    let run = run_in(
+        here,
+        &[
+            "test",
+            "--json",
+            "--cwd",
+            "/home/u/proj",
+            "cd .. && rm -rf other/ ./p//q/..",
+        ],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let v: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(v["cwd"], "/home/u/proj");
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(
+        v["places"],
+        serde_json::json!([{
+            "piece": "rm -rf other/ ./p//q/..",
+            "cwd": "/home/u",
+            "effect": "delete",
+            "paths": ["/home/u/other", "/home/u/p"],
+        }])
+    );
+
+    let run = run_in(here, &["test", "--cwd", "", "ls"]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().starts_with(
+        "error: a value is required for '--cwd <DIR>' but none was supplied
+"
+    ));
+}

@@ -171,6 +171,14 @@ impl PolicySet {
         } else {
             Vec::new()
         };
+        // The anchors of `target_matches`, only when some piece changes a place.
+        if placed.iter().any(|p| !p.targets.paths.is_empty()) {
+            let ctx = place::Context::from(req);
+            scratch.places = Places {
+                home: req.home.unwrap_or("~").to_owned(),
+                tree: ctx.tree(),
+            };
+        }
         let targets_of = |k: usize| -> &[String] {
             placed
                 .get(k)
@@ -376,15 +384,7 @@ impl<'p> Scratch<'p> {
         let split = set.index.rules.len().div_ceil(64);
         Scratch {
             targets: &[],
-            places: if set.index.uses_targets {
-                let ctx = place::Context::from(req);
-                Places {
-                    home: req.home.unwrap_or("~").to_owned(),
-                    tree: ctx.tree(),
-                }
-            } else {
-                Places::default()
-            },
+            places: Places::default(),
             applicable,
             slots: vec![None; set.policies.len()],
             bits: vec![0; split + set.index.literal_rules.len().div_ceil(64)],

@@ -141,9 +141,18 @@ pub struct Placed {
 }
 
 /// Walks the pieces in order, following `cd`, and says where each runs and what it
-/// changes. A `cd` inside a subshell is followed too (the pieces are flat): that can
+/// changes; empty (not one entry per piece) when no piece changes a place or moves. A `cd` inside a subshell is followed too (the pieces are flat): that can
 /// only move later pieces somewhere they might have run.
 pub fn walk(pieces: &[crate::shell::Piece], ctx: &Context<'_>) -> Vec<Placed> {
+    // Most commands change no place and never `cd`: nothing to resolve.
+    let acts = |text: &str| {
+        let program = text.split(' ').next().unwrap_or("");
+        matches!(program, "find" | "dd" | "cd" | "pushd" | "popd" | "chdir")
+            || ACTORS.iter().any(|a| a.name == program)
+    };
+    if !pieces.iter().any(|p| acts(&p.text)) {
+        return Vec::new();
+    }
     let mut place = ctx.cwd.and_then(normalize);
     let mut out = Vec::with_capacity(pieces.len());
     for piece in pieces {

@@ -298,6 +298,14 @@ impl<'a> WordList<'a> {
         (0..self.len()).filter_map(move |i| self.get(i))
     }
 
+    /// The first `n` words (all of them if there are fewer).
+    fn take(&self, n: usize) -> WordList<'a> {
+        WordList {
+            buf: self.buf,
+            list: self.list.get(..n.min(self.list.len())).unwrap_or_default(),
+        }
+    }
+
     /// The words after the first, joined by single spaces (as stored).
     fn tail_text(&self) -> &'a [u8] {
         match (self.list.get(1), self.list.last()) {
@@ -1260,6 +1268,9 @@ impl<'a> Parser<'a> {
                 return;
             };
             let name = rest.get(0).map_or(&[][..], |w| w.program_name());
+            if self.launcher(rest, redirs, privileged, out) {
+                return;
+            }
             let inner = match name {
                 b"env" => match env_options(rest) {
                     EnvArgs::Inner(j) => j,
@@ -1701,6 +1712,9 @@ fn env_options(words: WordList<'_>) -> EnvArgs<'_> {
     }
     EnvArgs::Inner(j)
 }
+
+#[path = "wrappers.rs"]
+mod wrappers;
 
 #[cfg(test)]
 #[path = "shell_tests.rs"]

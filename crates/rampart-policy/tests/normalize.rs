@@ -309,6 +309,114 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
     ("ldd /bin/ls", &["ldd /bin/ls"]),
     ("ldconfig -p", &["ldconfig -p"]),
+    // Launchers (issue 14, family 3): own piece, plus what they run.
+    (
+        "strace -f -o /tmp/t rm x",
+        &["strace -f -o /tmp/t rm x", "rm x"],
+    ),
+    ("strace -p 42", &["strace -p 42"]),
+    (
+        "gdb -q --args /bin/rm -rf /",
+        &["gdb -q --args /bin/rm -rf /", "rm -rf /"],
+    ),
+    (
+        "valgrind --tool=memcheck rm f",
+        &["valgrind --tool=memcheck rm f", "rm f"],
+    ),
+    ("taskset -c 0 rm f", &["taskset -c 0 rm f", "rm f"]),
+    ("taskset -p 3 42", &["taskset -p 3 42"]),
+    ("flock /tmp/l rm f", &["flock /tmp/l rm f", "rm f"]),
+    (
+        "flock -w 5 /tmp/l -c 'rm f; id'",
+        &["flock -w 5 /tmp/l -c rm f; id", "rm f", "id"],
+    ),
+    ("unshare -r -n rm f", &["unshare -r -n rm f", "rm f"]),
+    ("chroot / rm f", &["chroot / rm f", "rm f"]),
+    (
+        "script -qc 'rm f' /dev/null",
+        &["script -qc rm f /dev/null", "rm f"],
+    ),
+    (
+        "script -q -c 'rm f' log",
+        &["script -q -c rm f log", "rm f"],
+    ),
+    ("watch -n 1 'rm f'", &["watch -n 1 rm f", "rm f"]),
+    ("xvfb-run -a rm f", &["xvfb-run -a rm f", "rm f"]),
+    ("parallel rm ::: a b", &["parallel rm ::: a b", "rm a b"]),
+    (
+        "parallel -j4 'rm -rf {}' ::: a",
+        &["parallel -j4 rm -rf {} ::: a", "rm -rf {} a"],
+    ),
+    (
+        "find . -exec rm -rf {} \\;",
+        &["find . -exec rm -rf {} ;", "rm -rf {}"],
+    ),
+    (
+        "find / -name x -execdir shred {} + -ok rm {} ;",
+        &[
+            "find / -name x -execdir shred {} + -ok rm {}",
+            "shred {}",
+            "rm {}",
+        ],
+    ),
+    (
+        "git -c 'alias.x=!rm -rf ~' x",
+        &["git -c alias.x=!rm -rf ~ x", "rm -rf ~"],
+    ),
+    (
+        "git -c core.editor=vim commit",
+        &["git -c core.editor=vim commit"],
+    ),
+    (
+        "awk 'BEGIN{system(\"rm -rf ~\")}'",
+        &["awk BEGIN{system(\"rm -rf ~\")}", "rm -rf ~"],
+    ),
+    ("awk '{print $1}' f", &["awk {print $1} f"]),
+    (
+        "tar cf x.tar --checkpoint=1 --checkpoint-action=exec='rm f' .",
+        &[
+            "tar cf x.tar --checkpoint=1 --checkpoint-action=exec=rm f .",
+            "rm f",
+        ],
+    ),
+    ("tar -I 'sh -c id' -xf a", &["tar -I sh -c id -xf a", "id"]),
+    (
+        "ssh -p 22 host 'rm -rf ~'",
+        &["ssh -p 22 host rm -rf ~", "rm -rf ~"],
+    ),
+    ("ssh host", &["ssh host"]),
+    ("echo 'rm x' | at now", &["echo rm x", "at now"]),
+    (
+        "tmux send-keys -t 0 'rm -rf ~' Enter",
+        &["tmux send-keys -t 0 rm -rf ~ Enter", "rm -rf ~ Enter"],
+    ),
+    ("tmux ls", &["tmux ls"]),
+    (
+        "screen -S s -X stuff 'rm f\n'",
+        &["screen -S s -X stuff rm f\n", "rm f"],
+    ),
+    (
+        "systemd-run --user -p X=1 rm f",
+        &["systemd-run --user -p X=1 rm f", "rm f"],
+    ),
+    (
+        "docker run --rm -v /:/host -e A=1 alpine rm -rf /host",
+        &[
+            "docker run --rm -v /:/host -e A=1 alpine rm -rf /host",
+            "rm -rf /host",
+        ],
+    ),
+    ("docker ps -a", &["docker ps -a"]),
+    (
+        "podman exec -it c sh -c 'rm f'",
+        &["podman exec -it c sh -c rm f", "rm f"],
+    ),
+    (
+        "kubectl exec -it pod -- rm f",
+        &["kubectl exec -it pod -- rm f", "rm f"],
+    ),
+    ("kubectl get pods", &["kubectl get pods"]),
+    ("su - root -c 'rm f'", &["su - root -c rm f", "rm f"]),
     ("doas -C /etc/doas.conf rm", &["doas -C /etc/doas.conf rm"]),
     ("sudo -i", &["sudo -i"]),
     ("sudo -s", &["sudo -s"]),

@@ -1,0 +1,566 @@
+//! Launchers (issue 14, family 3): programs that run another command — in this process
+//! tree (`strace -f`, `valgrind`, `taskset`, `flock`, `xargs`-likes), somewhere the
+//! guard cannot follow (`ssh host CMD`, `systemd-run`, `docker run`, `kubectl exec`,
+//! `tmux send-keys`), or from a string (`script -c`, `awk 'BEGIN{system(…)}'`,
+//! `tar --checkpoint-action=exec=…`, `git -c alias.x='!…'`, `find -exec`).
+//!
+//! Each keeps its own piece (so a policy can ask about the launcher itself) and adds the
+//! pieces of the command it runs, as `sudo` does. Which words are that command is data
+//! ([`LAUNCHERS`]): the launcher's options that take a value, where the command starts,
+//! and which option values are command lines. Guessing wrong only shows more: an
+//! unknown option is taken as a flag, so the command seems to start early.
+
+use super::{MAX_DEPTH, NO_OPTIONS, Parser, Piece, Spec, WordList, emit, options};
+
+/// Where the launched command is in a launcher's words.
+#[derive(Debug, Clone, Copy)]
+enum Inner {
+    /// The words after the options (and `spec.operands` positional words).
+    Rest,
+    /// The words after this word (`gdb … --args CMD`, `kubectl exec POD -- CMD`).
+    After(&'static [u8]),
+    /// The words after the options and operands, joined and read as a command line: a
+    /// shell runs them (`watch`, `ssh HOST CMD`, `tmux send-keys`, `parallel … :::`).
+    Line,
+    /// The words after this word, joined and read as a command line (`screen -X stuff`).
+    LineAfter(&'static [u8]),
+    /// The first operand is a program in the launcher's own language (`awk`).
+    Script(fn(&[u8]) -> Vec<Vec<u8>>),
+    /// Only option values hold commands (`script -c`, `tar`, `git -c`, `su -c`), or the
+    /// command is not in the words at all (`at`, `batch` read it from standard input).
+    Options,
+}
+
+/// One launcher.
+#[derive(Debug)]
+struct Launcher {
+    names: &'static [&'static [u8]],
+    /// A sub-command that must follow the program for it to launch anything (`docker
+    /// run`, `kubectl exec`, `tmux send-keys`); empty when any use launches.
+    sub: &'static [&'static [u8]],
+    spec: Spec,
+    inner: Inner,
+    /// Options whose value is a command line: `(option as written, value → command)`;
+    /// short options as `-c`, long ones as `--command`.
+    line: &'static [(&'static [u8], Extract)],
+    /// Short flags with which nothing is launched (`taskset -p` acts on a running pid).
+    no_run: &'static [u8],
+    /// Words that end the command (`find -exec CMD ;`); for a command line (`Line`),
+    /// words that are left out of it (`parallel CMD ::: ARGS` runs `CMD ARGS`).
+    until: &'static [&'static [u8]],
+}
+
+/// How to get the command out of an option's value.
+type Extract = fn(&[u8]) -> Option<&[u8]>;
+
+fn whole(value: &[u8]) -> Option<&[u8]> {
+    Some(value)
+}
+
+/// `--checkpoint-action=exec=CMD` (other actions run nothing).
+fn after_exec(value: &[u8]) -> Option<&[u8]> {
+    value.strip_prefix(b"exec=")
+}
+
+/// `git -c alias.NAME=!CMD`: a shell alias.
+fn git_alias(value: &[u8]) -> Option<&[u8]> {
+    let rest = value.strip_prefix(b"alias.")?;
+    let eq = rest.iter().position(|&b| b == b'=')?;
+    rest.get(eq + 1..)?.strip_prefix(b"!")
+}
+
+const fn launcher(names: &'static [&'static [u8]], spec: Spec, inner: Inner) -> Launcher {
+    Launcher {
+        names,
+        sub: &[],
+        spec,
+        inner,
+        line: &[],
+        no_run: b"",
+        until: &[],
+    }
+}
+
+const fn spec(
+    short_arg: &'static [u8],
+    long_arg: &'static [&'static [u8]],
+    operands: usize,
+) -> Spec {
+    Spec {
+        short_arg,
+        long_arg,
+        operands,
+        ..NO_OPTIONS
+    }
+}
+
+const DOCKER_SHORT: &[u8] = b"aceEhlmpuvw";
+const DOCKER_LONG: &[&[u8]] = &[
+    b"add-host",
+    b"attach",
+    b"cap-add",
+    b"cap-drop",
+    b"cgroup-parent",
+    b"cidfile",
+    b"cpus",
+    b"cpu-shares",
+    b"cpuset-cpus",
+    b"device",
+    b"dns",
+    b"entrypoint",
+    b"env",
+    b"env-file",
+    b"expose",
+    b"gpus",
+    b"group-add",
+    b"health-cmd",
+    b"hostname",
+    b"ipc",
+    b"label",
+    b"log-driver",
+    b"log-opt",
+    b"memory",
+    b"mount",
+    b"name",
+    b"network",
+    b"net",
+    b"pid",
+    b"platform",
+    b"publish",
+    b"pull",
+    b"restart",
+    b"runtime",
+    b"security-opt",
+    b"shm-size",
+    b"stop-signal",
+    b"tmpfs",
+    b"ulimit",
+    b"user",
+    b"userns",
+    b"uts",
+    b"volume",
+    b"volumes-from",
+    b"workdir",
+];
+
+/// The launchers. Shells, `env`, `nice`, `timeout`, `xargs`, `sudo` and the dynamic
+/// loader are handled in `shell.rs`.
+const LAUNCHERS: &[Launcher] = &[
+    launcher(
+        &[b"strace", b"ltrace"],
+        spec(
+            b"abeEIoOpPsSuUXn",
+            &[b"output", b"signal", b"trace", b"user"],
+            0,
+        ),
+        Inner::Rest,
+    ),
+    launcher(&[b"gdb", b"cgdb"], NO_OPTIONS, Inner::After(b"--args")),
+    launcher(&[b"valgrind", b"perf-trace"], NO_OPTIONS, Inner::Rest),
+    Launcher {
+        no_run: b"p",
+        ..launcher(&[b"taskset"], spec(b"", &[], 1), Inner::Rest)
+    },
+    Launcher {
+        line: &[(b"-c", whole), (b"--command", whole)],
+        ..launcher(
+            &[b"flock"],
+            spec(b"wE", &[b"timeout", b"conflict-exit-code"], 1),
+            Inner::Rest,
+        )
+    },
+    launcher(
+        &[b"unshare"],
+        spec(b"SGRw", &[b"setuid", b"setgid", b"root", b"wd"], 0),
+        Inner::Rest,
+    ),
+    launcher(
+        &[b"chroot"],
+        spec(b"", &[b"userspec", b"groups"], 1),
+        Inner::Rest,
+    ),
+    launcher(&[b"nsenter"], spec(b"tSGw", &[b"target"], 0), Inner::Rest),
+    Launcher {
+        line: &[(b"-c", whole), (b"--command", whole)],
+        ..launcher(
+            &[b"script"],
+            spec(
+                b"EIOBTm",
+                &[b"echo", b"log-in", b"log-out", b"log-io", b"log-timing"],
+                0,
+            ),
+            Inner::Options,
+        )
+    },
+    launcher(&[b"watch"], spec(b"n", &[b"interval"], 0), Inner::Line),
+    launcher(
+        &[b"xvfb-run"],
+        spec(
+            b"nsefpw",
+            &[
+                b"server-num",
+                b"server-args",
+                b"error-file",
+                b"auth-file",
+                b"xauth-protocol",
+                b"wait",
+            ],
+            0,
+        ),
+        Inner::Rest,
+    ),
+    Launcher {
+        until: &[b":::", b"::::", b":::+", b"::::+"],
+        ..launcher(
+            &[b"parallel", b"sem"],
+            spec(
+                b"jSdIaEn",
+                &[b"jobs", b"sshlogin", b"delimiter", b"arg-file", b"results"],
+                0,
+            ),
+            Inner::Line,
+        )
+    },
+    launcher(
+        &[b"ssh", b"autossh"],
+        spec(b"BbcDEeFIiJLlmOoPpQRSWw", &[], 1),
+        Inner::Line,
+    ),
+    launcher(&[b"at", b"batch"], spec(b"qfmMtv", &[], 0), Inner::Options),
+    launcher(
+        &[b"systemd-run"],
+        spec(
+            b"upEMHs",
+            &[
+                b"unit",
+                b"property",
+                b"setenv",
+                b"uid",
+                b"gid",
+                b"nice",
+                b"working-directory",
+                b"slice",
+                b"description",
+                b"machine",
+                b"host",
+                b"on-active",
+                b"on-boot",
+                b"on-startup",
+                b"on-unit-active",
+                b"on-unit-inactive",
+                b"on-calendar",
+                b"timer-property",
+                b"path-property",
+                b"socket-property",
+                b"service-type",
+            ],
+            0,
+        ),
+        Inner::Rest,
+    ),
+    Launcher {
+        sub: &[b"send-keys", b"send"],
+        ..launcher(&[b"tmux"], spec(b"tN", &[], 0), Inner::Line)
+    },
+    launcher(&[b"screen"], NO_OPTIONS, Inner::LineAfter(b"stuff")),
+    Launcher {
+        sub: &[b"run"],
+        ..launcher(
+            &[b"docker", b"podman", b"nerdctl"],
+            spec(DOCKER_SHORT, DOCKER_LONG, 1),
+            Inner::Rest,
+        )
+    },
+    Launcher {
+        sub: &[b"exec"],
+        ..launcher(
+            &[b"docker", b"podman", b"nerdctl"],
+            spec(b"eituw", &[b"env", b"env-file", b"user", b"workdir"], 1),
+            Inner::Rest,
+        )
+    },
+    Launcher {
+        sub: &[b"exec", b"run", b"debug"],
+        ..launcher(&[b"kubectl", b"oc"], NO_OPTIONS, Inner::After(b"--"))
+    },
+    launcher(
+        &[b"awk", b"gawk", b"mawk", b"nawk", b"busybox-awk"],
+        spec(b"vFf", &[b"assign", b"field-separator", b"file"], 0),
+        Inner::Script(awk_commands),
+    ),
+    Launcher {
+        line: &[
+            (b"--checkpoint-action", after_exec),
+            (b"--to-command", whole),
+            (b"--use-compress-program", whole),
+            (b"-I", whole),
+            (b"--info-script", whole),
+            (b"--new-volume-script", whole),
+            (b"-F", whole),
+        ],
+        ..launcher(&[b"tar", b"bsdtar"], NO_OPTIONS, Inner::Options)
+    },
+    Launcher {
+        line: &[(b"-c", git_alias)],
+        ..launcher(&[b"git"], NO_OPTIONS, Inner::Options)
+    },
+    Launcher {
+        line: &[(b"-c", whole), (b"--command", whole)],
+        ..launcher(&[b"su", b"runuser"], NO_OPTIONS, Inner::Options)
+    },
+    Launcher {
+        until: &[b";", b"+"],
+        ..launcher(&[b"find"], NO_OPTIONS, Inner::After(b"-exec"))
+    },
+];
+
+/// `find`'s other ways to run a command (`-exec` is in the table).
+const FIND_EXEC: &[&[u8]] = &[b"-exec", b"-execdir", b"-ok", b"-okdir"];
+
+/// The launcher `words` (program first) start, if any.
+fn find_launcher(words: WordList<'_>) -> Option<&'static Launcher> {
+    let name = words.get(0)?.program_name();
+    let sub = words.get(1).map(|w| w.text);
+    LAUNCHERS.iter().find(|l| {
+        l.names.contains(&name) && (l.sub.is_empty() || sub.is_some_and(|s| l.sub.contains(&s)))
+    })
+}
+
+/// The command lines an awk program runs: string literals passed to `system(…)`, piped
+/// to (`print … | "cmd"`) or read from (`"cmd" | getline`).
+fn awk_commands(program: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    while let Some(&b) = program.get(k) {
+        if b != b'"' {
+            k += 1;
+            continue;
+        }
+        let start = k + 1;
+        let mut end = start;
+        let mut literal = Vec::new();
+        while let Some(&c) = program.get(end) {
+            match c {
+                b'\\' => {
+                    if let Some(&next) = program.get(end + 1) {
+                        literal.push(next);
+                    }
+                    end += 2;
+                }
+                b'"' => break,
+                _ => {
+                    literal.push(c);
+                    end += 1;
+                }
+            }
+        }
+        let before = trim_end(program.get(..k).unwrap_or_default());
+        let after = trim_start(program.get(end + 1..).unwrap_or_default());
+        if before.ends_with(b"system(")
+            || before.ends_with(b"system (")
+            || before.ends_with(b"|")
+            || after.starts_with(b"|")
+        {
+            out.push(literal);
+        }
+        k = end + 1;
+    }
+    out
+}
+
+/// The value of short option `option` (`-c`) in `word`: attached (`-cCMD`, `-qcCMD`)
+/// or, when the option ends a cluster of flags (`-qc`), the `next` word.
+fn short_value<'w>(word: &'w [u8], option: &[u8], next: Option<&'w [u8]>) -> Option<&'w [u8]> {
+    let letter = *option.get(1)?;
+    let flags = word.strip_prefix(b"-").filter(|f| !f.starts_with(b"-"))?;
+    let at = flags.iter().position(|&c| c == letter)?;
+    match flags.get(at + 1..) {
+        Some(value) if !value.is_empty() => Some(value),
+        _ if word.len() > 2 => next,
+        _ => None,
+    }
+}
+
+fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |k| k + 1);
+    s.get(..n).unwrap_or_default()
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    s.get(n..).unwrap_or_default()
+}
+
+impl Parser<'_> {
+    /// If `rest` starts a launcher: emits its piece and the pieces of what it launches,
+    /// and returns true.
+    pub(super) fn launcher(
+        &mut self,
+        rest: WordList<'_>,
+        redirs: &[Vec<u8>],
+        privileged: bool,
+        out: &mut Vec<Piece>,
+    ) -> bool {
+        let Some(l) = find_launcher(rest) else {
+            return false;
+        };
+        emit(rest, redirs, privileged, out);
+        // Options are read after the sub-command, if there is one.
+        let skip = usize::from(!l.sub.is_empty());
+        let words = rest.from(skip).unwrap_or_default();
+        let o = options(words, &l.spec);
+        if l.no_run.iter().any(|&c| o.has(c)) {
+            return true;
+        }
+        let region = match l.inner {
+            Inner::Options => words.len(),
+            _ => o.next.min(words.len()),
+        };
+        self.option_lines(l, words, region, privileged, out);
+        match l.inner {
+            Inner::Rest => {
+                let inner = words.from(o.next).unwrap_or_default();
+                // `flock FILE -c CMD`, `su USER -c CMD`: the value is the command.
+                let first = inner.get(0).map(|w| w.text);
+                if first.is_some_and(|f| l.line.iter().any(|(opt, _)| *opt == f)) {
+                    self.option_lines(l, inner, 1, privileged, out);
+                } else {
+                    self.nested(inner, l.until, privileged, out);
+                }
+            }
+            Inner::After(marker) => {
+                let markers: &[&[u8]] = if marker == b"-exec" {
+                    FIND_EXEC
+                } else {
+                    &[marker]
+                };
+                let mut k = 1;
+                while let Some(w) = words.get(k) {
+                    k += 1;
+                    if markers.contains(&w.text) {
+                        let inner = words.from(k).unwrap_or_default();
+                        let used = self.nested(inner, l.until, privileged, out);
+                        k += used;
+                        if l.until.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+            Inner::Line => {
+                let inner = words.from(o.next).unwrap_or_default();
+                self.line(inner, l.until, privileged, out);
+            }
+            Inner::LineAfter(marker) => {
+                if let Some(k) = words.iter().position(|w| w.text == marker) {
+                    let inner = words.from(k + 1).unwrap_or_default();
+                    self.line(inner, l.until, privileged, out);
+                }
+            }
+            Inner::Script(commands) => {
+                // With `-f FILE` the program is in a file; the first operand is data.
+                if !o.has(b'f')
+                    && let Some(program) = words.get(o.next)
+                {
+                    for command in commands(program.text) {
+                        self.reparse(&command, privileged, out);
+                    }
+                }
+            }
+            Inner::Options => {}
+        }
+        true
+    }
+
+    /// Re-parses the values of `l`'s command-line options among `words[1..end]`.
+    fn option_lines(
+        &mut self,
+        l: &Launcher,
+        words: WordList<'_>,
+        end: usize,
+        privileged: bool,
+        out: &mut Vec<Piece>,
+    ) {
+        if l.line.is_empty() {
+            return;
+        }
+        let mut k = 0;
+        while k < end {
+            let Some(w) = words.get(k) else { break };
+            k += 1;
+            for (option, extract) in l.line {
+                let value = if w.text == *option {
+                    words.get(k).map(|v| v.text)
+                } else if option.starts_with(b"--") {
+                    w.text
+                        .strip_prefix(*option)
+                        .and_then(|v| v.strip_prefix(b"="))
+                } else {
+                    short_value(w.text, option, words.get(k).map(|v| v.text))
+                };
+                if let Some(command) = value.and_then(extract) {
+                    self.reparse(command, privileged, out);
+                }
+            }
+        }
+    }
+
+    /// Emits `words` (up to an `until` word) as a command of its own; returns how many
+    /// words that was.
+    fn nested(
+        &mut self,
+        words: WordList<'_>,
+        until: &[&[u8]],
+        privileged: bool,
+        out: &mut Vec<Piece>,
+    ) -> usize {
+        let n = words
+            .iter()
+            .position(|w| until.contains(&w.text))
+            .unwrap_or(words.len());
+        let inner = words.take(n);
+        if inner.is_empty() {
+            return n;
+        }
+        let cost = inner.iter().map(|w| w.text.len() + 1).sum::<usize>();
+        if self.depth < MAX_DEPTH && self.budget >= cost {
+            self.budget -= cost;
+            self.depth += 1;
+            self.command(inner, &[], privileged, false, out);
+            self.depth -= 1;
+        } else {
+            self.truncated = true;
+        }
+        n
+    }
+
+    /// Joins `words` (but the `skip` words) with spaces and parses them as a command
+    /// line, as the shell the launcher hands them to would.
+    fn line(
+        &mut self,
+        words: WordList<'_>,
+        skip: &[&[u8]],
+        privileged: bool,
+        out: &mut Vec<Piece>,
+    ) {
+        let mut text = Vec::new();
+        for w in words.iter() {
+            if skip.contains(&w.text) {
+                continue;
+            }
+            if !text.is_empty() {
+                text.push(b' ');
+            }
+            text.extend_from_slice(w.text);
+        }
+        if !text.is_empty() {
+            self.reparse(&text, privileged, out);
+        }
+    }
+}
