@@ -40,9 +40,9 @@ struct Launcher {
     sub: &'static [&'static [u8]],
     spec: Spec,
     inner: Inner,
-    /// Options whose value is a command line: `(option as written, value → command)`;
-    /// short options as `-c`, long ones as `--command`.
-    line: &'static [(&'static [u8], Extract)],
+    /// Options whose value is a command line or a program: `(option as written, how to
+    /// read it)`; short options as `-c`, long ones as `--command`.
+    line: &'static [(&'static [u8], Value)],
     /// Short flags with which nothing is launched (`taskset -p` acts on a running pid).
     no_run: &'static [u8],
     /// Words that end the command (`find -exec CMD ;`); for a command line (`Line`),
@@ -52,6 +52,17 @@ struct Launcher {
 
 /// How to get the command out of an option's value.
 type Extract = fn(&[u8]) -> Option<&[u8]>;
+
+/// What an option's value is.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    /// A shell command line (after `Extract`).
+    Shell(Extract),
+    /// A program in an interpreter's language: [`code_commands`] says what it runs.
+    Code,
+}
+
+use Value::{Code, Shell};
 
 fn whole(value: &[u8]) -> Option<&[u8]> {
     Some(value)
@@ -162,7 +173,7 @@ const LAUNCHERS: &[Launcher] = &[
         ..launcher(&[b"taskset"], spec(b"", &[], 1), Inner::Rest)
     },
     Launcher {
-        line: &[(b"-c", whole), (b"--command", whole)],
+        line: &[(b"-c", Shell(whole)), (b"--command", Shell(whole))],
         ..launcher(
             &[b"flock"],
             spec(b"wE", &[b"timeout", b"conflict-exit-code"], 1),
@@ -181,7 +192,7 @@ const LAUNCHERS: &[Launcher] = &[
     ),
     launcher(&[b"nsenter"], spec(b"tSGw", &[b"target"], 0), Inner::Rest),
     Launcher {
-        line: &[(b"-c", whole), (b"--command", whole)],
+        line: &[(b"-c", Shell(whole)), (b"--command", Shell(whole))],
         ..launcher(
             &[b"script"],
             spec(
@@ -290,29 +301,278 @@ const LAUNCHERS: &[Launcher] = &[
     ),
     Launcher {
         line: &[
-            (b"--checkpoint-action", after_exec),
-            (b"--to-command", whole),
-            (b"--use-compress-program", whole),
-            (b"-I", whole),
-            (b"--info-script", whole),
-            (b"--new-volume-script", whole),
-            (b"-F", whole),
+            (b"--checkpoint-action", Shell(after_exec)),
+            (b"--to-command", Shell(whole)),
+            (b"--use-compress-program", Shell(whole)),
+            (b"-I", Shell(whole)),
+            (b"--info-script", Shell(whole)),
+            (b"--new-volume-script", Shell(whole)),
+            (b"-F", Shell(whole)),
         ],
         ..launcher(&[b"tar", b"bsdtar"], NO_OPTIONS, Inner::Options)
     },
     Launcher {
-        line: &[(b"-c", git_alias)],
+        line: &[(b"-c", Shell(git_alias))],
         ..launcher(&[b"git"], NO_OPTIONS, Inner::Options)
     },
     Launcher {
-        line: &[(b"-c", whole), (b"--command", whole)],
+        line: &[(b"-c", Shell(whole)), (b"--command", Shell(whole))],
         ..launcher(&[b"su", b"runuser"], NO_OPTIONS, Inner::Options)
     },
     Launcher {
         until: &[b";", b"+"],
         ..launcher(&[b"find"], NO_OPTIONS, Inner::After(b"-exec"))
     },
+    // Interpreter one-liners (family 5): what the code runs, deletes or chmods.
+    Launcher {
+        line: &[(b"-c", Code)],
+        ..launcher(
+            &[
+                b"python",
+                b"python2",
+                b"python3",
+                b"python3.8",
+                b"python3.9",
+                b"python3.10",
+                b"python3.11",
+                b"python3.12",
+                b"python3.13",
+                b"pypy3",
+            ],
+            NO_OPTIONS,
+            Inner::Options,
+        )
+    },
+    Launcher {
+        line: &[
+            (b"-e", Code),
+            (b"--eval", Code),
+            (b"-p", Code),
+            (b"--print", Code),
+        ],
+        ..launcher(
+            &[b"node", b"nodejs", b"bun", b"deno"],
+            NO_OPTIONS,
+            Inner::Options,
+        )
+    },
+    Launcher {
+        line: &[(b"-e", Code), (b"-E", Code)],
+        ..launcher(&[b"perl", b"ruby"], NO_OPTIONS, Inner::Options)
+    },
+    Launcher {
+        line: &[(b"-r", Code)],
+        ..launcher(&[b"php"], NO_OPTIONS, Inner::Options)
+    },
+    Launcher {
+        line: &[(b"-e", Code)],
+        ..launcher(&[b"osascript"], NO_OPTIONS, Inner::Options)
+    },
 ];
+
+/// Calls that run a shell command given as a string (or a list of strings).
+const EXEC_CALLS: &[&[u8]] = &[
+    b"system(",
+    b"system (",
+    b"system ",
+    b"popen(",
+    b"subprocess.run(",
+    b"subprocess.call(",
+    b"subprocess.Popen(",
+    b"subprocess.check_call(",
+    b"subprocess.check_output(",
+    b"subprocess.getoutput(",
+    b"subprocess.getstatusoutput(",
+    b"os.execv(",
+    b"os.execvp(",
+    b"os.spawnv(",
+    b"os.spawnvp(",
+    b"execSync(",
+    b"execFileSync(",
+    b"spawnSync(",
+    b"exec(",
+    b"execFile(",
+    b"spawn(",
+    b"shell_exec(",
+    b"passthru(",
+    b"proc_open(",
+    b"Open3.capture2(",
+    b"Open3.popen3(",
+    b"do shell script ",
+];
+
+/// Calls that delete the path they are given, in-process (no exec to check).
+const DELETE_CALLS: &[&[u8]] = &[
+    b"rmtree(",
+    b"os.remove(",
+    b"os.unlink(",
+    b"os.rmdir(",
+    b"os.removedirs(",
+    b"unlink(",
+    b"rmdir(",
+    b"rmSync(",
+    b"rmdirSync(",
+    b"unlinkSync(",
+    b"fs.rm(",
+    b"rimraf(",
+    b"rm_rf(",
+    b"rm_r(",
+    b"remove_tree(",
+    b"File.delete(",
+    b"Dir.rmdir(",
+];
+
+/// Calls that change a path's permissions or owner in-process.
+const CHMOD_CALLS: &[&[u8]] = &[
+    b"chmod(",
+    b"chmodSync(",
+    b"chown(",
+    b"chownSync(",
+    b"lchown(",
+];
+
+/// Spellings of the home directory in code, read as `~`.
+const HOME_SPELLINGS: &[&[u8]] = &[
+    b"os.environ['HOME']",
+    b"os.environ[\"HOME\"]",
+    b"os.getenv('HOME')",
+    b"os.getenv(\"HOME\")",
+    b"process.env.HOME",
+    b"os.homedir()",
+    b"Path.home()",
+    b"ENV['HOME']",
+    b"ENV[\"HOME\"]",
+    b"$ENV{HOME}",
+    b"$ENV{'HOME'}",
+    b"Dir.home",
+    b"getenv('HOME')",
+    b"getenv(\"HOME\")",
+];
+
+/// What a one-liner runs, as command lines: the strings given to `system()`-like calls
+/// (a list of strings is joined), backtick commands, and in-process deletes and
+/// permission changes written as the `rm -rf PATH` / `chmod 0 PATH` they amount to, so
+/// the place rules judge them.
+fn code_commands(code: &[u8]) -> Vec<Vec<u8>> {
+    let code = home_as_tilde(code);
+    let mut out = Vec::new();
+    // Where each call's arguments start: `shell_exec(` is also `exec(`, read once.
+    let mut opens: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    for (calls, prefix) in [
+        (EXEC_CALLS, &b""[..]),
+        (DELETE_CALLS, &b"rm -rf "[..]),
+        (CHMOD_CALLS, &b"chmod 0 "[..]),
+    ] {
+        for call in calls {
+            let mut from = 0;
+            while let Some(k) = memchr::memmem::find(code.get(from..).unwrap_or_default(), call) {
+                let open = from + k + call.len();
+                from = open;
+                if !opens.insert(open) {
+                    continue;
+                }
+                let args = call_args(&code, open);
+                let literals = string_literals(args);
+                if !literals.is_empty() {
+                    let mut command = prefix.to_vec();
+                    // `rmtree(a)` deletes one path; a list (`["rm", "-rf", p]`) is argv.
+                    let take = if prefix.is_empty() { literals.len() } else { 1 };
+                    for (n, literal) in literals.into_iter().take(take).enumerate() {
+                        if n > 0 {
+                            command.push(b' ');
+                        }
+                        command.extend_from_slice(&literal);
+                    }
+                    out.push(command);
+                }
+            }
+        }
+    }
+    // Backticks (`perl -e 'print `id`'`): the segments between a pair.
+    let segments: Vec<&[u8]> = code.split(|&b| b == b'`').collect();
+    for (n, segment) in segments.iter().enumerate() {
+        if n % 2 == 1 && n + 1 < segments.len() && !segment.is_empty() {
+            out.push(segment.to_vec());
+        }
+    }
+    out
+}
+
+/// `code` with the home directory's spellings replaced by the string `"~"`.
+fn home_as_tilde(code: &[u8]) -> Vec<u8> {
+    let mut text = code.to_vec();
+    for spelling in HOME_SPELLINGS {
+        if memchr::memmem::find(&text, spelling).is_none() {
+            continue;
+        }
+        let mut replaced = Vec::with_capacity(text.len());
+        let mut last = 0;
+        for k in memchr::memmem::find_iter(&text, spelling) {
+            replaced.extend_from_slice(text.get(last..k).unwrap_or_default());
+            replaced.extend_from_slice(b"\"~\"");
+            last = k + spelling.len();
+        }
+        replaced.extend_from_slice(text.get(last..).unwrap_or_default());
+        text = replaced;
+    }
+    text
+}
+
+/// How far a call's arguments are looked at: a one-liner's calls are short, and a
+/// bound keeps hostile input (thousands of unclosed calls) linear.
+const MAX_ARGS: usize = 4096;
+
+/// The text of a call's arguments: from `open` (just past the call's opening) to the
+/// matching `)`, or a line's end for `do shell script "..."`.
+fn call_args(code: &[u8], open: usize) -> &[u8] {
+    let rest = code.get(open..).unwrap_or_default();
+    let rest = rest.get(..rest.len().min(MAX_ARGS)).unwrap_or_default();
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    for (k, &b) in rest.iter().enumerate() {
+        match (quote, b) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'(' | b'[') => depth += 1,
+            (None, b')' | b']') if depth == 0 => return rest.get(..k).unwrap_or_default(),
+            (None, b')' | b']') => depth -= 1,
+            (None, b'\n' | b';') if depth == 0 => return rest.get(..k).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    rest
+}
+
+/// The contents of the quoted strings in `text` (single or double quotes; a backslash
+/// keeps the next character).
+fn string_literals(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    while let Some(&b) = text.get(k) {
+        k += 1;
+        if b != b'"' && b != b'\'' {
+            continue;
+        }
+        let mut literal = Vec::new();
+        while let Some(&c) = text.get(k) {
+            k += 1;
+            if c == b {
+                break;
+            }
+            if c == b'\\' {
+                if let Some(&next) = text.get(k) {
+                    literal.push(next);
+                }
+                k += 1;
+                continue;
+            }
+            literal.push(c);
+        }
+        out.push(literal);
+    }
+    out
+}
 
 /// `find`'s other ways to run a command (`-exec` is in the table).
 const FIND_EXEC: &[&[u8]] = &[b"-exec", b"-execdir", b"-ok", b"-okdir"];
@@ -494,7 +754,7 @@ impl Parser<'_> {
         while k < end {
             let Some(w) = words.get(k) else { break };
             k += 1;
-            for (option, extract) in l.line {
+            for (option, value_kind) in l.line {
                 let value = if w.text == *option {
                     words.get(k).map(|v| v.text)
                 } else if option.starts_with(b"--") {
@@ -504,8 +764,18 @@ impl Parser<'_> {
                 } else {
                     short_value(w.text, option, words.get(k).map(|v| v.text))
                 };
-                if let Some(command) = value.and_then(extract) {
-                    self.reparse(command, privileged, out);
+                match (value, value_kind) {
+                    (Some(value), Shell(extract)) => {
+                        if let Some(command) = extract(value) {
+                            self.reparse(command, privileged, out);
+                        }
+                    }
+                    (Some(code), Code) => {
+                        for command in code_commands(code) {
+                            self.reparse(&command, privileged, out);
+                        }
+                    }
+                    (None, _) => {}
                 }
             }
         }

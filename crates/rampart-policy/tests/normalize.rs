@@ -417,6 +417,61 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
     ("kubectl get pods", &["kubectl get pods"]),
     ("su - root -c 'rm f'", &["su - root -c rm f", "rm f"]),
+    // Interpreter one-liners (family 5): what the code runs, deletes, chmods.
+    (
+        "python3 -c 'import os; os.system(\"rm -rf ~\")'",
+        &["python3 -c import os; os.system(\"rm -rf ~\")", "rm -rf ~"],
+    ),
+    (
+        "python -c 'import shutil,os; shutil.rmtree(os.path.expanduser(\"~\"))'",
+        &[
+            "python -c import shutil,os; shutil.rmtree(os.path.expanduser(\"~\"))",
+            "rm -rf ~",
+        ],
+    ),
+    (
+        "python3 -c \"import subprocess; subprocess.run(['rm', '-rf', '/'])\"",
+        &[
+            "python3 -c import subprocess; subprocess.run(['rm', '-rf', '/'])",
+            "rm -rf /",
+        ],
+    ),
+    (
+        "node -e 'require(\"fs\").rmSync(process.env.HOME, {recursive: true})'",
+        &[
+            "node -e require(\"fs\").rmSync(process.env.HOME, {recursive: true})",
+            "rm -rf ~",
+        ],
+    ),
+    (
+        "node -e 'require(\"child_process\").execSync(\"touch f\")'",
+        &[
+            "node -e require(\"child_process\").execSync(\"touch f\")",
+            "touch f",
+        ],
+    ),
+    (
+        "perl -e 'system \"rm -rf /\"'",
+        &["perl -e system \"rm -rf /\"", "rm -rf /"],
+    ),
+    ("perl -ne 'print `id`' f", &["perl -ne print `id` f", "id"]),
+    (
+        "ruby -e 'FileUtils.rm_rf(Dir.home)'",
+        &["ruby -e FileUtils.rm_rf(Dir.home)", "rm -rf ~"],
+    ),
+    (
+        "php -r 'shell_exec(\"rm x\");'",
+        &["php -r shell_exec(\"rm x\");", "rm x"],
+    ),
+    (
+        "python3 -c 'import os; os.chmod(\"/etc/passwd\", 0o777)'",
+        &[
+            "python3 -c import os; os.chmod(\"/etc/passwd\", 0o777)",
+            "chmod 0 /etc/passwd",
+        ],
+    ),
+    ("python3 -c 'print(1+1)'", &["python3 -c print(1+1)"]),
+    ("python3 -m http.server", &["python3 -m http.server"]),
     ("doas -C /etc/doas.conf rm", &["doas -C /etc/doas.conf rm"]),
     ("sudo -i", &["sudo -i"]),
     ("sudo -s", &["sudo -s"]),
