@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod eval;
+pub mod expand;
 pub mod glob;
 pub mod lint;
 pub mod load;

@@ -149,6 +149,7 @@ pub fn walk(pieces: &[crate::shell::Piece], ctx: &Context<'_>) -> Vec<Placed> {
         let program = text.split(' ').next().unwrap_or("");
         matches!(program, "find" | "dd" | "cd" | "pushd" | "popd" | "chdir")
             || ACTORS.iter().any(|a| a.name == program)
+            || text.contains('>')
     };
     if !pieces.iter().any(|p| acts(&p.text)) {
         return Vec::new();
@@ -193,7 +194,7 @@ pub fn targets(piece: &str, place: Option<&str>, home: Option<&str>) -> Targets 
         return Targets::default();
     };
     if program != "find" && program != "dd" && !ACTORS.iter().any(|a| a.name == program) {
-        return Targets::default();
+        return redirect_targets(piece, place, home);
     }
     let words: Vec<&str> = words.collect();
     if program == "find" {
@@ -262,6 +263,33 @@ pub fn targets(piece: &str, place: Option<&str>, home: Option<&str>) -> Targets 
     }
     Targets {
         effect: Some(actor.effect),
+        paths,
+    }
+}
+
+/// The files a piece's output redirections write (`echo x >> ~/.bashrc`: no program
+/// writes them, the shell does). `/dev/null` and descriptor copies are not places.
+fn redirect_targets(piece: &str, place: Option<&str>, home: Option<&str>) -> Targets {
+    if !piece.contains('>') {
+        return Targets::default();
+    }
+    let mut words = piece.split(' ');
+    let mut paths = Vec::new();
+    while let Some(word) = words.next() {
+        if is_redirection(word) && (word.ends_with('>') || word.ends_with(">|")) {
+            if let Some(target) = words.next()
+                && target != "/dev/null"
+                && let Some(path) = resolve(target, place, home)
+            {
+                paths.push(path);
+            }
+        }
+    }
+    if paths.is_empty() {
+        return Targets::default();
+    }
+    Targets {
+        effect: Some(Effect::Write),
         paths,
     }
 }

@@ -79,6 +79,16 @@ fn operands_per_program() {
     assert!(paths("find / -name x", PROJ).is_empty());
     assert!(paths("grep -r rm -rf src/", PROJ).is_empty());
     assert!(paths("ls ~", PROJ).is_empty());
+    // Output redirections are writes; `rm`'s own redirections are not what it deletes.
+    assert_eq!(paths("echo x >> ~/.bashrc", PROJ), ["/home/u/.bashrc"]);
+    assert_eq!(
+        paths("echo x > out.txt 2> /dev/null", PROJ),
+        ["/home/u/proj/out.txt"]
+    );
+    assert!(paths("make 2>&1", PROJ).is_empty());
+    assert_eq!(paths("make 2>&1 > log", PROJ), ["/home/u/proj/log"]);
+    assert!(paths("sort < in.txt", PROJ).is_empty());
+    assert_eq!(targets("tee a > b", PROJ, HOME).effect, Some(Effect::Write));
 }
 
 #[test]

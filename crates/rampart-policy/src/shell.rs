@@ -28,6 +28,9 @@
 //!   nor do redirections of compound commands (`done < list`). Here-document bodies are
 //!   data, not commands.
 //!
+//! Expansions the parser does not do (`$IFS`, `c=rm; $c`, brace lists) are done on the
+//! whole text by [`crate::expand`], whose reading adds its own pieces.
+//!
 //! Decisions for odd input: an unterminated quote or substitution runs to the end of the
 //! input; a trailing backslash is kept as a literal `\`; an empty word (`''`) is kept as
 //! an empty string, so `rm '' x` reads `rm  x` (two spaces); a piece whose words are all
@@ -120,10 +123,27 @@ pub fn normalize_checked(command: &str) -> Normalized {
     let budget = command.len().saturating_mul(4).saturating_add(64 * 1024);
     let mut parser = Parser::new(command.as_bytes(), 0, false, budget);
     parser.list(false, &mut pieces);
-    Normalized {
-        pieces,
-        truncated: parser.truncated,
+    let mut truncated = parser.truncated;
+    // `$IFS`, `c=rm; $c …`, `{rm,-rf,~}`: the expanded reading's pieces are added.
+    if let Some(text) = crate::expand::rewrite(command) {
+        let mut more = Vec::new();
+        let mut parser = Parser::new(text.as_bytes(), 0, false, budget);
+        parser.list(false, &mut more);
+        truncated |= parser.truncated;
+        // The whole reading, in order (a `cd` in it moves the place for what follows),
+        // when it differs at all.
+        let known: std::collections::HashSet<(&str, bool)> = pieces
+            .iter()
+            .map(|p| (p.text.as_str(), p.privileged))
+            .collect();
+        let differs = more
+            .iter()
+            .any(|p| !known.contains(&(p.text.as_str(), p.privileged)));
+        if differs {
+            pieces.extend(more);
+        }
     }
+    Normalized { pieces, truncated }
 }
 
 /// One word as scanned: unquoted text plus what the scanner learnt about its spelling.
@@ -1324,6 +1344,15 @@ impl<'a> Parser<'a> {
                     if let Some(body) = body
                         && self.reparse(body.text, privileged, out)
                     {
+                        return;
+                    }
+                    // `bash <<< 'rm -rf ~'`: a here-string is the script.
+                    if body.is_none()
+                        && let Some(k) = redirs.iter().position(|r| r.as_slice() == b"<<<")
+                        && let Some(script) = redirs.get(k + 1)
+                    {
+                        emit(rest, redirs, privileged, out);
+                        self.reparse(script, privileged, out);
                         return;
                     }
                     emit(rest, redirs, privileged, out);

@@ -243,7 +243,8 @@ const TABLE: &[(&str, &[&str])] = &[
     ("echo $((1 + $(rm x)))", &["echo $((1 + $(rm x)))", "rm x"]),
     ("echo $((2*(3+4)))", &["echo $((2*(3+4)))"]),
     ("(( i++ ))", &[]),
-    ("for ((i=0; i<3; i++)); do rm $i; done", &["rm $i"]),
+    // The expanded reading (crate::expand) adds its pieces: `i=0` is an assignment.
+    ("for ((i=0; i<3; i++)); do rm $i; done", &["rm $i", "rm 0"]),
     ("$(which rm) -rf /", &["$(which rm) -rf /", "which rm"]),
     ("$(cat /a/b) x", &["$(cat /a/b) x", "cat /a/b"]),
     ("echo $(rm -rf /", &["echo $(rm -rf /", "rm -rf /"]),
@@ -472,6 +473,17 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
     ("python3 -c 'print(1+1)'", &["python3 -c print(1+1)"]),
     ("python3 -m http.server", &["python3 -m http.server"]),
+    // A here-string fed to a shell is its script; `$IFS`, earlier assignments and brace
+    // lists add the expanded reading (crate::expand).
+    ("bash <<< 'rm -rf ~'", &["bash <<< rm -rf ~", "rm -rf ~"]),
+    ("cat <<< 'rm -rf ~'", &["cat <<< rm -rf ~"]),
+    ("rm${IFS}-rf${IFS}/", &["rm${IFS}-rf${IFS}/", "rm -rf /"]),
+    ("c=rm; $c -rf ~", &["$c -rf ~", "rm -rf ~"]),
+    (
+        "T=/; cd $T && rm -rf *",
+        &["cd $T", "rm -rf *", "cd /", "rm -rf *"],
+    ),
+    ("{rm,-rf,/}", &["}", "rm -rf /"]),
     ("doas -C /etc/doas.conf rm", &["doas -C /etc/doas.conf rm"]),
     ("sudo -i", &["sudo -i"]),
     ("sudo -s", &["sudo -s"]),
@@ -536,7 +548,7 @@ const TABLE: &[(&str, &[&str])] = &[
     (":(){ :|:& };:", &[":", ":", ":"]),
     ("\"if\" x", &["if x"]),
     ("echo if then fi", &["echo if then fi"]),
-    ("echo {a,b} { }", &["echo {a,b} { }"]),
+    ("echo {a,b} { }", &["echo {a,b} { }", "echo a b { }"]),
     // Comments.
     ("ls # rm -rf /", &["ls"]),
     ("# just a comment", &[]),
