@@ -276,13 +276,13 @@ fn redirect_targets(piece: &str, place: Option<&str>, home: Option<&str>) -> Tar
     let mut words = piece.split(' ');
     let mut paths = Vec::new();
     while let Some(word) = words.next() {
-        if is_redirection(word) && (word.ends_with('>') || word.ends_with(">|")) {
-            if let Some(target) = words.next()
-                && target != "/dev/null"
-                && let Some(path) = resolve(target, place, home)
-            {
-                paths.push(path);
-            }
+        if is_redirection(word)
+            && (word.ends_with('>') || word.ends_with(">|"))
+            && let Some(target) = words.next()
+            && target != "/dev/null"
+            && let Some(path) = resolve(target, place, home)
+        {
+            paths.push(path);
         }
     }
     if paths.is_empty() {
