@@ -232,3 +232,43 @@ fn the_same_command_decides_the_same_for_any_agent() {
         assert_eq!(preload.action, other.action, "{command}");
     }
 }
+
+/// The standard corpus per section (`# --- Family ---` headers): how many cases each
+/// holds, how many are blocked (deny/ask) and allowed (allow/log) — the expected
+/// decisions, which `standard_profile_decides_as_its_corpus_says` proves the profile
+/// gives. `bench/corpus-report.sh` prints it (`--nocapture`).
+#[test]
+fn standard_corpus_report_per_family() {
+    let text = include_str!("corpus/standard.txt");
+    let mut rows: Vec<(String, usize, usize)> = Vec::new();
+    for raw in text.lines() {
+        if let Some(title) = raw.strip_prefix("# --- ") {
+            rows.push((title.trim_end_matches(['-', ' ']).to_owned(), 0, 0));
+            continue;
+        }
+        let Some((decision, _)) = raw.split_once('\t') else {
+            continue;
+        };
+        let Some(action) = Action::parse(decision.trim()) else {
+            continue;
+        };
+        if rows.is_empty() {
+            rows.push(("(no section)".to_owned(), 0, 0));
+        }
+        if let Some(row) = rows.last_mut() {
+            match action {
+                Action::Deny | Action::Ask => row.1 += 1,
+                Action::Allow | Action::Log => row.2 += 1,
+            }
+        }
+    }
+    let total: usize = rows.iter().map(|r| r.1 + r.2).sum();
+    println!("{:<88} {:>7} {:>7}", "family", "blocked", "allowed");
+    for (title, blocked, allowed) in &rows {
+        println!("{title:<88} {blocked:>7} {allowed:>7}");
+    }
+    let blocked: usize = rows.iter().map(|r| r.1).sum();
+    println!("{:<88} {:>7} {:>7}", "total", blocked, total - blocked);
+    assert!(total >= 400, "only {total} cases");
+    assert!(rows.iter().all(|r| r.1 + r.2 > 0), "an empty section");
+}
