@@ -301,3 +301,100 @@ fn test_cwd_judges_the_place_and_json_shows_resolved_paths() {
 "
     ));
 }
+
+/// Under the real library, the server judges where an exec runs (issue 14, family 1): a
+/// script (whose text the policy never sees) that `cd /` and runs `rm -rf usr`, or `rm
+/// -rf *` there, is refused — the old engine saw only the word `usr` and let it run — while
+/// `rm -rf build` in the project runs. `rm` is a fake that records its argv; the real one
+/// is never reached.
+#[test]
+fn preload_judges_the_directory_an_exec_runs_in() {
+    let lib =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run `make -C preload` first",
+        lib.display()
+    );
+    let home = Home::new(); // no policy files: the embedded standard profile
+    let server = crate::util::Server::start(&home, &[]);
+    let work = tempfile::Builder::new()
+        .prefix("rampart-place-")
+        .tempdir()
+        .unwrap();
+    let bin = work.path().join("bin");
+    let proj = work.path().join("proj");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(proj.join("build")).unwrap();
+    let log = work.path().join("rm.log");
+    let fake_rm = bin.join("rm");
+    std::fs::write(
+        &fake_rm,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake_rm,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let script = work.path().join("agent.sh");
+    std::fs::write(
+        &script,
+        "cd / && rm -rf usr; echo \"usr: $?\"\n\
+         cd / && rm -rf *; echo \"star: $?\"\n\
+         cd \"$1\" && rm -rf build; echo \"build: $?\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .env_clear()
+        .env("RAMPART_HOME", home.path())
+        .env("HOME", home.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("LC_ALL", "C")
+        .current_dir(&proj)
+        .args([
+            "preload",
+            "--url",
+            &format!("http://127.0.0.1:{}", server.port),
+        ])
+        .args([
+            "--no-autostart",
+            "--token",
+            &server.token,
+            "--ask-timeout",
+            "5s",
+            "--",
+        ])
+        .args([
+            "/bin/sh",
+            &script.display().to_string(),
+            &proj.display().to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let run = crate::util::Run(output);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        "usr: 126\nstar: 126\nbuild: 0\n",
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "-rf build\n");
+    // sh tries each PATH entry after EPERM, so each refused `rm` may print more than once.
+    let denied: Vec<String> = run
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("rampart: [ERROR] Policy denied: "))
+        .map(str::to_owned)
+        .collect();
+    assert!(denied.len() >= 2, "{}", run.stderr());
+    assert!(
+        denied.iter().all(|l| l
+            == "rampart: [ERROR] Policy denied: Deleting the root, a system directory, a home \
+                directory or a direct child of one is blocked"),
+        "{denied:?}"
+    );
+}
