@@ -163,8 +163,26 @@ impl PolicySet {
     /// rules cannot grant the command: a piece that was not looked into may hide anything,
     /// so it takes `default_action` unless a deny or ask already applies.
     pub fn evaluate_normalized(&self, req: &Request<'_>, normalized: &Normalized) -> Decision {
+        self.evaluate_with(req, normalized, false)
+    }
+
+    /// [`PolicySet::evaluate`] trying every rule in order instead of the ones the index
+    /// picks: the reference the index is tested against (an index miss would silently
+    /// skip a deny). Not for production use: it is slower.
+    #[doc(hidden)]
+    pub fn evaluate_exhaustively(&self, req: &Request<'_>) -> Decision {
+        self.evaluate_with(req, &shell::normalize_checked(req.command), true)
+    }
+
+    fn evaluate_with(
+        &self,
+        req: &Request<'_>,
+        normalized: &Normalized,
+        exhaustive: bool,
+    ) -> Decision {
         let pieces = normalized.pieces.as_slice();
         let mut scratch = Scratch::new(self, req);
+        scratch.exhaustive = exhaustive;
         // Where each piece runs and what it changes, only when some rule asks.
         let placed = if self.index.uses_targets {
             place::walk(pieces, &place::Context::from(req))
@@ -190,7 +208,13 @@ impl PolicySet {
         // (it still shadows later rules of its policy, as first-match says). A plain
         // command is its own only piece, so the raw text's rules are kept for reuse.
         let has_ordinary = pieces.iter().any(|p| !p.privileged);
+        // A command that is one piece as written changes what that piece changes.
+        let raw_targets = match pieces {
+            [only] if only.text == req.command => targets_of(0),
+            _ => &[],
+        };
         let raw: Vec<Option<&Rule>> = if has_ordinary {
+            scratch.targets = raw_targets;
             self.first_matches(req.command, req, &mut scratch);
             self.collect(&scratch.slots, &mut hits, |a| a != Action::Allow);
             scratch.slots.clone()
@@ -220,7 +244,7 @@ impl PolicySet {
                 continue;
             }
             scratch.targets = targets;
-            self.decide(subject, req, &raw, &mut scratch);
+            self.decide(subject, req, &raw, raw_targets, &mut scratch);
             let before = hits.len();
             self.collect(&scratch.slots, &mut hits, |_| true);
             defaulted |= hits.len() == before;
@@ -234,7 +258,7 @@ impl PolicySet {
                 continue;
             }
             scratch.targets = targets;
-            self.decide(&piece.text, req, &raw, &mut scratch);
+            self.decide(&piece.text, req, &raw, raw_targets, &mut scratch);
             self.collect(&scratch.slots, &mut hits, |a| {
                 matches!(a, Action::Deny | Action::Ask)
             });
@@ -279,10 +303,14 @@ impl PolicySet {
         subject: &str,
         req: &Request<'_>,
         raw: &[Option<&'p Rule>],
+        raw_targets: &[String],
         scratch: &mut Scratch<'p>,
     ) {
-        // The raw command was decided with no targets.
-        if raw.len() == scratch.slots.len() && subject == req.command && scratch.targets.is_empty()
+        // The raw command was decided with its own targets (the same as a piece of the
+        // same text, or none).
+        if raw.len() == scratch.slots.len()
+            && subject == req.command
+            && (scratch.targets.is_empty() || std::ptr::eq(scratch.targets, raw_targets))
         {
             scratch.slots.copy_from_slice(raw);
         } else {
@@ -297,6 +325,11 @@ impl PolicySet {
         scratch.slots.fill(None);
         let (candidates, found) = scratch.bits.split_at_mut(scratch.split);
         self.index.candidates(subject, candidates, found);
+        if scratch.exhaustive {
+            for id in 0..self.index.rules.len() {
+                set_bit(candidates, u32::try_from(id).unwrap_or(u32::MAX));
+            }
+        }
         let (candidates, found) = (&*candidates, &*found);
         for id in ones(candidates) {
             let Some(&(pi, ri)) = self.index.rules.get(id) else {
@@ -308,8 +341,17 @@ impl PolicySet {
             {
                 continue;
             }
+            // A rule about places cannot match a subject that changes none.
+            if scratch.targets.is_empty()
+                && self.index.needs_targets.get(id).copied().unwrap_or(false)
+            {
+                continue;
+            }
             let required = self.index.requires.get(id).map_or(&[][..], Vec::as_slice);
-            if !required.is_empty() && !required.iter().any(|&literal| has_bit(found, literal)) {
+            if !scratch.exhaustive
+                && !required.is_empty()
+                && !required.iter().any(|&literal| has_bit(found, literal))
+            {
                 continue;
             }
             let needles = self.index.needles.get(id).map_or(&[][..], Vec::as_slice);
@@ -355,6 +397,8 @@ impl PolicySet {
 
 /// Per-call working memory, allocated once per evaluation and reused for every subject.
 struct Scratch<'p> {
+    /// Test every rule, not only the index's candidates (the reference evaluation).
+    exhaustive: bool,
     /// The places the current subject changes (none for the raw command).
     targets: &'p [String],
     /// The home and working tree `target_matches` patterns are anchored at.
@@ -383,6 +427,7 @@ impl<'p> Scratch<'p> {
         }
         let split = set.index.rules.len().div_ceil(64);
         Scratch {
+            exhaustive: false,
             targets: &[],
             places: Places::default(),
             applicable,
@@ -485,6 +530,9 @@ struct RuleIndex {
     pending_literals: Vec<(String, u32)>,
     /// Some rule has `target_matches`/`target_not_matches`: pieces' places are worked out.
     uses_targets: bool,
+    /// For each rule id, whether it has target conditions (then only subjects that change
+    /// some place can match it).
+    needs_targets: Vec<bool>,
 }
 
 /// Shorter required literals are not worth indexing (see [`RuleIndex::add`]).
@@ -536,8 +584,10 @@ impl RuleIndex {
                 ));
                 index.needles.push(Vec::new());
                 index.requires.push(Vec::new());
-                index.uses_targets |= !rule.when.target_matches.is_empty()
+                let targeted = !rule.when.target_matches.is_empty()
                     || !rule.when.target_not_matches.is_empty();
+                index.uses_targets |= targeted;
+                index.needs_targets.push(targeted);
                 index.add(id, &rule.when);
             }
         }
@@ -644,44 +694,29 @@ impl RuleIndex {
 
     fn add(&mut self, id: u32, when: &Conditions) {
         // command_matches and command_contains must both hold when present: either one
-        // narrows the candidates; prefer the anchored patterns, which index by word.
-        if !when.command_matches.is_empty() {
-            let mut entries = Vec::new();
-            for pattern in &when.command_matches {
-                let Some((prefix, complete)) = pattern.glob.literal_prefix() else {
-                    return self.always.push(id);
-                };
-                if let Some(space) = prefix.find(' ') {
-                    entries.push(Entry::Word(prefix[..space].to_owned()));
-                } else if complete {
-                    entries.push(Entry::Word(prefix.to_owned()));
-                } else if !prefix.is_empty() {
-                    entries.push(Entry::Prefix(prefix.to_owned()));
-                } else {
-                    let literal = pattern.glob.required_literal();
-                    // One- and two-byte literals (`/`, ` -`) occur in nearly every command:
-                    // searching for them costs more than just testing the rule.
-                    if literal.len() < MIN_LITERAL {
-                        return self.always.push(id);
-                    }
-                    entries.push(Entry::Literal(literal.to_owned()));
-                }
+        // narrows the candidates. Prefer the needles: they are scanned for anyway, and
+        // rarer than a first word (`git *` with `.ssh`); else the anchored patterns.
+        let contains_indexable = !when.command_contains.is_empty()
+            && when
+                .command_contains
+                .iter()
+                .all(|n| n.text.len() >= MIN_LITERAL);
+        let entries = if when.command_matches.is_empty() || contains_indexable {
+            None
+        } else {
+            match_entries(&when.command_matches)
+        };
+        if contains_indexable {
+            for needle in &when.command_contains {
+                self.pending_literals.push((needle.text.clone(), id));
             }
+        } else if let Some(entries) = entries {
             for entry in entries {
                 match entry {
                     Entry::Word(word) => self.by_word.entry(word).or_default().push(id),
                     Entry::Prefix(prefix) => self.by_prefix.push((prefix, id)),
                     Entry::Literal(literal) => self.pending_literals.push((literal, id)),
                 }
-            }
-        } else if !when.command_contains.is_empty()
-            && when
-                .command_contains
-                .iter()
-                .all(|n| n.text.len() >= MIN_LITERAL)
-        {
-            for needle in &when.command_contains {
-                self.pending_literals.push((needle.text.clone(), id));
             }
         } else {
             self.always.push(id);
@@ -777,6 +812,31 @@ impl RuleIndex {
             }
         }
     }
+}
+
+/// Index entries for a rule's `command_matches`, one per pattern; `None` when some
+/// pattern has no literal worth indexing (then the pattern list narrows nothing).
+fn match_entries(patterns: &[crate::model::Pattern]) -> Option<Vec<Entry>> {
+    let mut entries = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        let (prefix, complete) = pattern.glob.literal_prefix()?;
+        if let Some(space) = prefix.find(' ') {
+            entries.push(Entry::Word(prefix[..space].to_owned()));
+        } else if complete {
+            entries.push(Entry::Word(prefix.to_owned()));
+        } else if !prefix.is_empty() {
+            entries.push(Entry::Prefix(prefix.to_owned()));
+        } else {
+            let literal = pattern.glob.required_literal();
+            // One- and two-byte literals (`/`, ` -`) occur in nearly every command:
+            // searching for them costs more than just testing the rule.
+            if literal.len() < MIN_LITERAL {
+                return None;
+            }
+            entries.push(Entry::Literal(literal.to_owned()));
+        }
+    }
+    Some(entries)
 }
 
 /// The literal automaton copied into one flat table: a step is a class lookup and a

@@ -450,6 +450,9 @@ pub enum Base {
 pub struct TargetGlob {
     pub base: Base,
     pub rest: Glob,
+    /// The rest's text before its first wildcard: a path that does not start with it
+    /// cannot match, which is cheaper to see than to run the glob.
+    prefix: String,
 }
 
 impl TargetGlob {
@@ -464,22 +467,25 @@ impl TargetGlob {
             if let Some(rest) = text.strip_prefix(prefix)
                 && (rest.is_empty() || rest.starts_with('/'))
             {
+                let rest = rest.strip_suffix('/').unwrap_or(rest);
                 return TargetGlob {
                     base,
-                    rest: Glob::path(rest.strip_suffix('/').unwrap_or(rest)),
+                    rest: Glob::path(rest),
+                    prefix: literal_prefix(rest),
                 };
             }
         }
         TargetGlob {
             base: Base::Root,
             rest: Glob::path(text),
+            prefix: literal_prefix(text),
         }
     }
 
     /// Whether the resolved `path` matches, `home` and `tree` being the request's.
     pub fn is_match(&self, path: &str, home: &str, tree: Option<&str>) -> bool {
         let base = match self.base {
-            Base::Root => return self.rest.is_match(path),
+            Base::Root => return path.starts_with(&self.prefix) && self.rest.is_match(path),
             Base::Home => home,
             Base::Tree => match tree {
                 Some(tree) => tree,
@@ -487,10 +493,17 @@ impl TargetGlob {
             },
         };
         match path.strip_prefix(base) {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => self.rest.is_match(rest),
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                rest.starts_with(&self.prefix) && self.rest.is_match(rest)
+            }
             _ => false,
         }
     }
+}
+
+/// `text` up to its first `*` or `?`.
+fn literal_prefix(text: &str) -> String {
+    text.split(['*', '?']).next().unwrap_or("").to_owned()
 }
 
 #[cfg(test)]
