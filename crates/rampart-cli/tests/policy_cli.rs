@@ -398,3 +398,45 @@ fn preload_judges_the_directory_an_exec_runs_in() {
         "{denied:?}"
     );
 }
+
+/// A policy file's `tests:` run at load and in `policy lint`: a failing one refuses the
+/// file with its `file:line:col`, like any other mistake in it.
+#[test]
+fn inline_policy_tests_are_run_by_lint_and_at_load() {
+    let home = Home::new();
+    let policy = "version: \"1\"\npolicies:\n  - name: no-rm\n    rules:\n      - action: deny\n        \
+                  when: { command_matches: [\"rm *\"] }\ntests:\n  - { command: \"ls\", expect: allow }\n  \
+                  - { command: \"rm -rf build\", expect: allow }\n";
+    let path = home.policy("custom.yaml", policy);
+    let expected = format!(
+        "{}:9:5: error: inline test failed: `rm -rf build` in /home/user/project: expected \
+         allow, got deny (policy no-rm at {}:5)",
+        path.display(),
+        path.display()
+    );
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stdout(),
+        format!("{expected}\n1 file(s), 0 policies, 0 rules: 1 error(s), 0 warning(s)\n")
+    );
+    let run = home.run(&["test", "ls"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: loading policies: {}\n",
+            expected.replacen(": error: inline", ": inline", 1)
+        )
+    );
+
+    home.policy(
+        "custom.yaml",
+        &policy.replace(
+            "\"rm -rf build\", expect: allow",
+            "\"rm -rf build\", expect: deny",
+        ),
+    );
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+}

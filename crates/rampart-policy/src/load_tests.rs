@@ -429,3 +429,59 @@ fn hostile_input_does_not_panic() {
         let _ = parse_str(Path::new("p.yaml"), text);
     }
 }
+
+/// `tests:` pin what a file decides: they run at load, against the file alone, with
+/// `cwd` (default `<home>/project`) and `home` (default `/home/user`); the first failing
+/// one refuses the file at its `file:line:col`.
+#[test]
+fn inline_tests_run_at_load_and_a_failure_refuses_the_file() {
+    let policy = r#"version: "1"
+policies:
+  - name: places
+    match: { tool: [exec] }
+    rules:
+      - action: deny
+        when:
+          command_matches: ["rm *"]
+          target_matches: ["~", "~/*"]
+tests:
+  - command: rm -rf build
+    expect: allow
+  - { command: "rm -rf *", cwd: "~", expect: deny }
+  - { command: "rm -rf ../x", cwd: /home/me/p, home: /home/me, expect: deny }
+"#;
+    let file = parse(policy);
+    assert_eq!(file.tests.len(), 3);
+    assert_eq!(file.tests[1].cwd.as_deref(), Some("~"));
+
+    let failing = policy.replace(
+        "rm -rf build\n    expect: allow",
+        "rm -rf build\n    expect: deny",
+    );
+    let err = parse_str(Path::new("p.yaml"), &failing).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:11:5: inline test failed: `rm -rf build` in /home/user/project: expected deny, \
+         got allow (default_action)"
+    );
+    let failing = policy.replace("cwd: \"~\", expect: deny", "cwd: \"~\", expect: ask");
+    let err = parse_str(Path::new("p.yaml"), &failing).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:13:5: inline test failed: `rm -rf *` in /home/user: expected ask, got deny \
+         (policy places at p.yaml:6)"
+    );
+    let err = parse_str(Path::new("p.yaml"), "tests:\n  - expect: deny\n").unwrap_err();
+    assert_eq!(err.to_string(), "p.yaml:2:5: test has no `command`");
+    let err = parse_str(Path::new("p.yaml"), "tests:\n  - command: ls\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:2:5: test has no `expect` (allow, deny, ask or log)"
+    );
+    let err = parse_str(
+        Path::new("p.yaml"),
+        "tests:\n  - {command: ls, expect: yes}\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("p.yaml:2:"), "{err}");
+}

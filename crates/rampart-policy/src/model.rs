@@ -170,4 +170,22 @@ pub struct PolicyFile {
     pub default_action: Option<Action>,
     /// Only enabled policies; disabled ones are dropped at load time.
     pub policies: Vec<Policy>,
+    /// `tests:` — commands and the decision this file must give them (checked at load).
+    pub tests: Vec<InlineTest>,
+}
+
+/// One entry of a file's `tests:` list.
+#[derive(Debug, Clone)]
+pub struct InlineTest {
+    pub command: String,
+    /// The directory it runs in (default: `<home>/project`); a leading `~` is the home.
+    pub cwd: Option<String>,
+    /// The user's home (default: `/home/user`).
+    pub home: Option<String>,
+    /// The agent (default: `preload`).
+    pub agent: Option<String>,
+    pub expect: Action,
+    pub origin: Origin,
+    /// 1-based column of the entry, for `file:line:col` errors.
+    pub column: usize,
 }
