@@ -78,6 +78,7 @@ pub fn test(args: &TestArgs) -> Result<Outcome> {
         cwd: Some(&cwd),
         exe: None,
         home: user_home.as_deref(),
+        aliases: &[],
     };
     let started = Instant::now();
     let normalized = shell::normalize_checked(&args.command);

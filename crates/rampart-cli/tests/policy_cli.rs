@@ -440,3 +440,39 @@ fn inline_policy_tests_are_run_by_lint_and_at_load() {
     let run = home.run(&["policy", "lint"]);
     assert_eq!(run.code(), 0, "{}", run.stdout());
 }
+
+/// The server judges the program an exec really runs (issue 14, family 2): a renamed
+/// copy of `rm`, a symlink to it and a script whose `#!` line names it are each refused
+/// like `rm` itself, while the same names for `ls` run. Only preflights are made: nothing
+/// is executed.
+#[test]
+fn preflight_sees_renamed_copies_symlinks_and_shebangs_of_denied_programs() {
+    let home = Home::new(); // the embedded standard profile
+    let server = crate::util::Server::start(&home, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rm = std::fs::canonicalize("/usr/bin/rm").unwrap();
+    let copy = dir.path().join("cleanup");
+    std::fs::copy(&rm, &copy).unwrap();
+    let link = dir.path().join("tidy");
+    std::os::unix::fs::symlink(&rm, &link).unwrap();
+    let script = dir.path().join("wipe");
+    std::fs::write(&script, "#!/bin/rm -rf\n").unwrap();
+    let ls_copy = dir.path().join("lister");
+    std::fs::copy("/bin/ls", &ls_copy).unwrap();
+
+    let decide = |exe: &std::path::Path, args: &str| {
+        let name = exe.file_name().unwrap().to_str().unwrap();
+        let v = server.preflight(serde_json::json!({
+            "agent": "preload",
+            "params": {"command": format!("{name} {args}")},
+            "exe": exe.to_str().unwrap(),
+            "cwd": "/tmp",
+        }));
+        v["decision"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(decide(&copy, "-rf /"), "deny");
+    assert_eq!(decide(&link, "-rf /"), "deny");
+    assert_eq!(decide(&script, "/"), "deny");
+    assert_eq!(decide(&copy, "-f /tmp/x"), "allow");
+    assert_eq!(decide(&ls_copy, "-la /"), "allow");
+}

@@ -54,6 +54,12 @@ pub struct Request<'a> {
     pub exe: Option<&'a str>,
     /// The user's home directory: what `~` and `$HOME` mean.
     pub home: Option<&'a str>,
+    /// Other readings of the program the exec runs (issue 14, family 2), each replacing
+    /// the first piece's program word: the canonical name of a symlink (`rm`), the `#!`
+    /// interpreter with its argument and the script (`rm -rf /tmp/s`), the name of a
+    /// program a rule names whose copy this is. The caller works them out from the file
+    /// ([`PolicySet::named_programs`] says which names a rule could care about).
+    pub aliases: &'a [String],
 }
 
 impl<'a> Request<'a> {
@@ -149,6 +155,34 @@ impl PolicySet {
         &self.files
     }
 
+    /// Program names that deny and ask rules name as the first word of a pattern (`rm`,
+    /// `shred`, `mkfs.ext4`): a renamed copy of one of these is worth recognising.
+    pub fn named_programs(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for rule in self.policies.iter().flat_map(|p| &p.rules) {
+            if !matches!(rule.action, Action::Deny | Action::Ask) {
+                continue;
+            }
+            for pattern in &rule.when.command_matches {
+                let Some((prefix, complete)) = pattern.glob.literal_prefix() else {
+                    continue;
+                };
+                let word = match prefix.split_once(' ') {
+                    Some((word, _)) => word,
+                    None if complete => prefix,
+                    None => continue,
+                };
+                if !word.is_empty()
+                    && !word.contains(['/', '$', '=', '('])
+                    && !names.iter().any(|n| n == word)
+                {
+                    names.push(word.to_owned());
+                }
+            }
+        }
+        names
+    }
+
     pub fn rule_count(&self) -> usize {
         self.policies.iter().map(|p| p.rules.len()).sum()
     }
@@ -180,6 +214,30 @@ impl PolicySet {
         normalized: &Normalized,
         exhaustive: bool,
     ) -> Decision {
+        // The program under its other names: `x -rf ~` is also `rm -rf ~` when x is rm.
+        let with_aliases;
+        let normalized = match (req.aliases, normalized.pieces.first()) {
+            ([], _) | (_, None) => normalized,
+            (aliases, Some(first)) => {
+                let rest = first.text.split_once(' ').map_or("", |(_, rest)| rest);
+                let mut more = normalized.clone();
+                for alias in aliases {
+                    let text = if rest.is_empty() {
+                        alias.clone()
+                    } else {
+                        format!("{alias} {rest}")
+                    };
+                    // Like a command behind sudo: deny and ask rules see it, an allow
+                    // rule need not cover it (the command as written is still judged).
+                    more.pieces.push(shell::Piece {
+                        text,
+                        privileged: true,
+                    });
+                }
+                with_aliases = more;
+                &with_aliases
+            }
+        };
         let pieces = normalized.pieces.as_slice();
         let mut scratch = Scratch::new(self, req);
         scratch.exhaustive = exhaustive;

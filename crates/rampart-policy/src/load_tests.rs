@@ -204,7 +204,7 @@ fn misspelt_keys_at_every_level() {
     assert_eq!(
         error("version: \"1\"\npolices: []\n"),
         "p.yaml:2:1: unknown key `polices` at the top level; valid keys: version, \
-         default_action, policies (did you mean `policies`?)"
+         default_action, policies, tests (did you mean `policies`?)"
     );
     assert_eq!(
         error("policies:\n  - name: a\n    rules:\n      - actoin: deny\n"),
@@ -225,7 +225,7 @@ fn misspelt_keys_at_every_level() {
     assert_eq!(
         error("colour: blue\n"),
         "p.yaml:1:1: unknown key `colour` at the top level; valid keys: version, \
-         default_action, policies"
+         default_action, policies, tests"
     );
 }
 

@@ -356,6 +356,7 @@ async fn preflight(
     }
 
     let policy = state.policy();
+    let aliases = crate::program::aliases(req.exe.as_deref(), &policy);
     let started = Instant::now();
     let decision = policy.evaluate(&Request {
         tool: &tool,
@@ -366,6 +367,7 @@ async fn preflight(
         cwd: req.cwd.as_deref(),
         exe: req.exe.as_deref(),
         home: user_home(),
+        aliases: &aliases,
     });
     let eval_us = duration_us(started.elapsed());
     state.metrics.decision(decision.action, eval_us);
