@@ -449,8 +449,9 @@ const HOME_SPELLINGS: &[&[u8]] = &[
     b"getenv(\"HOME\")",
 ];
 
-/// What a one-liner runs, as command lines: the strings given to `system()`-like calls
-/// (a list of strings is joined), backtick commands, and in-process deletes and
+/// What a one-liner runs, as command lines: the command strings given to `system()`-like
+/// calls (argv lists are left to the exec check), backtick commands, and in-process
+/// deletes and
 /// permission changes written as the `rm -rf PATH` / `chmod 0 PATH` they amount to, so
 /// the place rules judge them.
 fn code_commands(code: &[u8]) -> Vec<Vec<u8>> {
@@ -473,10 +474,16 @@ fn code_commands(code: &[u8]) -> Vec<Vec<u8>> {
                 }
                 let args = call_args(&code, open);
                 let literals = string_literals(args);
-                if !literals.is_empty() {
+                // An argv list (`subprocess.run(['touch', f])`, `spawn('rm', [...])`)
+                // runs no shell: that exec is checked when it happens, and the program
+                // gets the refusal (PermissionError) as it would for any spawn. A
+                // command string runs a shell, and is read here.
+                let argv_form =
+                    prefix.is_empty() && (literals.len() > 1 || trim_start(args).starts_with(b"["));
+                if !literals.is_empty() && !argv_form {
                     let mut command = prefix.to_vec();
-                    // `rmtree(a)` deletes one path; a list (`["rm", "-rf", p]`) is argv.
-                    let take = if prefix.is_empty() { literals.len() } else { 1 };
+                    // `rmtree(a)` deletes one path: its first string.
+                    let take = 1;
                     for (n, literal) in literals.into_iter().take(take).enumerate() {
                         if n > 0 {
                             command.push(b' ');

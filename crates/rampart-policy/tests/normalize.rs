@@ -430,10 +430,15 @@ const TABLE: &[(&str, &[&str])] = &[
             "rm -rf ~",
         ],
     ),
+    // An argv list runs no shell: its exec is checked when it happens.
     (
         "python3 -c \"import subprocess; subprocess.run(['rm', '-rf', '/'])\"",
+        &["python3 -c import subprocess; subprocess.run(['rm', '-rf', '/'])"],
+    ),
+    (
+        "python3 -c \"import subprocess; subprocess.run('rm -rf /', shell=True)\"",
         &[
-            "python3 -c import subprocess; subprocess.run(['rm', '-rf', '/'])",
+            "python3 -c import subprocess; subprocess.run('rm -rf /', shell=True)",
             "rm -rf /",
         ],
     ),
