@@ -10,7 +10,301 @@
 //! and which option values are command lines. Guessing wrong only shows more: an
 //! unknown option is taken as a flag, so the command seems to start early.
 
-use super::{MAX_DEPTH, NO_OPTIONS, Parser, Piece, Spec, WordList, emit, options};
+use memchr::memchr;
+
+use super::{MAX_DEPTH, Parser, Piece, WordList, emit};
+
+// --- Transparent wrappers' options (`env`, `nice`, `timeout`, `sudo`, …), read by
+// `Parser::command` in shell.rs. ---------------------------------------------------------
+
+/// How one wrapper's options are spelt.
+#[derive(Debug)]
+pub(super) struct Spec {
+    /// Short options that take an argument (attached or as the next word).
+    pub(super) short_arg: &'static [u8],
+    /// Long options that take the next word as argument when written without `=`.
+    pub(super) long_arg: &'static [&'static [u8]],
+    /// Long options recorded as the given short flag.
+    pub(super) long_flag: &'static [(&'static [u8], u8)],
+    /// `+o`-style options too (shells).
+    pub(super) plus: bool,
+    /// Positional operands before the command (timeout's DURATION, chrt's priority).
+    pub(super) operands: usize,
+}
+
+pub(super) const NO_OPTIONS: Spec = Spec {
+    short_arg: b"",
+    long_arg: &[],
+    long_flag: &[],
+    plus: false,
+    operands: 0,
+};
+pub(super) const NICE: Spec = Spec {
+    short_arg: b"n",
+    long_arg: &[b"adjustment"],
+    ..NO_OPTIONS
+};
+pub(super) const TIMEOUT: Spec = Spec {
+    short_arg: b"ks",
+    long_arg: &[b"kill-after", b"signal"],
+    operands: 1,
+    ..NO_OPTIONS
+};
+pub(super) const STDBUF: Spec = Spec {
+    short_arg: b"ioe",
+    long_arg: &[b"input", b"output", b"error"],
+    ..NO_OPTIONS
+};
+pub(super) const EXEC: Spec = Spec {
+    short_arg: b"a",
+    ..NO_OPTIONS
+};
+pub(super) const TIME: Spec = Spec {
+    short_arg: b"fo",
+    long_arg: &[b"format", b"output"],
+    ..NO_OPTIONS
+};
+pub(super) const XARGS: Spec = Spec {
+    short_arg: b"adEILnPs",
+    long_arg: &[
+        b"arg-file",
+        b"delimiter",
+        b"max-args",
+        b"max-procs",
+        b"max-chars",
+        b"process-slot-var",
+    ],
+    ..NO_OPTIONS
+};
+pub(super) const IONICE: Spec = Spec {
+    short_arg: b"cn",
+    long_arg: &[b"class", b"classdata"],
+    long_flag: &[(b"pid", b'p'), (b"pgid", b'P'), (b"uid", b'u')],
+    ..NO_OPTIONS
+};
+pub(super) const CHRT: Spec = Spec {
+    short_arg: b"TPD",
+    long_arg: &[b"sched-runtime", b"sched-period", b"sched-deadline"],
+    long_flag: &[(b"pid", b'p')],
+    operands: 1,
+    ..NO_OPTIONS
+};
+pub(super) const COMMAND: Spec = NO_OPTIONS;
+pub(super) const SHELL: Spec = Spec {
+    short_arg: b"oO",
+    long_arg: &[b"rcfile", b"init-file"],
+    plus: true,
+    ..NO_OPTIONS
+};
+pub(super) const SUDO: Spec = Spec {
+    short_arg: b"aCcDgpRrTtUu",
+    long_arg: &[
+        b"user",
+        b"group",
+        b"close-from",
+        b"login-class",
+        b"chdir",
+        b"prompt",
+        b"chroot",
+        b"role",
+        b"type",
+        b"command-timeout",
+        b"other-user",
+        b"host",
+        b"auth-type",
+    ],
+    long_flag: &[
+        (b"edit", b'e'),
+        (b"list", b'l'),
+        (b"validate", b'v'),
+        (b"version", b'V'),
+        (b"help", b'h'),
+        (b"remove-timestamp", b'K'),
+    ],
+    ..NO_OPTIONS
+};
+/// The dynamic loader (`ld.so --help`): `--list`, `--verify`, `--help`, `--version` and the
+/// `--list-*` options only look at the program; recorded as the flags in `LOADER_NO_RUN`.
+pub(super) const LOADER: Spec = Spec {
+    long_arg: &[
+        b"argv0",
+        b"preload",
+        b"library-path",
+        b"audit",
+        b"inhibit-rpath",
+        b"glibc-hwcaps-prefix",
+        b"glibc-hwcaps-mask",
+    ],
+    long_flag: &[
+        (b"list", b'l'),
+        (b"verify", b'v'),
+        (b"help", b'h'),
+        (b"version", b'V'),
+        (b"list-tunables", b'l'),
+        (b"list-diagnostics", b'l'),
+    ],
+    ..NO_OPTIONS
+};
+pub(super) const LOADER_NO_RUN: &[u8] = b"lvhV";
+
+/// Whether a program basename is a dynamic loader: `ld.so`, `ld-linux-x86-64.so.2`,
+/// `ld-linux.so.2`, `ld-musl-x86_64.so.1`, `ld64.so.2`, `ld-2.31.so`.
+pub fn is_loader(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"ld") else {
+        return false;
+    };
+    let after = rest.first().copied();
+    (after == Some(b'-') || after == Some(b'.') || rest.starts_with(b"64."))
+        && memchr::memmem::find(rest, b".so").is_some()
+}
+
+pub(super) const DOAS: Spec = Spec {
+    short_arg: b"aCu",
+    ..NO_OPTIONS
+};
+
+/// Result of reading a wrapper's options.
+#[derive(Debug)]
+pub(super) struct Opts {
+    /// Index (in the wrapper's words) of the wrapped command.
+    pub(super) next: usize,
+    /// Short options seen, one bit per ASCII character.
+    pub(super) flags: u128,
+}
+
+impl Opts {
+    pub(super) fn has(&self, c: u8) -> bool {
+        c < 128 && self.flags & (1u128 << c) != 0
+    }
+}
+
+/// Reads the options after `words[0]`. Unknown options are taken as flags: guessing an
+/// argument wrongly would hide the command, guessing a flag wrongly only shows more.
+pub(super) fn options(words: WordList<'_>, spec: &Spec) -> Opts {
+    let mut j = 1;
+    let mut flags = 0u128;
+    let mut set = |c: u8| {
+        if c < 128 {
+            flags |= 1u128 << c;
+        }
+    };
+    while let Some(w) = words.get(j) {
+        let t = w.text;
+        if t == b"--" {
+            j += 1;
+            break;
+        }
+        if let Some(long) = t.strip_prefix(b"--") {
+            let (name, has_value) = match memchr(b'=', long) {
+                Some(k) => (&long[..k], true),
+                None => (long, false),
+            };
+            if let Some((_, c)) = spec.long_flag.iter().find(|(n, _)| *n == name) {
+                set(*c);
+            }
+            j += if !has_value && spec.long_arg.contains(&name) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        let lead = t.first().copied();
+        if t.len() > 1 && (lead == Some(b'-') || (spec.plus && lead == Some(b'+'))) {
+            j += 1;
+            for (k, &c) in t.iter().enumerate().skip(1) {
+                set(c);
+                if spec.short_arg.contains(&c) {
+                    if k + 1 == t.len() {
+                        j += 1;
+                    }
+                    break;
+                }
+            }
+            continue;
+        }
+        break;
+    }
+    Opts {
+        next: j.saturating_add(spec.operands),
+        flags,
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum EnvArgs<'w> {
+    /// Index of the command after options and assignments.
+    Inner(usize),
+    /// `-S STRING`, and the index of the first word after it.
+    Split(&'w [u8], usize),
+}
+
+/// GNU/BSD `env` options, then `NAME=value` assignments (quoted or not: env sees them
+/// after the shell removed quotes).
+pub(super) fn env_options(words: WordList<'_>) -> EnvArgs<'_> {
+    let mut j = 1;
+    while let Some(w) = words.get(j) {
+        let t = w.text;
+        if t == b"--" {
+            j += 1;
+            break;
+        }
+        if t == b"-" {
+            j += 1;
+            continue;
+        }
+        if let Some(long) = t.strip_prefix(b"--") {
+            if let Some(string) = long.strip_prefix(b"split-string=") {
+                return EnvArgs::Split(string, j + 1);
+            }
+            match long {
+                b"split-string" => {
+                    return match words.get(j + 1) {
+                        Some(s) => EnvArgs::Split(s.text, j + 2),
+                        None => EnvArgs::Inner(j + 1),
+                    };
+                }
+                b"unset" | b"chdir" => j += 2,
+                _ => j += 1,
+            }
+            continue;
+        }
+        if t.len() > 1 && t[0] == b'-' {
+            j += 1;
+            for (k, &c) in t.iter().enumerate().skip(1) {
+                match c {
+                    b'S' => {
+                        return match t.get(k + 1..).filter(|s| !s.is_empty()) {
+                            Some(string) => EnvArgs::Split(string, j),
+                            None => match words.get(j) {
+                                Some(s) => EnvArgs::Split(s.text, j + 1),
+                                None => EnvArgs::Inner(j),
+                            },
+                        };
+                    }
+                    b'u' | b'C' => {
+                        if k + 1 == t.len() {
+                            j += 1;
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        break;
+    }
+    while words
+        .get(j)
+        .is_some_and(|w| memchr(b'=', w.text).is_some_and(|k| k > 0))
+    {
+        j += 1;
+    }
+    EnvArgs::Inner(j)
+}
+
+// --- Launchers ---------------------------------------------------------------------------
 
 /// Where the launched command is in a launcher's words.
 #[derive(Debug, Clone, Copy)]
