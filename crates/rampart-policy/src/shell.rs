@@ -164,6 +164,30 @@ struct Heredoc {
     strip_tabs: bool,
     /// Unquoted delimiter: the body undergoes substitution.
     expand: bool,
+    /// What reads the body: data, or a script (`bash <<EOF`, `python3 - <<EOF`).
+    script: Script,
+}
+
+/// What a here-document's body is to the command it is fed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Data,
+    /// A shell reads it as commands.
+    Shell,
+    /// An interpreter runs it as code (read like a one-liner).
+    Code,
+}
+
+/// How the program `name` reads a here-document fed to it.
+fn script_kind(name: &[u8]) -> Script {
+    match name {
+        b"sh" | b"bash" | b"zsh" | b"dash" | b"ksh" | b"mksh" | b"ash" | b"yash" | b"rbash"
+        | b"posh" | b"fish" => Script::Shell,
+        b"python" | b"python2" | b"python3" | b"node" | b"nodejs" | b"perl" | b"ruby" | b"php"
+        | b"osascript" => Script::Code,
+        _ if name.starts_with(b"python3.") => Script::Code,
+        _ => Script::Data,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -930,10 +954,16 @@ impl<'a> Parser<'a> {
         }
         let target = self.word(&mut cmd.subs);
         if op == b"<<" || op == b"<<-" {
+            let words = cmd.words.view();
+            let program = words
+                .iter()
+                .find(|w| !w.is_assignment())
+                .map_or(&[][..], |w| w.program_name());
             self.heredocs.push(Heredoc {
                 delim: target.text.clone(),
                 strip_tabs: op == b"<<-",
                 expand: target.quoted_at.is_none(),
+                script: script_kind(program),
             });
         }
         let dup = (op == b">&" || op == b"<&")
@@ -957,8 +987,29 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Reads one here-document body; when it is a script (`bash <<EOF`), its commands
+    /// are pieces too.
     fn heredoc_body(&mut self, doc: &Heredoc, subs: &mut Vec<Piece>) {
+        let body = self.heredoc_lines(doc, subs);
+        let privileged = self.privileged;
+        match doc.script {
+            Script::Data => {}
+            Script::Shell => {
+                self.reparse(&body, privileged, subs);
+            }
+            Script::Code => {
+                for command in wrappers::code_commands(&body) {
+                    self.reparse(&command, privileged, subs);
+                }
+            }
+        }
+    }
+
+    /// Consumes a here-document's lines up to its delimiter, scanning them for
+    /// substitutions when it expands; returns the body when it is a script.
+    fn heredoc_lines(&mut self, doc: &Heredoc, subs: &mut Vec<Piece>) -> Vec<u8> {
         let src = self.src;
+        let mut body = Vec::new();
         let mut scratch = Word::default();
         while self.pos < src.len() {
             let mut p = self.pos;
@@ -970,11 +1021,16 @@ impl<'a> Parser<'a> {
             let rest = src.get(p..).unwrap_or_default();
             let eol = memchr(b'\n', rest).map_or(src.len(), |k| p + k);
             let line = src.get(p..eol).unwrap_or_default();
-            if line == doc.delim.as_slice() || !doc.expand {
+            if line == doc.delim.as_slice() {
                 self.pos = (eol + 1).min(src.len());
-                if line == doc.delim.as_slice() {
-                    return;
-                }
+                return body;
+            }
+            if doc.script != Script::Data {
+                body.extend_from_slice(line);
+                body.push(b'\n');
+            }
+            if !doc.expand {
+                self.pos = (eol + 1).min(src.len());
                 continue;
             }
             // The line may contain substitutions, which may span lines themselves.
@@ -992,6 +1048,7 @@ impl<'a> Parser<'a> {
             }
             scratch.text.clear();
         }
+        body
     }
 
     /// Parses `text` as a command line one level deeper, if depth and budget allow.

@@ -748,7 +748,7 @@ const HOME_SPELLINGS: &[&[u8]] = &[
 /// deletes and
 /// permission changes written as the `rm -rf PATH` / `chmod 0 PATH` they amount to, so
 /// the place rules judge them.
-fn code_commands(code: &[u8]) -> Vec<Vec<u8>> {
+pub(super) fn code_commands(code: &[u8]) -> Vec<Vec<u8>> {
     let code = home_as_tilde(code);
     let mut out = Vec::new();
     // Where each call's arguments start: `shell_exec(` is also `exec(`, read once.

@@ -482,6 +482,17 @@ const TABLE: &[(&str, &[&str])] = &[
     // lists add the expanded reading (crate::expand).
     ("bash <<< 'rm -rf ~'", &["bash <<< rm -rf ~", "rm -rf ~"]),
     ("cat <<< 'rm -rf ~'", &["cat <<< rm -rf ~"]),
+    // A here-document fed to a shell is its script; to an interpreter, its code.
+    ("bash <<'EOF'\nrm -rf ~\nEOF", &["bash << EOF", "rm -rf ~"]),
+    (
+        "sh <<EOF\ncd /\nrm -rf usr\nEOF\nls",
+        &["sh << EOF", "cd /", "rm -rf usr", "ls"],
+    ),
+    (
+        "python3 - <<'PY'\nimport shutil\nshutil.rmtree('/home/u')\nPY",
+        &["python3 - << PY", "rm -rf /home/u"],
+    ),
+    ("cat <<EOF\nrm -rf ~\nEOF", &["cat << EOF"]),
     ("rm${IFS}-rf${IFS}/", &["rm${IFS}-rf${IFS}/", "rm -rf /"]),
     ("c=rm; $c -rf ~", &["$c -rf ~", "rm -rf ~"]),
     (

@@ -272,3 +272,26 @@ fn standard_corpus_report_per_family() {
     assert!(total >= 400, "only {total} cases");
     assert!(rows.iter().all(|r| r.1 + r.2 > 0), "an empty section");
 }
+
+/// Here-documents fed to a shell or an interpreter are read as what they run (issue 14,
+/// families 4 and 5); fed to anything else they stay data. (Multi-line, so not in the
+/// one-line-per-case corpus.)
+#[test]
+fn here_documents_fed_to_shells_and_interpreters_are_judged() {
+    let set = load("standard").unwrap_or_else(|err| panic!("{err}"));
+    for (command, expected) in [
+        ("bash <<'EOF'\nrm -rf ~\nEOF", Action::Deny),
+        ("sh <<EOF\ncd ~\nrm -rf *\nEOF", Action::Deny),
+        (
+            "python3 - <<'PY'\nimport shutil, os\nshutil.rmtree(os.path.expanduser('~'))\nPY",
+            Action::Deny,
+        ),
+        ("cat <<'EOF' > notes.txt\nrm -rf ~\nEOF", Action::Allow),
+        (
+            "bash <<'EOF'\ncargo build\nrm -rf target/debug\nEOF",
+            Action::Allow,
+        ),
+    ] {
+        assert_eq!(evaluate(&set, command).action, expected, "{command:?}");
+    }
+}
