@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use rampart_policy::profiles::{self, Source};
-use rampart_policy::{Action, PolicySet, Request, lint, load, shell};
+use rampart_policy::{Action, PolicySet, Request, lint, load, place, shell};
 
 use crate::{Outcome, home};
 
@@ -22,9 +22,12 @@ pub struct TestArgs {
     /// Session id
     #[arg(long, default_value = "")]
     session: String,
-    /// Print one JSON object instead of text
+    /// Print one JSON object instead of text (with the paths each piece would change)
     #[arg(long)]
     json: bool,
+    /// Evaluate as if run in this directory (default: the current directory)
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
     /// The command line to evaluate, e.g. "rm -rf /tmp/*"
     command: String,
 }
@@ -46,14 +49,36 @@ fn effective() -> Result<(Arc<PolicySet>, String)> {
     Ok((set, from))
 }
 
+/// The directory `rampart test` evaluates in: `--cwd` (relative to the current
+/// directory), else the current directory; absolute and lexically normalised. It need
+/// not exist: a command can be tried for a place it would run in.
+fn test_cwd(arg: Option<&Path>) -> Result<String> {
+    let here = || std::env::current_dir().context("reading the current directory");
+    let dir = match arg {
+        Some(dir) if dir.is_absolute() => dir.to_path_buf(),
+        Some(dir) => here()?.join(dir),
+        None => here()?,
+    };
+    let text = dir
+        .to_str()
+        .with_context(|| format!("--cwd {}: not valid UTF-8", dir.display()))?;
+    place::normalize(text).with_context(|| format!("--cwd {text}: not an absolute directory"))
+}
+
 pub fn test(args: &TestArgs) -> Result<Outcome> {
     let (set, _) = effective()?;
+    let cwd = test_cwd(args.cwd.as_deref())?;
+    let user_home = std::env::var("HOME").ok().filter(|h| h.starts_with('/'));
     let req = Request {
         tool: &args.tool,
         agent: &args.agent,
         session: &args.session,
         command: &args.command,
         path: None,
+        cwd: Some(&cwd),
+        exe: None,
+        home: user_home.as_deref(),
+        aliases: &[],
     };
     let started = Instant::now();
     let normalized = shell::normalize_checked(&args.command);
@@ -63,7 +88,23 @@ pub fn test(args: &TestArgs) -> Result<Outcome> {
 
     let rule = decision.rule.as_ref().map(|o| o.to_string());
     if args.json {
+        let placed = place::walk(&pieces, &place::Context::from(&req));
+        let places: Vec<serde_json::Value> = pieces
+            .iter()
+            .zip(&placed)
+            .filter(|(_, p)| p.targets.effect.is_some())
+            .map(|(piece, p)| {
+                serde_json::json!({
+                    "piece": piece.text,
+                    "cwd": p.cwd,
+                    "effect": p.targets.effect,
+                    "paths": p.targets.paths,
+                })
+            })
+            .collect();
         let value = serde_json::json!({
+            "cwd": cwd,
+            "places": places,
             "command": args.command,
             "decision": decision.action.as_str(),
             "allowed": decision.allowed(),

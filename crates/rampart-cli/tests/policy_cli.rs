@@ -113,7 +113,8 @@ fn typo_in_a_key_is_reported_with_file_line_and_hint() {
     );
     let expected = format!(
         "{}:12:11: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, \
-         command_not_matches, session_matches, path_matches (did you mean `command_matches`?)",
+         command_not_matches, session_matches, path_matches, target_matches, \
+         target_not_matches (did you mean `command_matches`?)",
         path.display()
     );
 
@@ -224,4 +225,254 @@ fn version_and_usage_errors() {
     assert_eq!(run.code(), 2);
     let run = home.run(&["no-such-command"]);
     assert_eq!(run.code(), 2);
+}
+
+/// `rampart test --cwd DIR` evaluates where the command would run (issue 14): the same
+/// `rm -rf *` is a project cleanup in the working tree and the home directory's end in
+/// the home; without `--cwd` the current directory is the place. Paths need not exist.
+#[test]
+fn test_cwd_judges_the_place_and_json_shows_resolved_paths() {
+    let home = Home::new(); // no policy files: the embedded standard profile
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        crate::util::Run(
+            home.cmd()
+                .env("HOME", "/home/u")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let here = home.path();
+
+    let run = run_in(here, &["test", "--cwd", "/home/u", "rm -rf *"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    assert!(run.stdout().starts_with(
+        "decision: deny\npolicy:   protect-places\nmessage:  Deleting the root, a system \
+         directory, a home directory or a direct child of one is blocked\n"
+    ));
+    let run = run_in(here, &["test", "--cwd", "/home/u/proj", "rm -rf *"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+    let run = run_in(
+        here,
+        &["test", "--cwd", "/home/u/proj", "rm -rf ~/other/src"],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stdout());
+
+    // The current directory by default, and a relative --cwd is taken from it.
+    let scratch = here.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    assert_eq!(run_in(&scratch, &["test", "rm -rf *"]).code(), 0);
+    let run = run_in(
+        here,
+        &["test", "--json", "--cwd", "scratch/../x", "rm -rf ."],
+    );
+    let v: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(v["cwd"], here.join("x").display().to_string());
+
+    let run = run_in(
+        here,
+        &[
+            "test",
+            "--json",
+            "--cwd",
+            "/home/u/proj",
+            "cd .. && rm -rf other/ ./p//q/..",
+        ],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let v: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(v["cwd"], "/home/u/proj");
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(
+        v["places"],
+        serde_json::json!([{
+            "piece": "rm -rf other/ ./p//q/..",
+            "cwd": "/home/u",
+            "effect": "delete",
+            "paths": ["/home/u/other", "/home/u/p"],
+        }])
+    );
+
+    let run = run_in(here, &["test", "--cwd", "", "ls"]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().starts_with(
+        "error: a value is required for '--cwd <DIR>' but none was supplied
+"
+    ));
+}
+
+/// Under the real library, the server judges where an exec runs (issue 14, family 1): a
+/// script (whose text the policy never sees) that `cd /` and runs `rm -rf usr`, or `rm
+/// -rf *` there, is refused — the old engine saw only the word `usr` and let it run — while
+/// `rm -rf build` in the project runs. `rm` is a fake that records its argv; the real one
+/// is never reached.
+#[test]
+fn preload_judges_the_directory_an_exec_runs_in() {
+    let lib =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run `make -C preload` first",
+        lib.display()
+    );
+    let home = Home::new(); // no policy files: the embedded standard profile
+    let server = crate::util::Server::start(&home, &[]);
+    let work = tempfile::Builder::new()
+        .prefix("rampart-place-")
+        .tempdir()
+        .unwrap();
+    let bin = work.path().join("bin");
+    let proj = work.path().join("proj");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(proj.join("build")).unwrap();
+    let log = work.path().join("rm.log");
+    let fake_rm = bin.join("rm");
+    std::fs::write(
+        &fake_rm,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake_rm,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let script = work.path().join("agent.sh");
+    std::fs::write(
+        &script,
+        "cd / && rm -rf usr; echo \"usr: $?\"\n\
+         cd / && rm -rf *; echo \"star: $?\"\n\
+         cd \"$1\" && rm -rf build; echo \"build: $?\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .env_clear()
+        .env("RAMPART_HOME", home.path())
+        .env("HOME", home.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("LC_ALL", "C")
+        .current_dir(&proj)
+        .args([
+            "preload",
+            "--url",
+            &format!("http://127.0.0.1:{}", server.port),
+        ])
+        .args([
+            "--no-autostart",
+            "--token",
+            &server.token,
+            "--ask-timeout",
+            "5s",
+            "--",
+        ])
+        .args([
+            "/bin/sh",
+            &script.display().to_string(),
+            &proj.display().to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let run = crate::util::Run(output);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        "usr: 126\nstar: 126\nbuild: 0\n",
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "-rf build\n");
+    // sh tries each PATH entry after EPERM, so each refused `rm` may print more than once.
+    let denied: Vec<String> = run
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("rampart: [ERROR] Policy denied: "))
+        .map(str::to_owned)
+        .collect();
+    assert!(denied.len() >= 2, "{}", run.stderr());
+    assert!(
+        denied.iter().all(|l| l
+            == "rampart: [ERROR] Policy denied: Deleting the root, a system directory, a home \
+                directory or a direct child of one is blocked"),
+        "{denied:?}"
+    );
+}
+
+/// A policy file's `tests:` run at load and in `policy lint`: a failing one refuses the
+/// file with its `file:line:col`, like any other mistake in it.
+#[test]
+fn inline_policy_tests_are_run_by_lint_and_at_load() {
+    let home = Home::new();
+    let policy = "version: \"1\"\npolicies:\n  - name: no-rm\n    rules:\n      - action: deny\n        \
+                  when: { command_matches: [\"rm *\"] }\ntests:\n  - { command: \"ls\", expect: allow }\n  \
+                  - { command: \"rm -rf build\", expect: allow }\n";
+    let path = home.policy("custom.yaml", policy);
+    let expected = format!(
+        "{}:9:5: error: inline test failed: `rm -rf build` in /home/user/project: expected \
+         allow, got deny (policy no-rm at {}:5)",
+        path.display(),
+        path.display()
+    );
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stdout(),
+        format!("{expected}\n1 file(s), 0 policies, 0 rules: 1 error(s), 0 warning(s)\n")
+    );
+    let run = home.run(&["test", "ls"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: loading policies: {}\n",
+            expected.replacen(": error: inline", ": inline", 1)
+        )
+    );
+
+    home.policy(
+        "custom.yaml",
+        &policy.replace(
+            "\"rm -rf build\", expect: allow",
+            "\"rm -rf build\", expect: deny",
+        ),
+    );
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 0, "{}", run.stdout());
+}
+
+/// The server judges the program an exec really runs (issue 14, family 2): a renamed
+/// copy of `rm`, a symlink to it and a script whose `#!` line names it are each refused
+/// like `rm` itself, while the same names for `ls` run. Only preflights are made: nothing
+/// is executed.
+#[test]
+fn preflight_sees_renamed_copies_symlinks_and_shebangs_of_denied_programs() {
+    let home = Home::new(); // the embedded standard profile
+    let server = crate::util::Server::start(&home, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rm = std::fs::canonicalize("/usr/bin/rm").unwrap();
+    let copy = dir.path().join("cleanup");
+    std::fs::copy(&rm, &copy).unwrap();
+    let link = dir.path().join("tidy");
+    std::os::unix::fs::symlink(&rm, &link).unwrap();
+    let script = dir.path().join("wipe");
+    std::fs::write(&script, "#!/bin/rm -rf\n").unwrap();
+    let ls_copy = dir.path().join("lister");
+    std::fs::copy("/bin/ls", &ls_copy).unwrap();
+
+    let decide = |exe: &std::path::Path, args: &str| {
+        let name = exe.file_name().unwrap().to_str().unwrap();
+        let v = server.preflight(serde_json::json!({
+            "agent": "preload",
+            "params": {"command": format!("{name} {args}")},
+            "exe": exe.to_str().unwrap(),
+            "cwd": "/tmp",
+        }));
+        v["decision"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(decide(&copy, "-rf /"), "deny");
+    assert_eq!(decide(&link, "-rf /"), "deny");
+    assert_eq!(decide(&script, "/"), "deny");
+    assert_eq!(decide(&copy, "-f /tmp/x"), "allow");
+    assert_eq!(decide(&ls_copy, "-la /"), "allow");
 }

@@ -10,11 +10,12 @@
 //!   when every piece is; a piece no rule matched gets `default_action`;
 //! * across all of that, deny wins, then ask, then log, then allow.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use crate::error::PolicyError;
 use crate::model::{Action, Conditions, Origin, Policy, PolicyFile, Rule, Scope};
+use crate::place;
 use crate::shell::{self, Normalized};
 
 /// All loaded policies, merged and ordered by priority, ready to evaluate.
@@ -36,7 +37,7 @@ pub struct FileSummary {
 }
 
 /// One call to evaluate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
     pub tool: &'a str,
     pub agent: &'a str,
@@ -45,6 +46,20 @@ pub struct Request<'a> {
     /// The path a file tool acts on, if any; for `exec`, path-like words of the command
     /// are tested by `path_matches` as well.
     pub path: Option<&'a str>,
+    /// The directory the call was made in (absolute). Path operands of deletes,
+    /// permission and ownership changes are resolved against it (`target_matches`), and
+    /// it is the working tree `$CWD` stands for.
+    pub cwd: Option<&'a str>,
+    /// The program file the exec runs, as the caller resolved it.
+    pub exe: Option<&'a str>,
+    /// The user's home directory: what `~` and `$HOME` mean.
+    pub home: Option<&'a str>,
+    /// Other readings of the program the exec runs (issue 14, family 2), each replacing
+    /// the first piece's program word: the canonical name of a symlink (`rm`), the `#!`
+    /// interpreter with its argument and the script (`rm -rf /tmp/s`), the name of a
+    /// program a rule names whose copy this is. The caller works them out from the file
+    /// ([`PolicySet::named_programs`] says which names a rule could care about).
+    pub aliases: &'a [String],
 }
 
 impl<'a> Request<'a> {
@@ -55,7 +70,7 @@ impl<'a> Request<'a> {
             agent: "preload",
             session: "",
             command,
-            path: None,
+            ..Request::default()
         }
     }
 }
@@ -140,6 +155,34 @@ impl PolicySet {
         &self.files
     }
 
+    /// Program names that deny and ask rules name as the first word of a pattern (`rm`,
+    /// `shred`, `mkfs.ext4`): a renamed copy of one of these is worth recognising.
+    pub fn named_programs(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for rule in self.policies.iter().flat_map(|p| &p.rules) {
+            if !matches!(rule.action, Action::Deny | Action::Ask) {
+                continue;
+            }
+            for pattern in &rule.when.command_matches {
+                let Some((prefix, complete)) = pattern.glob.literal_prefix() else {
+                    continue;
+                };
+                let word = match prefix.split_once(' ') {
+                    Some((word, _)) => word,
+                    None if complete => prefix,
+                    None => continue,
+                };
+                if !word.is_empty()
+                    && !word.contains(['/', '$', '=', '('])
+                    && !names.iter().any(|n| n == word)
+                {
+                    names.push(word.to_owned());
+                }
+            }
+        }
+        names
+    }
+
     pub fn rule_count(&self) -> usize {
         self.policies.iter().map(|p| p.rules.len()).sum()
     }
@@ -154,15 +197,82 @@ impl PolicySet {
     /// rules cannot grant the command: a piece that was not looked into may hide anything,
     /// so it takes `default_action` unless a deny or ask already applies.
     pub fn evaluate_normalized(&self, req: &Request<'_>, normalized: &Normalized) -> Decision {
+        self.evaluate_with(req, normalized, false)
+    }
+
+    /// [`PolicySet::evaluate`] trying every rule in order instead of the ones the index
+    /// picks: the reference the index is tested against (an index miss would silently
+    /// skip a deny). Not for production use: it is slower.
+    #[doc(hidden)]
+    pub fn evaluate_exhaustively(&self, req: &Request<'_>) -> Decision {
+        self.evaluate_with(req, &shell::normalize_checked(req.command), true)
+    }
+
+    fn evaluate_with(
+        &self,
+        req: &Request<'_>,
+        normalized: &Normalized,
+        exhaustive: bool,
+    ) -> Decision {
+        // The program under its other names: `x -rf ~` is also `rm -rf ~` when x is rm.
+        let with_aliases;
+        let normalized = match (req.aliases, normalized.pieces.first()) {
+            ([], _) | (_, None) => normalized,
+            (aliases, Some(first)) => {
+                let rest = first.text.split_once(' ').map_or("", |(_, rest)| rest);
+                let mut more = normalized.clone();
+                for alias in aliases {
+                    let text = if rest.is_empty() {
+                        alias.clone()
+                    } else {
+                        format!("{alias} {rest}")
+                    };
+                    // Like a command behind sudo: deny and ask rules see it, an allow
+                    // rule need not cover it (the command as written is still judged).
+                    more.pieces.push(shell::Piece {
+                        text,
+                        privileged: true,
+                    });
+                }
+                with_aliases = more;
+                &with_aliases
+            }
+        };
         let pieces = normalized.pieces.as_slice();
         let mut scratch = Scratch::new(self, req);
+        scratch.exhaustive = exhaustive;
+        // Where each piece runs and what it changes, only when some rule asks.
+        let placed = if self.index.uses_targets {
+            place::walk(pieces, &place::Context::from(req))
+        } else {
+            Vec::new()
+        };
+        // The anchors of `target_matches`, only when some piece changes a place.
+        if placed.iter().any(|p| !p.targets.paths.is_empty()) {
+            let ctx = place::Context::from(req);
+            scratch.places = Places {
+                home: req.home.unwrap_or("~").to_owned(),
+                tree: ctx.tree(),
+            };
+        }
+        let targets_of = |k: usize| -> &[String] {
+            placed
+                .get(k)
+                .map_or(&[][..], |p| p.targets.paths.as_slice())
+        };
         let mut hits: Vec<Hit<'_>> = Vec::new();
 
         // The raw command: deny/ask/log rules fire on it; an allow there grants nothing
         // (it still shadows later rules of its policy, as first-match says). A plain
         // command is its own only piece, so the raw text's rules are kept for reuse.
         let has_ordinary = pieces.iter().any(|p| !p.privileged);
+        // A command that is one piece as written changes what that piece changes.
+        let raw_targets = match pieces {
+            [only] if only.text == req.command => targets_of(0),
+            _ => &[],
+        };
         let raw: Vec<Option<&Rule>> = if has_ordinary {
+            scratch.targets = raw_targets;
             self.first_matches(req.command, req, &mut scratch);
             self.collect(&scratch.slots, &mut hits, |a| a != Action::Allow);
             scratch.slots.clone()
@@ -176,20 +286,23 @@ impl PolicySet {
         let mut seen: HashSet<&str> = HashSet::new();
         let ordinary = pieces
             .iter()
-            .filter(|p| !p.privileged)
-            .map(|p| p.text.as_str());
-        let subjects: Box<dyn Iterator<Item = &str>> = if has_ordinary {
+            .enumerate()
+            .filter(|(_, p)| !p.privileged)
+            .map(|(k, p)| (p.text.as_str(), targets_of(k)));
+        let subjects: Box<dyn Iterator<Item = (&str, &[String])>> = if has_ordinary {
             Box::new(ordinary)
         } else {
-            Box::new(std::iter::once(req.command))
+            Box::new(std::iter::once((req.command, &[][..])))
         };
         // With one piece there is nothing to deduplicate (and a long one is not hashed).
+        // The same text in another place may change something else: not deduplicated.
         let dedup = pieces.len() > 1;
-        for subject in subjects {
-            if dedup && !seen.insert(subject) {
+        for (subject, targets) in subjects {
+            if dedup && targets.is_empty() && !seen.insert(subject) {
                 continue;
             }
-            self.decide(subject, req, &raw, &mut scratch);
+            scratch.targets = targets;
+            self.decide(subject, req, &raw, raw_targets, &mut scratch);
             let before = hits.len();
             self.collect(&scratch.slots, &mut hits, |_| true);
             defaulted |= hits.len() == before;
@@ -197,11 +310,13 @@ impl PolicySet {
 
         // Pieces seen through sudo/doas: only deny and ask count.
         let mut seen_privileged: HashSet<&str> = HashSet::new();
-        for piece in pieces.iter().filter(|p| p.privileged) {
-            if dedup && !seen_privileged.insert(piece.text.as_str()) {
+        for (k, piece) in pieces.iter().enumerate().filter(|(_, p)| p.privileged) {
+            let targets = targets_of(k);
+            if dedup && targets.is_empty() && !seen_privileged.insert(piece.text.as_str()) {
                 continue;
             }
-            self.decide(&piece.text, req, &raw, &mut scratch);
+            scratch.targets = targets;
+            self.decide(&piece.text, req, &raw, raw_targets, &mut scratch);
             self.collect(&scratch.slots, &mut hits, |a| {
                 matches!(a, Action::Deny | Action::Ask)
             });
@@ -246,9 +361,15 @@ impl PolicySet {
         subject: &str,
         req: &Request<'_>,
         raw: &[Option<&'p Rule>],
+        raw_targets: &[String],
         scratch: &mut Scratch<'p>,
     ) {
-        if raw.len() == scratch.slots.len() && subject == req.command {
+        // The raw command was decided with its own targets (the same as a piece of the
+        // same text, or none).
+        if raw.len() == scratch.slots.len()
+            && subject == req.command
+            && (scratch.targets.is_empty() || std::ptr::eq(scratch.targets, raw_targets))
+        {
             scratch.slots.copy_from_slice(raw);
         } else {
             self.first_matches(subject, req, scratch);
@@ -262,6 +383,11 @@ impl PolicySet {
         scratch.slots.fill(None);
         let (candidates, found) = scratch.bits.split_at_mut(scratch.split);
         self.index.candidates(subject, candidates, found);
+        if scratch.exhaustive {
+            for id in 0..self.index.rules.len() {
+                set_bit(candidates, u32::try_from(id).unwrap_or(u32::MAX));
+            }
+        }
         let (candidates, found) = (&*candidates, &*found);
         for id in ones(candidates) {
             let Some(&(pi, ri)) = self.index.rules.get(id) else {
@@ -273,13 +399,23 @@ impl PolicySet {
             {
                 continue;
             }
+            // A rule about places cannot match a subject that changes none.
+            if scratch.targets.is_empty()
+                && self.index.needs_targets.get(id).copied().unwrap_or(false)
+            {
+                continue;
+            }
             let required = self.index.requires.get(id).map_or(&[][..], Vec::as_slice);
-            if !required.is_empty() && !required.iter().any(|&literal| has_bit(found, literal)) {
+            if !scratch.exhaustive
+                && !required.is_empty()
+                && !required.iter().any(|&literal| has_bit(found, literal))
+            {
                 continue;
             }
             let needles = self.index.needles.get(id).map_or(&[][..], Vec::as_slice);
             if let Some(rule) = self.policies.get(pi).and_then(|p| p.rules.get(ri))
                 && conditions_hold(&rule.when, needles, found, subject, req)
+                && targets_hold(&rule.when, scratch.targets, &scratch.places)
                 && let Some(slot) = scratch.slots.get_mut(pi)
             {
                 *slot = Some(rule);
@@ -319,6 +455,12 @@ impl PolicySet {
 
 /// Per-call working memory, allocated once per evaluation and reused for every subject.
 struct Scratch<'p> {
+    /// Test every rule, not only the index's candidates (the reference evaluation).
+    exhaustive: bool,
+    /// The places the current subject changes (none for the raw command).
+    targets: &'p [String],
+    /// The home and working tree `target_matches` patterns are anchored at.
+    places: Places,
     /// Whether each policy's `match:` scope covers the call.
     applicable: Vec<bool>,
     /// The first matching rule of each policy, for the current subject.
@@ -343,6 +485,9 @@ impl<'p> Scratch<'p> {
         }
         let split = set.index.rules.len().div_ceil(64);
         Scratch {
+            exhaustive: false,
+            targets: &[],
+            places: Places::default(),
             applicable,
             slots: vec![None; set.policies.len()],
             bits: vec![0; split + set.index.literal_rules.len().div_ceil(64)],
@@ -351,497 +496,35 @@ impl<'p> Scratch<'p> {
     }
 }
 
-/// The set bits of `bits`, ascending.
-fn ones(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
-    bits.iter().enumerate().flat_map(|(k, &word)| {
-        let mut rest = word;
-        std::iter::from_fn(move || {
-            if rest == 0 {
-                return None;
-            }
-            let bit = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            Some(k * 64 + bit)
-        })
+/// The request's home (`~` when unknown) and working tree, for `target_matches`.
+#[derive(Debug, Default)]
+struct Places {
+    home: String,
+    tree: Option<String>,
+}
+
+impl<'a> From<&Request<'a>> for place::Context<'a> {
+    fn from(req: &Request<'a>) -> place::Context<'a> {
+        place::Context {
+            cwd: req.cwd,
+            home: req.home,
+        }
+    }
+}
+
+/// `target_matches` / `target_not_matches`: some place the subject changes matches one
+/// of the former (any, if there are none) and none of the latter. A rule with neither
+/// holds; a subject that changes no place never matches a rule with either.
+fn targets_hold(when: &Conditions, targets: &[String], places: &Places) -> bool {
+    if when.target_matches.is_empty() && when.target_not_matches.is_empty() {
+        return true;
+    }
+    let tree = places.tree.as_deref();
+    targets.iter().any(|path| {
+        let hit = |p: &crate::model::TargetPattern| p.glob.is_match(path, &places.home, tree);
+        (when.target_matches.is_empty() || when.target_matches.iter().any(hit))
+            && !when.target_not_matches.iter().any(hit)
     })
-}
-
-fn has_bit(bits: &[u64], id: usize) -> bool {
-    bits.get(id / 64)
-        .is_some_and(|word| word & (1 << (id % 64)) != 0)
-}
-
-fn set_bit(bits: &mut [u64], id: u32) {
-    if let Some(word) = bits.get_mut(id as usize / 64) {
-        *word |= 1 << (id % 64);
-    }
-}
-
-/// Which rules could match a subject, found by the subject's first word.
-///
-/// A command glob is anchored, so its literal prefix (up to the first wildcard) must
-/// start every match: `rm -rf /*` can only match subjects whose first word is `rm`. With
-/// hundreds of patterns in the standard profile, testing only those rules is what keeps
-/// evaluation in microseconds.
-#[derive(Debug, Clone, Default)]
-struct RuleIndex {
-    /// `(policy, rule)` of every non-default rule, in evaluation order; ids index this.
-    rules: Vec<(u32, u32)>,
-    /// For each rule id, how to test each of its `command_contains` needles.
-    needles: Vec<Vec<Needle>>,
-    /// For each rule id, literals of which one must occur for its `command_matches` to
-    /// match (each pattern's longest literal after its first wildcard), or none when a
-    /// pattern has no long enough one: rules with many anchored patterns (`rm * $HOME`, twelve spellings)
-    /// are skipped by a bit test instead of a dozen glob matches.
-    requires: Vec<Vec<usize>>,
-    /// For each policy, the first policy with an identical `match:` scope.
-    same_scope: Vec<usize>,
-    /// Rules with a pattern whose first word is literal, by that word.
-    by_word: HashMap<String, Vec<u32>>,
-    /// Rules with a pattern whose literal prefix ends inside the first word (`mkfs.*`).
-    by_prefix: Vec<(String, u32)>,
-    /// Literals that must occur for a rule to match (the longest literal run of a pattern
-    /// with a leading wildcard, or a `command_contains` needle), searched in one pass.
-    literals: Option<Scanner>,
-    /// For each literal, the rules it may trigger.
-    literal_rules: Vec<Vec<u32>>,
-    /// Rules that any subject could match (no command condition, or a pattern without
-    /// any literal).
-    always: Vec<u32>,
-    /// Collected while building, before the automaton exists.
-    pending_literals: Vec<(String, u32)>,
-}
-
-/// Shorter required literals are not worth indexing (see [`RuleIndex::add`]).
-const MIN_LITERAL: usize = 3;
-
-/// How a `command_contains` needle is tested against a subject.
-#[derive(Debug, Clone)]
-enum Needle {
-    /// Whether the literal scan found it (the literal's index in the automaton): the
-    /// scan already walks every subject, and a rule like protect-secrets' exception has
-    /// eighteen needles, each a separate memmem search otherwise.
-    Found(usize),
-    /// A needle shorter than [`MIN_LITERAL`] (it would be a match state on nearly every
-    /// subject's walk), or any needle when the automaton could not be built.
-    Search(Box<memchr::memmem::Finder<'static>>),
-}
-
-impl Needle {
-    fn search(needle: &str) -> Needle {
-        Needle::Search(Box::new(
-            memchr::memmem::Finder::new(needle.as_bytes()).into_owned(),
-        ))
-    }
-}
-
-enum Entry {
-    Word(String),
-    Prefix(String),
-    Literal(String),
-}
-
-impl RuleIndex {
-    fn build(policies: &[Policy]) -> RuleIndex {
-        let mut index = RuleIndex::default();
-        for (pi, policy) in policies.iter().enumerate() {
-            let same = policies
-                .iter()
-                .position(|other| same_scope(&other.scope, &policy.scope))
-                .unwrap_or(pi);
-            index.same_scope.push(same);
-            for (ri, rule) in policy.rules.iter().enumerate() {
-                if rule.is_default {
-                    continue;
-                }
-                let id = u32::try_from(index.rules.len()).unwrap_or(u32::MAX);
-                index.rules.push((
-                    u32::try_from(pi).unwrap_or(u32::MAX),
-                    u32::try_from(ri).unwrap_or(u32::MAX),
-                ));
-                index.needles.push(Vec::new());
-                index.requires.push(Vec::new());
-                index.add(id, &rule.when);
-            }
-        }
-        for list in index.by_word.values_mut() {
-            list.dedup();
-        }
-        let mut literals: Vec<String> = Vec::new();
-        let mut literal_rules: Vec<Vec<u32>> = Vec::new();
-        let mut positions: HashMap<String, usize> = HashMap::new();
-        // A literal's index in the automaton, adding it when new.
-        fn position(
-            positions: &mut HashMap<String, usize>,
-            literals: &mut Vec<String>,
-            literal_rules: &mut Vec<Vec<u32>>,
-            literal: &str,
-        ) -> usize {
-            *positions.entry(literal.to_owned()).or_insert_with(|| {
-                literals.push(literal.to_owned());
-                literal_rules.push(Vec::new());
-                literal_rules.len() - 1
-            })
-        }
-        for (literal, id) in std::mem::take(&mut index.pending_literals) {
-            let at = position(&mut positions, &mut literals, &mut literal_rules, &literal);
-            if let Some(rules) = literal_rules.get_mut(at)
-                && rules.last() != Some(&id)
-            {
-                rules.push(id);
-            }
-        }
-        // Every long enough needle is scanned for, whatever indexes its rule.
-        for (needles, &(pi, ri)) in index.needles.iter_mut().zip(&index.rules) {
-            let contains = policies
-                .get(pi as usize)
-                .and_then(|p| p.rules.get(ri as usize))
-                .map_or(&[][..], |r| r.when.command_contains.as_slice());
-            for needle in contains {
-                needles.push(if needle.text.len() >= MIN_LITERAL {
-                    Needle::Found(position(
-                        &mut positions,
-                        &mut literals,
-                        &mut literal_rules,
-                        &needle.text,
-                    ))
-                } else {
-                    Needle::search(&needle.text)
-                });
-            }
-        }
-        for (required, &(pi, ri)) in index.requires.iter_mut().zip(&index.rules) {
-            let patterns = policies
-                .get(pi as usize)
-                .and_then(|p| p.rules.get(ri as usize))
-                .map_or(&[][..], |r| r.when.command_matches.as_slice());
-            // One pattern is cheaper to test than to add to the scan, and a literal
-            // prefix (`git *`) says no more than the first-word index did.
-            let worth = patterns.len() > 1
-                && patterns
-                    .iter()
-                    .all(|p| p.glob.inner_literal().len() >= MIN_LITERAL);
-            if !worth {
-                continue;
-            }
-            for pattern in patterns {
-                let at = position(
-                    &mut positions,
-                    &mut literals,
-                    &mut literal_rules,
-                    pattern.glob.inner_literal(),
-                );
-                if !required.contains(&at) {
-                    required.push(at);
-                }
-            }
-        }
-        // A DFA: a few hundred short literals make a small one, and `candidates` walks it
-        // one table lookup per byte, reporting every literal that occurs.
-        let built = aho_corasick::dfa::Builder::new()
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .start_kind(aho_corasick::StartKind::Unanchored)
-            .prefilter(false)
-            .build(&literals);
-        match built.ok().and_then(|dfa| Scanner::new(&dfa, &literals)) {
-            Some(scanner) => {
-                index.literals = Some(scanner);
-                index.literal_rules = literal_rules;
-            }
-            // Cannot happen for a few hundred short literals; if it did, checking those
-            // rules every time is slower but still right.
-            None => {
-                index.always.extend(literal_rules.into_iter().flatten());
-                index.requires.iter_mut().for_each(Vec::clear);
-                for needle in index.needles.iter_mut().flatten() {
-                    if let Needle::Found(literal) = *needle {
-                        *needle = Needle::search(literals.get(literal).map_or("", String::as_str));
-                    }
-                }
-            }
-        }
-        index.always.sort_unstable();
-        index.always.dedup();
-        index
-    }
-
-    fn add(&mut self, id: u32, when: &Conditions) {
-        // command_matches and command_contains must both hold when present: either one
-        // narrows the candidates; prefer the anchored patterns, which index by word.
-        if !when.command_matches.is_empty() {
-            let mut entries = Vec::new();
-            for pattern in &when.command_matches {
-                let Some((prefix, complete)) = pattern.glob.literal_prefix() else {
-                    return self.always.push(id);
-                };
-                if let Some(space) = prefix.find(' ') {
-                    entries.push(Entry::Word(prefix[..space].to_owned()));
-                } else if complete {
-                    entries.push(Entry::Word(prefix.to_owned()));
-                } else if !prefix.is_empty() {
-                    entries.push(Entry::Prefix(prefix.to_owned()));
-                } else {
-                    let literal = pattern.glob.required_literal();
-                    // One- and two-byte literals (`/`, ` -`) occur in nearly every command:
-                    // searching for them costs more than just testing the rule.
-                    if literal.len() < MIN_LITERAL {
-                        return self.always.push(id);
-                    }
-                    entries.push(Entry::Literal(literal.to_owned()));
-                }
-            }
-            for entry in entries {
-                match entry {
-                    Entry::Word(word) => self.by_word.entry(word).or_default().push(id),
-                    Entry::Prefix(prefix) => self.by_prefix.push((prefix, id)),
-                    Entry::Literal(literal) => self.pending_literals.push((literal, id)),
-                }
-            }
-        } else if !when.command_contains.is_empty()
-            && when
-                .command_contains
-                .iter()
-                .all(|n| n.text.len() >= MIN_LITERAL)
-        {
-            for needle in &when.command_contains {
-                self.pending_literals.push((needle.text.clone(), id));
-            }
-        } else {
-            self.always.push(id);
-        }
-    }
-
-    /// Sets in `bits` (cleared first) the ids of the rules that could match `subject`, and
-    /// in `found` (cleared first) the literals that occur in it.
-    fn candidates(&self, subject: &str, bits: &mut [u64], found: &mut [u64]) {
-        bits.fill(0);
-        found.fill(0);
-        for &id in &self.always {
-            set_bit(bits, id);
-        }
-        let word = subject.split(' ').next().unwrap_or("");
-        for &id in self.by_word.get(word).map_or(&[][..], Vec::as_slice) {
-            set_bit(bits, id);
-        }
-        for (prefix, id) in &self.by_prefix {
-            if subject.starts_with(prefix.as_str()) {
-                set_bit(bits, *id);
-            }
-        }
-        if let Some(scanner) = &self.literals {
-            self.scan_literals(scanner, subject.as_bytes(), bits, found);
-        }
-    }
-
-    /// Sets in `found` every literal that occurs in `hay`, and in `bits` its rules.
-    ///
-    /// One DFA walk is a chain of dependent table lookups, a few cycles per byte however
-    /// simple each step is. A long subject is therefore cut into [`LANES`] parts walked
-    /// in step, so that the processor overlaps their lookups; each part also reads the
-    /// first `longest literal - 1` bytes of the next, so every occurrence lies wholly
-    /// inside some part. Finding a literal twice changes nothing.
-    fn scan_literals(&self, scanner: &Scanner, hay: &[u8], bits: &mut [u64], found: &mut [u64]) {
-        let mut mark = |state: u32| {
-            for &literal in scanner.matches(state) {
-                let literal = literal as usize;
-                if let Some(word) = found.get_mut(literal / 64) {
-                    *word |= 1 << (literal % 64);
-                }
-                for &id in self
-                    .literal_rules
-                    .get(literal)
-                    .map_or(&[][..], Vec::as_slice)
-                {
-                    set_bit(bits, id);
-                }
-            }
-        };
-        let start = scanner.start;
-        let overlap = scanner.longest.saturating_sub(1);
-        let part = hay.len() / LANES;
-        if part < LANE_MIN.max(overlap) {
-            let mut state = start;
-            for &byte in hay {
-                state = scanner.next(state, byte);
-                if scanner.is_match(state) {
-                    mark(state);
-                }
-            }
-            return;
-        }
-        let (p0, rest) = hay.split_at(part);
-        let (p1, rest) = rest.split_at(part);
-        let (p2, rest) = rest.split_at(part);
-        let p3 = rest.get(..part).unwrap_or_default();
-        let [mut s0, mut s1, mut s2, mut s3] = [start; LANES];
-        for (((&b0, &b1), &b2), &b3) in p0.iter().zip(p1).zip(p2).zip(p3) {
-            s0 = scanner.next(s0, b0);
-            s1 = scanner.next(s1, b1);
-            s2 = scanner.next(s2, b2);
-            s3 = scanner.next(s3, b3);
-            if scanner.is_match(s0.max(s1).max(s2).max(s3)) {
-                for state in [s0, s1, s2, s3] {
-                    mark(state);
-                }
-            }
-        }
-        for (lane, state) in [s0, s1, s2, s3].iter_mut().enumerate() {
-            let from = (lane + 1) * part;
-            let to = if lane + 1 == LANES {
-                hay.len()
-            } else {
-                (from + overlap).min(hay.len())
-            };
-            for &byte in hay.get(from..to).unwrap_or_default() {
-                *state = scanner.next(*state, byte);
-                if scanner.is_match(*state) {
-                    mark(*state);
-                }
-            }
-        }
-    }
-}
-
-/// The literal automaton copied into one flat table: a step is a class lookup and a
-/// transition lookup, and match states are the highest-numbered, so "is any lane in a
-/// match state" is one comparison. Same instruction count as stepping aho-corasick's DFA
-/// through its `Automaton` methods, but a shorter dependency chain per byte: the 100 KiB
-/// linker line's evaluation went from ~187 to ~170 µs.
-#[derive(Debug, Clone)]
-struct Scanner {
-    /// Equivalence class of each byte: bytes no literal tells apart share one.
-    classes: [u8; 256],
-    /// `trans[state + class]`: states are numbered premultiplied by the class count.
-    trans: Vec<u32>,
-    start: u32,
-    /// States from this one on are match states…
-    first_match: u32,
-    /// …and these are their literals, in state order.
-    matches: Vec<Vec<u32>>,
-    stride: usize,
-    /// Length of the longest literal.
-    longest: usize,
-}
-
-impl Scanner {
-    /// Copies the states of `dfa`, built from `literals`, reachable from its unanchored
-    /// start state; `None` if the automaton is too large to number in `u32`.
-    fn new(dfa: &aho_corasick::dfa::DFA, literals: &[String]) -> Option<Scanner> {
-        use aho_corasick::Anchored::No;
-        use aho_corasick::automaton::{Automaton, StateID};
-
-        const UNSEEN: u32 = u32::MAX;
-        // Each byte that occurs in a literal is a class of its own; all other bytes act
-        // alike (from every state they lead where the start state does: back to it).
-        let mut classes = [0u8; 256];
-        let mut representatives: Vec<u8> = vec![0];
-        for literal in literals {
-            for &byte in literal.as_bytes() {
-                if classes[usize::from(byte)] == 0 {
-                    classes[usize::from(byte)] = u8::try_from(representatives.len()).ok()?;
-                    representatives.push(byte);
-                }
-            }
-        }
-        if let Some(other) = (0..=255u8).find(|&b| classes[usize::from(b)] == 0) {
-            representatives[0] = other;
-        }
-        let stride = representatives.len();
-        let start = dfa.start_state(No).ok()?;
-        // Reached states in discovery order, their index by the automaton's (dense) id,
-        // and `next[n * stride + class]`: the index of the next state.
-        let mut states = vec![start];
-        let mut index: Vec<u32> = vec![UNSEEN; start.as_usize() + 1];
-        *index.get_mut(start.as_usize())? = 0;
-        let mut next: Vec<u32> = Vec::new();
-        let mut n = 0;
-        while let Some(&state) = states.get(n) {
-            for &byte in &representatives {
-                let to: StateID = dfa.next_state(No, state, byte);
-                if to.as_usize() >= index.len() {
-                    index.resize(to.as_usize() + 1, UNSEEN);
-                }
-                let slot = index.get_mut(to.as_usize())?;
-                if *slot == UNSEEN {
-                    *slot = u32::try_from(states.len()).ok()?;
-                    states.push(to);
-                }
-                next.push(*slot);
-            }
-            n += 1;
-        }
-        // Non-match states first, then match states.
-        let is_match = |s: &StateID| dfa.is_special(*s) && dfa.is_match(*s);
-        let order: Vec<usize> = (0..states.len())
-            .filter(|&n| !states.get(n).is_some_and(is_match))
-            .chain((0..states.len()).filter(|&n| states.get(n).is_some_and(is_match)))
-            .collect();
-        let mut renumbered = vec![0u32; states.len()];
-        for (k, &n) in order.iter().enumerate() {
-            *renumbered.get_mut(n)? = u32::try_from(k.checked_mul(stride)?).ok()?;
-        }
-        let mut trans = Vec::with_capacity(order.len() * stride);
-        let mut matches = Vec::new();
-        for &n in &order {
-            for &to in next.get(n * stride..(n + 1) * stride)? {
-                trans.push(*renumbered.get(to as usize)?);
-            }
-            let state = *states.get(n)?;
-            if is_match(&state) {
-                matches.push(
-                    (0..dfa.match_len(state))
-                        .map(|k| dfa.match_pattern(state, k).as_u32())
-                        .collect(),
-                );
-            }
-        }
-        let first_match = (order.len() - matches.len()) * stride;
-        Some(Scanner {
-            classes,
-            trans,
-            start: *renumbered.first()?,
-            first_match: u32::try_from(first_match).ok()?,
-            matches,
-            stride,
-            longest: dfa.max_pattern_len(),
-        })
-    }
-
-    fn next(&self, state: u32, byte: u8) -> u32 {
-        let class = usize::from(self.classes[usize::from(byte)]);
-        // In bounds: every state is premultiplied by `stride` and `class < stride`. A
-        // fallback value here would sit on the walk's dependency chain.
-        self.trans[state as usize + class]
-    }
-
-    fn is_match(&self, state: u32) -> bool {
-        state >= self.first_match
-    }
-
-    /// The literals that end where `state` is reached.
-    fn matches(&self, state: u32) -> &[u32] {
-        if !self.is_match(state) {
-            return &[];
-        }
-        let k = (state - self.first_match) as usize / self.stride.max(1);
-        self.matches.get(k).map_or(&[][..], Vec::as_slice)
-    }
-}
-
-/// Parts a long subject's literal scan is cut into (see [`RuleIndex::scan_literals`])…
-const LANES: usize = 4;
-/// …when each part is at least this long.
-const LANE_MIN: usize = 256;
-
-/// Whether two scopes are written identically (then they cover the same calls).
-fn same_scope(a: &Scope, b: &Scope) -> bool {
-    let same = |x: &[crate::model::Pattern], y: &[crate::model::Pattern]| {
-        x.len() == y.len()
-            && x.iter()
-                .zip(y)
-                .all(|(p, q)| p.glob.as_str() == q.glob.as_str())
-    };
-    same(&a.agent, &b.agent) && same(&a.tool, &b.tool) && same(&a.session, &b.session)
 }
 
 fn default_message(action: Action) -> String {
@@ -942,6 +625,13 @@ fn looks_like_path(word: &str) -> bool {
         || word.starts_with("./")
         || word.starts_with("../")
 }
+
+#[path = "index.rs"]
+mod index;
+
+#[cfg(test)]
+use index::Scanner;
+use index::{Needle, RuleIndex, has_bit, ones, set_bit};
 
 #[cfg(test)]
 #[path = "eval_tests.rs"]

@@ -275,14 +275,22 @@ impl Segment {
 /// costs more than that for the few dozen bytes of a typical command.
 const SHORT_HAYSTACK: usize = 64;
 
-/// Leftmost occurrence of `needle` in a short `hay` (quadratic, so only for short ones).
+/// Leftmost occurrence of `needle` in a short `hay` (quadratic, so only for short ones):
+/// `memchr` finds each candidate first byte, the rest is compared there.
 fn find_short(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let Some((&first, rest)) = needle.split_first() else {
         return Some(0);
     };
     let last_start = hay.len().checked_sub(needle.len())?;
-    (0..=last_start)
-        .find(|&i| hay.get(i) == Some(&first) && hay.get(i + 1..i + needle.len()) == Some(rest))
+    let mut from = 0;
+    while let Some(k) = memchr::memchr(first, hay.get(from..=last_start)?) {
+        let i = from + k;
+        if hay.get(i + 1..i + needle.len()) == Some(rest) {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
 }
 
 fn match_command(segments: &[Segment], starred: bool, subject: &str) -> bool {

@@ -6,10 +6,12 @@
 
 pub mod error;
 pub mod eval;
+pub mod expand;
 pub mod glob;
 pub mod lint;
 pub mod load;
 pub mod model;
+pub mod place;
 pub mod profiles;
 pub mod shell;
 

@@ -414,6 +414,8 @@ fn matches_every_command(when: &Conditions) -> bool {
     when.command_contains.is_empty()
         && when.command_not_matches.is_empty()
         && when.path_matches.is_empty()
+        && when.target_matches.is_empty()
+        && when.target_not_matches.is_empty()
         && all(&when.command_matches)
         && all(&when.session_matches)
 }
@@ -511,6 +513,8 @@ fn only_command_matches(when: &Conditions) -> bool {
         && when.command_not_matches.is_empty()
         && when.session_matches.is_empty()
         && when.path_matches.is_empty()
+        && when.target_matches.is_empty()
+        && when.target_not_matches.is_empty()
 }
 
 /// Files that set a `default_action` other than the strictest one, which is what applies.

@@ -21,11 +21,16 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
 
 use crate::error::{Hint, PolicyError};
 use crate::glob::Glob;
-use crate::model::{Action, Conditions, Needle, Origin, Pattern, Policy, PolicyFile, Rule, Scope};
+use crate::model::{
+    Action, Conditions, InlineTest, Needle, Origin, Pattern, Policy, PolicyFile, Rule, Scope,
+    TargetPattern,
+};
+use crate::place::TargetGlob;
 
 type Node<'i> = MarkedYaml<'i>;
 
-const TOP_KEYS: &[&str] = &["version", "default_action", "policies"];
+const TOP_KEYS: &[&str] = &["version", "default_action", "policies", "tests"];
+const TEST_KEYS: &[&str] = &["command", "expect", "cwd", "home", "agent"];
 const POLICY_KEYS: &[&str] = &[
     "name",
     "description",
@@ -50,6 +55,8 @@ const WHEN_KEYS: &[&str] = &[
     "command_not_matches",
     "session_matches",
     "path_matches",
+    "target_matches",
+    "target_not_matches",
 ];
 
 /// The only policy format version there is.
@@ -101,15 +108,66 @@ pub fn parse_str(file: &Path, text: &str) -> Result<PolicyFile, PolicyError> {
             None,
         ));
     }
-    match root {
-        Some(root) if !is_nothing(root) => cx.file(root),
-        _ => Ok(PolicyFile {
+    let file = match root {
+        Some(root) if !is_nothing(root) => cx.file(root)?,
+        _ => PolicyFile {
             path: cx.shared.clone(),
             version: VERSION.to_owned(),
             default_action: None,
             policies: Vec::new(),
-        }),
+            tests: Vec::new(),
+        },
+    };
+    run_inline_tests(&file)?;
+    Ok(file)
+}
+
+/// Evaluates a file's `tests:` against the file alone (other files may change the
+/// effective decision; these pin what this file says). The first failure refuses the
+/// file, pointing at the test.
+fn run_inline_tests(file: &PolicyFile) -> Result<(), PolicyError> {
+    if file.tests.is_empty() {
+        return Ok(());
     }
+    let set = crate::eval::PolicySet::new(vec![file.clone()])?;
+    for test in &file.tests {
+        let home = test.home.as_deref().unwrap_or("/home/user");
+        let cwd = match test.cwd.as_deref() {
+            Some(cwd) => match cwd.strip_prefix('~') {
+                Some(rest) => format!("{home}{rest}"),
+                None => cwd.to_owned(),
+            },
+            None => format!("{home}/project"),
+        };
+        let decision = set.evaluate(&crate::eval::Request {
+            tool: "exec",
+            agent: test.agent.as_deref().unwrap_or("preload"),
+            session: "",
+            command: &test.command,
+            cwd: Some(&cwd),
+            home: Some(home),
+            ..crate::eval::Request::default()
+        });
+        if decision.action != test.expect {
+            let why = match &decision.rule {
+                Some(rule) => format!("policy {} at {rule}", decision.matched_policies.join(", ")),
+                None => "default_action".to_owned(),
+            };
+            return Err(PolicyError::Invalid {
+                file: test.origin.file.as_ref().clone(),
+                line: test.origin.line,
+                column: test.column,
+                message: format!(
+                    "inline test failed: `{}` in {cwd}: expected {}, got {} ({why})",
+                    one_line(&test.command),
+                    test.expect,
+                    decision.action
+                ),
+                hint: Hint(None),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses YAML nested deeper than [`MAX_NESTING`], walking the parser's events (which
@@ -443,6 +501,26 @@ impl Cx<'_> {
             .collect())
     }
 
+    /// `target_matches`-style patterns (see [`crate::place::TargetGlob`]).
+    fn targets(
+        &self,
+        fields: &Fields<'_, '_>,
+        key: &str,
+    ) -> Result<Vec<TargetPattern>, PolicyError> {
+        let Some(node) = fields.get(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .strings(node, key)?
+            .into_iter()
+            .map(|(text, item)| TargetPattern {
+                text: text.to_owned(),
+                glob: TargetGlob::new(text),
+                origin: self.origin(item),
+            })
+            .collect())
+    }
+
     /// A list that may be written as `null` (everything in it commented out).
     fn items<'n, 'i>(&self, node: &'n Node<'i>, key: &str) -> Result<&'n [Node<'i>], PolicyError> {
         match &node.data {
@@ -516,11 +594,48 @@ impl Cx<'_> {
                 }
             }
         }
+        let mut tests = Vec::new();
+        if let Some(list) = top.get("tests") {
+            for node in self.items(list, "tests")? {
+                tests.push(self.inline_test(node)?);
+            }
+        }
         Ok(PolicyFile {
             path: self.shared.clone(),
             version: VERSION.to_owned(),
             default_action,
             policies,
+            tests,
+        })
+    }
+
+    /// One entry of `tests:`.
+    fn inline_test(&self, node: &Node<'_>) -> Result<InlineTest, PolicyError> {
+        let fields = self.fields(node, ("a test", "in a test"), TEST_KEYS)?;
+        let Some(command) = fields.get("command") else {
+            return Err(self.at(node, "test has no `command`".into(), None));
+        };
+        let Some(expect) = fields.get("expect") else {
+            return Err(self.at(
+                node,
+                "test has no `expect` (allow, deny, ask or log)".into(),
+                None,
+            ));
+        };
+        let optional = |key: &str| -> Result<Option<String>, PolicyError> {
+            fields
+                .get(key)
+                .map(|n| self.string(n, key).map(str::to_owned))
+                .transpose()
+        };
+        Ok(InlineTest {
+            command: self.string(command, "command")?.to_owned(),
+            cwd: optional("cwd")?,
+            home: optional("home")?,
+            agent: optional("agent")?,
+            expect: self.action(expect, "expect")?,
+            origin: self.origin(node),
+            column: node.span.start.col() + 1,
         })
     }
 
@@ -647,6 +762,8 @@ impl Cx<'_> {
             command_not_matches: self.patterns(&w, "command_not_matches", Glob::command)?,
             session_matches: self.patterns(&w, "session_matches", Glob::command)?,
             path_matches: self.patterns(&w, "path_matches", Glob::path)?,
+            target_matches: self.targets(&w, "target_matches")?,
+            target_not_matches: self.targets(&w, "target_not_matches")?,
         })
     }
 }

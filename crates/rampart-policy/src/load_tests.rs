@@ -195,7 +195,7 @@ fn misspelt_key_in_the_seed_names_file_line_column_and_the_fix() {
         err.to_string(),
         "custom.yaml:12:11: unknown key `comand_matches` in `when`; valid keys: \
          command_matches, command_contains, command_not_matches, session_matches, \
-         path_matches (did you mean `command_matches`?)"
+         path_matches, target_matches, target_not_matches (did you mean `command_matches`?)"
     );
 }
 
@@ -204,7 +204,7 @@ fn misspelt_keys_at_every_level() {
     assert_eq!(
         error("version: \"1\"\npolices: []\n"),
         "p.yaml:2:1: unknown key `polices` at the top level; valid keys: version, \
-         default_action, policies (did you mean `policies`?)"
+         default_action, policies, tests (did you mean `policies`?)"
     );
     assert_eq!(
         error("policies:\n  - name: a\n    rules:\n      - actoin: deny\n"),
@@ -225,7 +225,7 @@ fn misspelt_keys_at_every_level() {
     assert_eq!(
         error("colour: blue\n"),
         "p.yaml:1:1: unknown key `colour` at the top level; valid keys: version, \
-         default_action, policies"
+         default_action, policies, tests"
     );
 }
 
@@ -428,4 +428,60 @@ fn hostile_input_does_not_panic() {
     ] {
         let _ = parse_str(Path::new("p.yaml"), text);
     }
+}
+
+/// `tests:` pin what a file decides: they run at load, against the file alone, with
+/// `cwd` (default `<home>/project`) and `home` (default `/home/user`); the first failing
+/// one refuses the file at its `file:line:col`.
+#[test]
+fn inline_tests_run_at_load_and_a_failure_refuses_the_file() {
+    let policy = r#"version: "1"
+policies:
+  - name: places
+    match: { tool: [exec] }
+    rules:
+      - action: deny
+        when:
+          command_matches: ["rm *"]
+          target_matches: ["~", "~/*"]
+tests:
+  - command: rm -rf build
+    expect: allow
+  - { command: "rm -rf *", cwd: "~", expect: deny }
+  - { command: "rm -rf ../x", cwd: /home/me/p, home: /home/me, expect: deny }
+"#;
+    let file = parse(policy);
+    assert_eq!(file.tests.len(), 3);
+    assert_eq!(file.tests[1].cwd.as_deref(), Some("~"));
+
+    let failing = policy.replace(
+        "rm -rf build\n    expect: allow",
+        "rm -rf build\n    expect: deny",
+    );
+    let err = parse_str(Path::new("p.yaml"), &failing).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:11:5: inline test failed: `rm -rf build` in /home/user/project: expected deny, \
+         got allow (default_action)"
+    );
+    let failing = policy.replace("cwd: \"~\", expect: deny", "cwd: \"~\", expect: ask");
+    let err = parse_str(Path::new("p.yaml"), &failing).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:13:5: inline test failed: `rm -rf *` in /home/user: expected ask, got deny \
+         (policy places at p.yaml:6)"
+    );
+    let err = parse_str(Path::new("p.yaml"), "tests:\n  - expect: deny\n").unwrap_err();
+    assert_eq!(err.to_string(), "p.yaml:2:5: test has no `command`");
+    let err = parse_str(Path::new("p.yaml"), "tests:\n  - command: ls\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:2:5: test has no `expect` (allow, deny, ask or log)"
+    );
+    let err = parse_str(
+        Path::new("p.yaml"),
+        "tests:\n  - {command: ls, expect: yes}\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("p.yaml:2:"), "{err}");
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::glob::Glob;
+use crate::place::TargetGlob;
 
 /// What a rule (or the default) does with a matching call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -83,6 +84,15 @@ pub struct Pattern {
     pub origin: Origin,
 }
 
+/// A `target_matches` pattern: a path glob anchored at `/`, the home (`~`, `$HOME`) or
+/// the working tree (`$CWD`), as written and where.
+#[derive(Debug, Clone)]
+pub struct TargetPattern {
+    pub text: String,
+    pub glob: TargetGlob,
+    pub origin: Origin,
+}
+
 /// A literal string (for `command_contains`) and where it was written.
 #[derive(Debug, Clone)]
 pub struct Needle {
@@ -109,6 +119,11 @@ pub struct Conditions {
     pub session_matches: Vec<Pattern>,
     /// Path globs: `*` stays inside one segment, `**` crosses segments.
     pub path_matches: Vec<Pattern>,
+    /// The places the piece changes (`crate::place`): some target must match one of
+    /// these…
+    pub target_matches: Vec<TargetPattern>,
+    /// …and none of these.
+    pub target_not_matches: Vec<TargetPattern>,
 }
 
 impl Conditions {
@@ -118,6 +133,8 @@ impl Conditions {
             && self.command_not_matches.is_empty()
             && self.session_matches.is_empty()
             && self.path_matches.is_empty()
+            && self.target_matches.is_empty()
+            && self.target_not_matches.is_empty()
     }
 }
 
@@ -153,4 +170,22 @@ pub struct PolicyFile {
     pub default_action: Option<Action>,
     /// Only enabled policies; disabled ones are dropped at load time.
     pub policies: Vec<Policy>,
+    /// `tests:` — commands and the decision this file must give them (checked at load).
+    pub tests: Vec<InlineTest>,
+}
+
+/// One entry of a file's `tests:` list.
+#[derive(Debug, Clone)]
+pub struct InlineTest {
+    pub command: String,
+    /// The directory it runs in (default: `<home>/project`); a leading `~` is the home.
+    pub cwd: Option<String>,
+    /// The user's home (default: `/home/user`).
+    pub home: Option<String>,
+    /// The agent (default: `preload`).
+    pub agent: Option<String>,
+    pub expect: Action,
+    pub origin: Origin,
+    /// 1-based column of the entry, for `file:line:col` errors.
+    pub column: usize,
 }

@@ -21,11 +21,15 @@
 //!   word keeps the substitution text as written. A body may therefore appear twice
 //!   (`bash -c "echo $(id)"` yields `id` from the outer and from the re-parsed body).
 //! - `sudo`/`doas` keep their own piece (`sudo git push`) and add the inner command's
-//!   pieces marked privileged.
+//!   pieces marked privileged. The dynamic loader (`/lib64/ld-linux-x86-64.so.2 --argv0 x
+//!   /usr/bin/touch f`) likewise keeps its own piece and adds the program's, unprivileged.
 //! - Subshells, groups, `if`/`while`/`for`/`case` bodies and function bodies yield their
 //!   commands; `for x in …`, `case … in`, case patterns and function names yield nothing,
 //!   nor do redirections of compound commands (`done < list`). Here-document bodies are
 //!   data, not commands.
+//!
+//! Expansions the parser does not do (`$IFS`, `c=rm; $c`, brace lists) are done on the
+//! whole text by [`crate::expand`], whose reading adds its own pieces.
 //!
 //! Decisions for odd input: an unterminated quote or substitution runs to the end of the
 //! input; a trailing backslash is kept as a literal `\`; an empty word (`''`) is kept as
@@ -36,7 +40,7 @@
 //! becomes one piece as written, so adversarial input costs linear time and never
 //! disappears from view; [`normalize_checked`] reports when that happened.
 
-use memchr::{memchr, memrchr};
+use memchr::memchr;
 
 /// How deeply substitutions, subshells and re-parsed bodies are followed.
 pub const MAX_DEPTH: usize = 64;
@@ -119,241 +123,27 @@ pub fn normalize_checked(command: &str) -> Normalized {
     let budget = command.len().saturating_mul(4).saturating_add(64 * 1024);
     let mut parser = Parser::new(command.as_bytes(), 0, false, budget);
     parser.list(false, &mut pieces);
-    Normalized {
-        pieces,
-        truncated: parser.truncated,
-    }
-}
-
-/// One word as scanned: unquoted text plus what the scanner learnt about its spelling.
-#[derive(Debug, Default)]
-struct Word {
-    text: Vec<u8>,
-    /// Offset in `text` where quoting or escaping first appeared. An assignment's name
-    /// and a reserved word must be unquoted, so `"A=1"` and `\if` are ordinary words.
-    quoted_at: Option<usize>,
-    /// Offset just past the last literal `/`: the basename starts here. Slashes inside
-    /// copied substitution text do not count, so `$(cat /a/b)` is not cut to `b)`.
-    base: usize,
-}
-
-impl Word {
-    fn lit(&mut self, b: u8) {
-        self.text.push(b);
-        if b == b'/' {
-            self.base = self.text.len();
+    let mut truncated = parser.truncated;
+    // `$IFS`, `c=rm; $c …`, `{rm,-rf,~}`: the expanded reading's pieces are added.
+    if let Some(text) = crate::expand::rewrite(command) {
+        let mut more = Vec::new();
+        let mut parser = Parser::new(text.as_bytes(), 0, false, budget);
+        parser.list(false, &mut more);
+        truncated |= parser.truncated;
+        // The whole reading, in order (a `cd` in it moves the place for what follows),
+        // when it differs at all.
+        let known: std::collections::HashSet<(&str, bool)> = pieces
+            .iter()
+            .map(|p| (p.text.as_str(), p.privileged))
+            .collect();
+        let differs = more
+            .iter()
+            .any(|p| !known.contains(&(p.text.as_str(), p.privileged)));
+        if differs {
+            pieces.extend(more);
         }
     }
-
-    fn lit_slice(&mut self, s: &[u8]) {
-        if let Some(k) = memrchr(b'/', s) {
-            self.base = self.text.len() + k + 1;
-        }
-        self.text.extend_from_slice(s);
-    }
-
-    fn mark_quoted(&mut self) {
-        if self.quoted_at.is_none() {
-            self.quoted_at = Some(self.text.len());
-        }
-    }
-
-    fn view(&self) -> WordRef<'_> {
-        WordRef {
-            text: &self.text,
-            quoted_at: self.quoted_at,
-            base: self.base,
-        }
-    }
-
-    /// The text, if the word was written without any quoting.
-    fn plain(&self) -> Option<&[u8]> {
-        self.view().plain()
-    }
-
-    /// The word so far is `NAME=`, so a `(` starts an array literal, not a subshell.
-    fn opens_array(&self) -> bool {
-        self.quoted_at.is_none() && self.text.last() == Some(&b'=') && self.view().is_assignment()
-    }
-}
-
-/// A scanned word as its command's consumers read it (see [`Word`] for the fields).
-#[derive(Debug, Clone, Copy)]
-struct WordRef<'a> {
-    text: &'a [u8],
-    quoted_at: Option<usize>,
-    base: usize,
-}
-
-impl<'a> WordRef<'a> {
-    /// The text, if the word was written without any quoting.
-    fn plain(&self) -> Option<&'a [u8]> {
-        match self.quoted_at {
-            None => Some(self.text),
-            Some(_) => None,
-        }
-    }
-
-    fn program_name(&self) -> &'a [u8] {
-        match self.text.get(self.base..) {
-            Some(name) if !name.is_empty() => name,
-            _ => self.text,
-        }
-    }
-
-    /// `NAME=value` (or `NAME+=value`) with the name and `=` unquoted.
-    fn is_assignment(&self) -> bool {
-        let Some(eq) = memchr(b'=', self.text) else {
-            return false;
-        };
-        if self.quoted_at.is_some_and(|q| q <= eq) {
-            return false;
-        }
-        let name = &self.text[..eq];
-        is_name(name.strip_suffix(b"+").unwrap_or(name))
-    }
-}
-
-/// Where a stored word's text lies in its command's buffer.
-#[derive(Debug, Clone, Copy)]
-struct Stored {
-    start: usize,
-    end: usize,
-    quoted_at: Option<usize>,
-    base: usize,
-}
-
-/// The words of one simple command. Their texts lie one after the other in one buffer,
-/// separated by single spaces: a command of thousands of words allocates no buffer per
-/// word, and the words after the program are already the text of its piece.
-#[derive(Debug, Default)]
-struct Words {
-    buf: Vec<u8>,
-    list: Vec<Stored>,
-}
-
-impl Words {
-    fn push(&mut self, word: &Word) {
-        if !self.list.is_empty() {
-            self.buf.push(b' ');
-        }
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&word.text);
-        self.list.push(Stored {
-            start,
-            end: self.buf.len(),
-            quoted_at: word.quoted_at,
-            base: word.base,
-        });
-    }
-
-    fn clear(&mut self) {
-        self.buf.clear();
-        self.list.clear();
-    }
-
-    fn view(&self) -> WordList<'_> {
-        WordList {
-            buf: &self.buf,
-            list: &self.list,
-        }
-    }
-}
-
-/// A command's words from some index on: a borrowed view of [`Words`].
-#[derive(Debug, Clone, Copy, Default)]
-struct WordList<'a> {
-    buf: &'a [u8],
-    list: &'a [Stored],
-}
-
-impl<'a> WordList<'a> {
-    fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    fn get(&self, i: usize) -> Option<WordRef<'a>> {
-        let s = self.list.get(i)?;
-        Some(WordRef {
-            text: self.buf.get(s.start..s.end).unwrap_or_default(),
-            quoted_at: s.quoted_at,
-            base: s.base,
-        })
-    }
-
-    /// The words from index `i` on (like `slice.get(i..)`).
-    fn from(&self, i: usize) -> Option<WordList<'a>> {
-        Some(WordList {
-            buf: self.buf,
-            list: self.list.get(i..)?,
-        })
-    }
-
-    fn iter(self) -> impl Iterator<Item = WordRef<'a>> {
-        (0..self.len()).filter_map(move |i| self.get(i))
-    }
-
-    /// The words after the first, joined by single spaces (as stored).
-    fn tail_text(&self) -> &'a [u8] {
-        match (self.list.get(1), self.list.last()) {
-            (Some(second), Some(last)) => self.buf.get(second.start..last.end).unwrap_or_default(),
-            _ => &[],
-        }
-    }
-}
-
-fn is_name(s: &[u8]) -> bool {
-    match s.split_first() {
-        Some((first, rest)) => {
-            (first.is_ascii_alphabetic() || *first == b'_')
-                && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        }
-        None => false,
-    }
-}
-
-/// Reserved words that may precede a command and are simply dropped.
-fn is_reserved(word: &[u8]) -> bool {
-    matches!(
-        word,
-        b"if"
-            | b"then"
-            | b"elif"
-            | b"else"
-            | b"fi"
-            | b"do"
-            | b"done"
-            | b"while"
-            | b"until"
-            | b"!"
-            | b"{"
-            | b"}"
-            | b"esac"
-            | b"coproc"
-    )
-}
-
-/// The first unquoted word after reserved words other than `esac`, to spot `case`/`esac`.
-fn head_word(words: WordList<'_>) -> Option<&[u8]> {
-    words
-        .iter()
-        .map(|w| w.plain())
-        .find(|w| !matches!(w, Some(word) if is_reserved(word) && *word != b"esac"))
-        .flatten()
-}
-
-fn is_digits(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
-}
-
-fn into_string(bytes: Vec<u8>) -> String {
-    // Input is UTF-8 and the scanner splits only at ASCII bytes; only ANSI-C escapes
-    // like `$'\xff'` can produce invalid sequences, and those become U+FFFD.
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    Normalized { pieces, truncated }
 }
 
 /// A simple command as scanned, before wrappers and assignments are peeled.
@@ -374,6 +164,30 @@ struct Heredoc {
     strip_tabs: bool,
     /// Unquoted delimiter: the body undergoes substitution.
     expand: bool,
+    /// What reads the body: data, or a script (`bash <<EOF`, `python3 - <<EOF`).
+    script: Script,
+}
+
+/// What a here-document's body is to the command it is fed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Data,
+    /// A shell reads it as commands.
+    Shell,
+    /// An interpreter runs it as code (read like a one-liner).
+    Code,
+}
+
+/// How the program `name` reads a here-document fed to it.
+fn script_kind(name: &[u8]) -> Script {
+    match name {
+        b"sh" | b"bash" | b"zsh" | b"dash" | b"ksh" | b"mksh" | b"ash" | b"yash" | b"rbash"
+        | b"posh" | b"fish" => Script::Shell,
+        b"python" | b"python2" | b"python3" | b"node" | b"nodejs" | b"perl" | b"ruby" | b"php"
+        | b"osascript" => Script::Code,
+        _ if name.starts_with(b"python3.") => Script::Code,
+        _ => Script::Data,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1140,10 +954,16 @@ impl<'a> Parser<'a> {
         }
         let target = self.word(&mut cmd.subs);
         if op == b"<<" || op == b"<<-" {
+            let words = cmd.words.view();
+            let program = words
+                .iter()
+                .find(|w| !w.is_assignment())
+                .map_or(&[][..], |w| w.program_name());
             self.heredocs.push(Heredoc {
                 delim: target.text.clone(),
                 strip_tabs: op == b"<<-",
                 expand: target.quoted_at.is_none(),
+                script: script_kind(program),
             });
         }
         let dup = (op == b">&" || op == b"<&")
@@ -1167,8 +987,29 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Reads one here-document body; when it is a script (`bash <<EOF`), its commands
+    /// are pieces too.
     fn heredoc_body(&mut self, doc: &Heredoc, subs: &mut Vec<Piece>) {
+        let body = self.heredoc_lines(doc, subs);
+        let privileged = self.privileged;
+        match doc.script {
+            Script::Data => {}
+            Script::Shell => {
+                self.reparse(&body, privileged, subs);
+            }
+            Script::Code => {
+                for command in wrappers::code_commands(&body) {
+                    self.reparse(&command, privileged, subs);
+                }
+            }
+        }
+    }
+
+    /// Consumes a here-document's lines up to its delimiter, scanning them for
+    /// substitutions when it expands; returns the body when it is a script.
+    fn heredoc_lines(&mut self, doc: &Heredoc, subs: &mut Vec<Piece>) -> Vec<u8> {
         let src = self.src;
+        let mut body = Vec::new();
         let mut scratch = Word::default();
         while self.pos < src.len() {
             let mut p = self.pos;
@@ -1180,11 +1021,16 @@ impl<'a> Parser<'a> {
             let rest = src.get(p..).unwrap_or_default();
             let eol = memchr(b'\n', rest).map_or(src.len(), |k| p + k);
             let line = src.get(p..eol).unwrap_or_default();
-            if line == doc.delim.as_slice() || !doc.expand {
+            if line == doc.delim.as_slice() {
                 self.pos = (eol + 1).min(src.len());
-                if line == doc.delim.as_slice() {
-                    return;
-                }
+                return body;
+            }
+            if doc.script != Script::Data {
+                body.extend_from_slice(line);
+                body.push(b'\n');
+            }
+            if !doc.expand {
+                self.pos = (eol + 1).min(src.len());
                 continue;
             }
             // The line may contain substitutions, which may span lines themselves.
@@ -1202,6 +1048,7 @@ impl<'a> Parser<'a> {
             }
             scratch.text.clear();
         }
+        body
     }
 
     /// Parses `text` as a command line one level deeper, if depth and budget allow.
@@ -1259,6 +1106,9 @@ impl<'a> Parser<'a> {
                 return;
             };
             let name = rest.get(0).map_or(&[][..], |w| w.program_name());
+            if self.launcher(rest, redirs, privileged, out) {
+                return;
+            }
             let inner = match name {
                 b"env" => match env_options(rest) {
                     EnvArgs::Inner(j) => j,
@@ -1314,6 +1164,15 @@ impl<'a> Parser<'a> {
                     {
                         return;
                     }
+                    // `bash <<< 'rm -rf ~'`: a here-string is the script.
+                    if body.is_none()
+                        && let Some(k) = redirs.iter().position(|r| r.as_slice() == b"<<<")
+                        && let Some(script) = redirs.get(k + 1)
+                    {
+                        emit(rest, redirs, privileged, out);
+                        self.reparse(script, privileged, out);
+                        return;
+                    }
                     emit(rest, redirs, privileged, out);
                     return;
                 }
@@ -1327,6 +1186,26 @@ impl<'a> Parser<'a> {
                     }
                     if rest.len() < 2 || !self.reparse(&line, privileged, out) {
                         emit(rest, redirs, privileged, out);
+                    }
+                    return;
+                }
+                _ if is_loader(name) => {
+                    // The dynamic loader runs the program it is given as if exec'd: keep
+                    // the loader's own piece (running it directly is worth a rule), then
+                    // the program's pieces, as for sudo but not privileged.
+                    emit(rest, redirs, privileged, out);
+                    let o = options(rest, &LOADER);
+                    let runs = !LOADER_NO_RUN.iter().any(|&c| o.has(c));
+                    if let Some(inner) = rest.from(o.next).filter(|r| runs && !r.is_empty()) {
+                        let cost = inner.iter().map(|w| w.text.len() + 1).sum::<usize>();
+                        if self.depth < MAX_DEPTH && self.budget >= cost {
+                            self.budget -= cost;
+                            self.depth += 1;
+                            self.command(inner, redirs, privileged, false, out);
+                            self.depth -= 1;
+                        } else {
+                            self.truncated = true;
+                        }
                     }
                     return;
                 }
@@ -1394,257 +1273,17 @@ fn emit(words: WordList<'_>, redirs: &[Vec<u8>], privileged: bool, out: &mut Vec
     });
 }
 
-/// How one wrapper's options are spelt.
-#[derive(Debug)]
-struct Spec {
-    /// Short options that take an argument (attached or as the next word).
-    short_arg: &'static [u8],
-    /// Long options that take the next word as argument when written without `=`.
-    long_arg: &'static [&'static [u8]],
-    /// Long options recorded as the given short flag.
-    long_flag: &'static [(&'static [u8], u8)],
-    /// `+o`-style options too (shells).
-    plus: bool,
-    /// Positional operands before the command (timeout's DURATION, chrt's priority).
-    operands: usize,
-}
+#[path = "words.rs"]
+mod words;
+#[path = "wrappers.rs"]
+mod wrappers;
 
-const NO_OPTIONS: Spec = Spec {
-    short_arg: b"",
-    long_arg: &[],
-    long_flag: &[],
-    plus: false,
-    operands: 0,
+use words::{Word, WordList, Words, head_word, into_string, is_digits, is_reserved};
+pub use wrappers::is_loader;
+use wrappers::{
+    CHRT, COMMAND, DOAS, EXEC, EnvArgs, IONICE, LOADER, LOADER_NO_RUN, NICE, NO_OPTIONS, SHELL,
+    STDBUF, SUDO, Spec, TIME, TIMEOUT, XARGS, env_options, options,
 };
-const NICE: Spec = Spec {
-    short_arg: b"n",
-    long_arg: &[b"adjustment"],
-    ..NO_OPTIONS
-};
-const TIMEOUT: Spec = Spec {
-    short_arg: b"ks",
-    long_arg: &[b"kill-after", b"signal"],
-    operands: 1,
-    ..NO_OPTIONS
-};
-const STDBUF: Spec = Spec {
-    short_arg: b"ioe",
-    long_arg: &[b"input", b"output", b"error"],
-    ..NO_OPTIONS
-};
-const EXEC: Spec = Spec {
-    short_arg: b"a",
-    ..NO_OPTIONS
-};
-const TIME: Spec = Spec {
-    short_arg: b"fo",
-    long_arg: &[b"format", b"output"],
-    ..NO_OPTIONS
-};
-const XARGS: Spec = Spec {
-    short_arg: b"adEILnPs",
-    long_arg: &[
-        b"arg-file",
-        b"delimiter",
-        b"max-args",
-        b"max-procs",
-        b"max-chars",
-        b"process-slot-var",
-    ],
-    ..NO_OPTIONS
-};
-const IONICE: Spec = Spec {
-    short_arg: b"cn",
-    long_arg: &[b"class", b"classdata"],
-    long_flag: &[(b"pid", b'p'), (b"pgid", b'P'), (b"uid", b'u')],
-    ..NO_OPTIONS
-};
-const CHRT: Spec = Spec {
-    short_arg: b"TPD",
-    long_arg: &[b"sched-runtime", b"sched-period", b"sched-deadline"],
-    long_flag: &[(b"pid", b'p')],
-    operands: 1,
-    ..NO_OPTIONS
-};
-const COMMAND: Spec = NO_OPTIONS;
-const SHELL: Spec = Spec {
-    short_arg: b"oO",
-    long_arg: &[b"rcfile", b"init-file"],
-    plus: true,
-    ..NO_OPTIONS
-};
-const SUDO: Spec = Spec {
-    short_arg: b"aCcDgpRrTtUu",
-    long_arg: &[
-        b"user",
-        b"group",
-        b"close-from",
-        b"login-class",
-        b"chdir",
-        b"prompt",
-        b"chroot",
-        b"role",
-        b"type",
-        b"command-timeout",
-        b"other-user",
-        b"host",
-        b"auth-type",
-    ],
-    long_flag: &[
-        (b"edit", b'e'),
-        (b"list", b'l'),
-        (b"validate", b'v'),
-        (b"version", b'V'),
-        (b"help", b'h'),
-        (b"remove-timestamp", b'K'),
-    ],
-    ..NO_OPTIONS
-};
-const DOAS: Spec = Spec {
-    short_arg: b"aCu",
-    ..NO_OPTIONS
-};
-
-/// Result of reading a wrapper's options.
-#[derive(Debug)]
-struct Opts {
-    /// Index (in the wrapper's words) of the wrapped command.
-    next: usize,
-    /// Short options seen, one bit per ASCII character.
-    flags: u128,
-}
-
-impl Opts {
-    fn has(&self, c: u8) -> bool {
-        c < 128 && self.flags & (1u128 << c) != 0
-    }
-}
-
-/// Reads the options after `words[0]`. Unknown options are taken as flags: guessing an
-/// argument wrongly would hide the command, guessing a flag wrongly only shows more.
-fn options(words: WordList<'_>, spec: &Spec) -> Opts {
-    let mut j = 1;
-    let mut flags = 0u128;
-    let mut set = |c: u8| {
-        if c < 128 {
-            flags |= 1u128 << c;
-        }
-    };
-    while let Some(w) = words.get(j) {
-        let t = w.text;
-        if t == b"--" {
-            j += 1;
-            break;
-        }
-        if let Some(long) = t.strip_prefix(b"--") {
-            let (name, has_value) = match memchr(b'=', long) {
-                Some(k) => (&long[..k], true),
-                None => (long, false),
-            };
-            if let Some((_, c)) = spec.long_flag.iter().find(|(n, _)| *n == name) {
-                set(*c);
-            }
-            j += if !has_value && spec.long_arg.contains(&name) {
-                2
-            } else {
-                1
-            };
-            continue;
-        }
-        let lead = t.first().copied();
-        if t.len() > 1 && (lead == Some(b'-') || (spec.plus && lead == Some(b'+'))) {
-            j += 1;
-            for (k, &c) in t.iter().enumerate().skip(1) {
-                set(c);
-                if spec.short_arg.contains(&c) {
-                    if k + 1 == t.len() {
-                        j += 1;
-                    }
-                    break;
-                }
-            }
-            continue;
-        }
-        break;
-    }
-    Opts {
-        next: j.saturating_add(spec.operands),
-        flags,
-    }
-}
-
-#[derive(Debug)]
-enum EnvArgs<'w> {
-    /// Index of the command after options and assignments.
-    Inner(usize),
-    /// `-S STRING`, and the index of the first word after it.
-    Split(&'w [u8], usize),
-}
-
-/// GNU/BSD `env` options, then `NAME=value` assignments (quoted or not: env sees them
-/// after the shell removed quotes).
-fn env_options(words: WordList<'_>) -> EnvArgs<'_> {
-    let mut j = 1;
-    while let Some(w) = words.get(j) {
-        let t = w.text;
-        if t == b"--" {
-            j += 1;
-            break;
-        }
-        if t == b"-" {
-            j += 1;
-            continue;
-        }
-        if let Some(long) = t.strip_prefix(b"--") {
-            if let Some(string) = long.strip_prefix(b"split-string=") {
-                return EnvArgs::Split(string, j + 1);
-            }
-            match long {
-                b"split-string" => {
-                    return match words.get(j + 1) {
-                        Some(s) => EnvArgs::Split(s.text, j + 2),
-                        None => EnvArgs::Inner(j + 1),
-                    };
-                }
-                b"unset" | b"chdir" => j += 2,
-                _ => j += 1,
-            }
-            continue;
-        }
-        if t.len() > 1 && t[0] == b'-' {
-            j += 1;
-            for (k, &c) in t.iter().enumerate().skip(1) {
-                match c {
-                    b'S' => {
-                        return match t.get(k + 1..).filter(|s| !s.is_empty()) {
-                            Some(string) => EnvArgs::Split(string, j),
-                            None => match words.get(j) {
-                                Some(s) => EnvArgs::Split(s.text, j + 1),
-                                None => EnvArgs::Inner(j),
-                            },
-                        };
-                    }
-                    b'u' | b'C' => {
-                        if k + 1 == t.len() {
-                            j += 1;
-                        }
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            continue;
-        }
-        break;
-    }
-    while words
-        .get(j)
-        .is_some_and(|w| memchr(b'=', w.text).is_some_and(|k| k > 0))
-    {
-        j += 1;
-    }
-    EnvArgs::Inner(j)
-}
 
 #[cfg(test)]
 #[path = "shell_tests.rs"]

@@ -220,6 +220,7 @@ fn heredoc_bodies_are_skipped_and_scanned() {
         delim: b"END".to_vec(),
         strip_tabs: false,
         expand: true,
+        script: Script::Data,
     };
     parser.heredoc_body(&doc, &mut subs);
     let found: Vec<&str> = subs.iter().map(|p| p.text.as_str()).collect();

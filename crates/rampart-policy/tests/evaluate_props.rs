@@ -149,6 +149,43 @@ fn balanced() -> impl Strategy<Value = String> {
     prop::collection::vec(atoms, 0..64).prop_map(|parts| parts.join(" "))
 }
 
+/// Words of the issue-14 families: places, launchers, one-liners, loader variables.
+fn family_words() -> impl Strategy<Value = String> {
+    let atoms = prop::sample::select(vec![
+        "cd ~ &&",
+        "cd / &&",
+        "cd .. &&",
+        "rm -rf *",
+        "rm -rf .",
+        "rm -rf build",
+        "find . -delete",
+        "chmod -R 000 ~",
+        "chown -R x /etc",
+        "truncate -s 0 ~/.bashrc",
+        "echo x >> ~/.ssh/authorized_keys",
+        "echo x > /etc/sudoers.d/u",
+        "strace -f",
+        "taskset -c 0",
+        "ssh host",
+        "docker run --rm -v /:/h alpine",
+        "kubectl exec p --",
+        "python3 -c 'import os; os.system(\"rm -rf ~\")'",
+        "node -e 'require(\"fs\").rmSync(\"/\")'",
+        "LD_PRELOAD=/tmp/x.so",
+        "/lib64/ld-linux-x86-64.so.2",
+        "c=rm; $c -rf ~",
+        "rm${IFS}-rf${IFS}/",
+        "{rm,-rf,/}",
+        "bash <<< 'rm -rf ~'",
+        "git status",
+        "cargo build",
+        "&&",
+        ";",
+        "|",
+    ]);
+    prop::collection::vec(atoms, 0..12).prop_map(|parts| parts.join(" "))
+}
+
 proptest! {
     #[test]
     fn arbitrary_input_never_panics(command in any::<String>()) {
@@ -173,5 +210,29 @@ proptest! {
         let command = format!("{prefix}\n rm -rf /");
         let d = set.evaluate(&Request::exec(&command));
         prop_assert_eq!(d.action, rampart_policy::Action::Deny, "{:?}", command);
+    }
+}
+
+proptest! {
+    // Three profiles, each evaluated twice, per case: fewer cases keep it quick.
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// The rule index only narrows which rules are tried: evaluating through it decides
+    /// exactly as trying every rule of every profile in order does (issue 14: an index
+    /// miss would silently skip a deny).
+    #[test]
+    fn indexed_evaluation_equals_trying_every_rule(
+        command in prop_oneof![shellish(), balanced(), family_words()],
+        cwd in prop::sample::select(vec!["/home/u/proj", "/home/u", "/", "/tmp/w"]),
+    ) {
+        for name in ["standard", "paranoid", "yolo"] {
+            let set = profile(name);
+            let req = Request {
+                cwd: Some(cwd),
+                home: Some("/home/u"),
+                ..Request::exec(&command)
+            };
+            prop_assert_eq!(set.evaluate(&req), set.evaluate_exhaustively(&req), "{}", name);
+        }
     }
 }

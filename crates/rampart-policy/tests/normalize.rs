@@ -243,7 +243,8 @@ const TABLE: &[(&str, &[&str])] = &[
     ("echo $((1 + $(rm x)))", &["echo $((1 + $(rm x)))", "rm x"]),
     ("echo $((2*(3+4)))", &["echo $((2*(3+4)))"]),
     ("(( i++ ))", &[]),
-    ("for ((i=0; i<3; i++)); do rm $i; done", &["rm $i"]),
+    // The expanded reading (crate::expand) adds its pieces: `i=0` is an assignment.
+    ("for ((i=0; i<3; i++)); do rm $i; done", &["rm $i", "rm 0"]),
     ("$(which rm) -rf /", &["$(which rm) -rf /", "which rm"]),
     ("$(cat /a/b) x", &["$(cat /a/b) x", "cat /a/b"]),
     ("echo $(rm -rf /", &["echo $(rm -rf /", "rm -rf /"]),
@@ -268,6 +269,237 @@ const TABLE: &[(&str, &[&str])] = &[
         &["sudo --user bob -ubob rm x", "[P] rm x"],
     ),
     ("doas -u x rm y", &["doas -u x rm y", "[P] rm y"]),
+    // The dynamic loader: own piece, plus the program it runs (not privileged).
+    (
+        "/lib64/ld-linux-x86-64.so.2 /usr/bin/touch F",
+        &["ld-linux-x86-64.so.2 /usr/bin/touch F", "touch F"],
+    ),
+    (
+        "/lib64/ld-linux-x86-64.so.2 --argv0 ls --preload /tmp/l.so --library-path /x --audit a.so --inhibit-cache --inhibit-rpath '' /bin/rm -rf /",
+        &[
+            "ld-linux-x86-64.so.2 --argv0 ls --preload /tmp/l.so --library-path /x --audit a.so --inhibit-cache --inhibit-rpath  /bin/rm -rf /",
+            "rm -rf /",
+        ],
+    ),
+    (
+        "ld.so --library-path=/x -- env X=1 rm f",
+        &["ld.so --library-path=/x -- env X=1 rm f", "rm f"],
+    ),
+    (
+        "/lib/ld-musl-x86_64.so.1 /bin/rm f",
+        &["ld-musl-x86_64.so.1 /bin/rm f", "rm f"],
+    ),
+    (
+        "/lib/ld-linux-aarch64.so.1 rm f",
+        &["ld-linux-aarch64.so.1 rm f", "rm f"],
+    ),
+    ("/lib64/ld64.so.2 rm f", &["ld64.so.2 rm f", "rm f"]),
+    (
+        "/lib64/ld-linux-x86-64.so.2 --list /bin/ls",
+        &["ld-linux-x86-64.so.2 --list /bin/ls"],
+    ),
+    (
+        "/lib64/ld-linux-x86-64.so.2 --verify /bin/ls",
+        &["ld-linux-x86-64.so.2 --verify /bin/ls"],
+    ),
+    ("/lib64/ld-linux-x86-64.so.2", &["ld-linux-x86-64.so.2"]),
+    ("ld -o libx.so a.o", &["ld -o libx.so a.o"]),
+    (
+        "ld.lld -shared -o libx.so a.o",
+        &["ld.lld -shared -o libx.so a.o"],
+    ),
+    ("ldd /bin/ls", &["ldd /bin/ls"]),
+    ("ldconfig -p", &["ldconfig -p"]),
+    // Launchers (issue 14, family 3): own piece, plus what they run.
+    (
+        "strace -f -o /tmp/t rm x",
+        &["strace -f -o /tmp/t rm x", "rm x"],
+    ),
+    ("strace -p 42", &["strace -p 42"]),
+    (
+        "gdb -q --args /bin/rm -rf /",
+        &["gdb -q --args /bin/rm -rf /", "rm -rf /"],
+    ),
+    (
+        "valgrind --tool=memcheck rm f",
+        &["valgrind --tool=memcheck rm f", "rm f"],
+    ),
+    ("taskset -c 0 rm f", &["taskset -c 0 rm f", "rm f"]),
+    ("taskset -p 3 42", &["taskset -p 3 42"]),
+    ("flock /tmp/l rm f", &["flock /tmp/l rm f", "rm f"]),
+    (
+        "flock -w 5 /tmp/l -c 'rm f; id'",
+        &["flock -w 5 /tmp/l -c rm f; id", "rm f", "id"],
+    ),
+    ("unshare -r -n rm f", &["unshare -r -n rm f", "rm f"]),
+    ("chroot / rm f", &["chroot / rm f", "rm f"]),
+    (
+        "script -qc 'rm f' /dev/null",
+        &["script -qc rm f /dev/null", "rm f"],
+    ),
+    (
+        "script -q -c 'rm f' log",
+        &["script -q -c rm f log", "rm f"],
+    ),
+    ("watch -n 1 'rm f'", &["watch -n 1 rm f", "rm f"]),
+    ("xvfb-run -a rm f", &["xvfb-run -a rm f", "rm f"]),
+    ("parallel rm ::: a b", &["parallel rm ::: a b", "rm a b"]),
+    (
+        "parallel -j4 'rm -rf {}' ::: a",
+        &["parallel -j4 rm -rf {} ::: a", "rm -rf {} a"],
+    ),
+    (
+        "find . -exec rm -rf {} \\;",
+        &["find . -exec rm -rf {} ;", "rm -rf {}"],
+    ),
+    (
+        "find / -name x -execdir shred {} + -ok rm {} ;",
+        &[
+            "find / -name x -execdir shred {} + -ok rm {}",
+            "shred {}",
+            "rm {}",
+        ],
+    ),
+    (
+        "git -c 'alias.x=!rm -rf ~' x",
+        &["git -c alias.x=!rm -rf ~ x", "rm -rf ~"],
+    ),
+    (
+        "git -c core.editor=vim commit",
+        &["git -c core.editor=vim commit"],
+    ),
+    (
+        "awk 'BEGIN{system(\"rm -rf ~\")}'",
+        &["awk BEGIN{system(\"rm -rf ~\")}", "rm -rf ~"],
+    ),
+    ("awk '{print $1}' f", &["awk {print $1} f"]),
+    (
+        "tar cf x.tar --checkpoint=1 --checkpoint-action=exec='rm f' .",
+        &[
+            "tar cf x.tar --checkpoint=1 --checkpoint-action=exec=rm f .",
+            "rm f",
+        ],
+    ),
+    ("tar -I 'sh -c id' -xf a", &["tar -I sh -c id -xf a", "id"]),
+    (
+        "ssh -p 22 host 'rm -rf ~'",
+        &["ssh -p 22 host rm -rf ~", "rm -rf ~"],
+    ),
+    ("ssh host", &["ssh host"]),
+    ("echo 'rm x' | at now", &["echo rm x", "at now"]),
+    (
+        "tmux send-keys -t 0 'rm -rf ~' Enter",
+        &["tmux send-keys -t 0 rm -rf ~ Enter", "rm -rf ~ Enter"],
+    ),
+    ("tmux ls", &["tmux ls"]),
+    (
+        "screen -S s -X stuff 'rm f\n'",
+        &["screen -S s -X stuff rm f\n", "rm f"],
+    ),
+    (
+        "systemd-run --user -p X=1 rm f",
+        &["systemd-run --user -p X=1 rm f", "rm f"],
+    ),
+    (
+        "docker run --rm -v /:/host -e A=1 alpine rm -rf /host",
+        &[
+            "docker run --rm -v /:/host -e A=1 alpine rm -rf /host",
+            "rm -rf /host",
+        ],
+    ),
+    ("docker ps -a", &["docker ps -a"]),
+    (
+        "podman exec -it c sh -c 'rm f'",
+        &["podman exec -it c sh -c rm f", "rm f"],
+    ),
+    (
+        "kubectl exec -it pod -- rm f",
+        &["kubectl exec -it pod -- rm f", "rm f"],
+    ),
+    ("kubectl get pods", &["kubectl get pods"]),
+    ("su - root -c 'rm f'", &["su - root -c rm f", "rm f"]),
+    // Interpreter one-liners (family 5): what the code runs, deletes, chmods.
+    (
+        "python3 -c 'import os; os.system(\"rm -rf ~\")'",
+        &["python3 -c import os; os.system(\"rm -rf ~\")", "rm -rf ~"],
+    ),
+    (
+        "python -c 'import shutil,os; shutil.rmtree(os.path.expanduser(\"~\"))'",
+        &[
+            "python -c import shutil,os; shutil.rmtree(os.path.expanduser(\"~\"))",
+            "rm -rf ~",
+        ],
+    ),
+    // An argv list runs no shell: its exec is checked when it happens.
+    (
+        "python3 -c \"import subprocess; subprocess.run(['rm', '-rf', '/'])\"",
+        &["python3 -c import subprocess; subprocess.run(['rm', '-rf', '/'])"],
+    ),
+    (
+        "python3 -c \"import subprocess; subprocess.run('rm -rf /', shell=True)\"",
+        &[
+            "python3 -c import subprocess; subprocess.run('rm -rf /', shell=True)",
+            "rm -rf /",
+        ],
+    ),
+    (
+        "node -e 'require(\"fs\").rmSync(process.env.HOME, {recursive: true})'",
+        &[
+            "node -e require(\"fs\").rmSync(process.env.HOME, {recursive: true})",
+            "rm -rf ~",
+        ],
+    ),
+    (
+        "node -e 'require(\"child_process\").execSync(\"touch f\")'",
+        &[
+            "node -e require(\"child_process\").execSync(\"touch f\")",
+            "touch f",
+        ],
+    ),
+    (
+        "perl -e 'system \"rm -rf /\"'",
+        &["perl -e system \"rm -rf /\"", "rm -rf /"],
+    ),
+    ("perl -ne 'print `id`' f", &["perl -ne print `id` f", "id"]),
+    (
+        "ruby -e 'FileUtils.rm_rf(Dir.home)'",
+        &["ruby -e FileUtils.rm_rf(Dir.home)", "rm -rf ~"],
+    ),
+    (
+        "php -r 'shell_exec(\"rm x\");'",
+        &["php -r shell_exec(\"rm x\");", "rm x"],
+    ),
+    (
+        "python3 -c 'import os; os.chmod(\"/etc/passwd\", 0o777)'",
+        &[
+            "python3 -c import os; os.chmod(\"/etc/passwd\", 0o777)",
+            "chmod 0 /etc/passwd",
+        ],
+    ),
+    ("python3 -c 'print(1+1)'", &["python3 -c print(1+1)"]),
+    ("python3 -m http.server", &["python3 -m http.server"]),
+    // A here-string fed to a shell is its script; `$IFS`, earlier assignments and brace
+    // lists add the expanded reading (crate::expand).
+    ("bash <<< 'rm -rf ~'", &["bash <<< rm -rf ~", "rm -rf ~"]),
+    ("cat <<< 'rm -rf ~'", &["cat <<< rm -rf ~"]),
+    // A here-document fed to a shell is its script; to an interpreter, its code.
+    ("bash <<'EOF'\nrm -rf ~\nEOF", &["bash << EOF", "rm -rf ~"]),
+    (
+        "sh <<EOF\ncd /\nrm -rf usr\nEOF\nls",
+        &["sh << EOF", "cd /", "rm -rf usr", "ls"],
+    ),
+    (
+        "python3 - <<'PY'\nimport shutil\nshutil.rmtree('/home/u')\nPY",
+        &["python3 - << PY", "rm -rf /home/u"],
+    ),
+    ("cat <<EOF\nrm -rf ~\nEOF", &["cat << EOF"]),
+    ("rm${IFS}-rf${IFS}/", &["rm${IFS}-rf${IFS}/", "rm -rf /"]),
+    ("c=rm; $c -rf ~", &["$c -rf ~", "rm -rf ~"]),
+    (
+        "T=/; cd $T && rm -rf *",
+        &["cd $T", "rm -rf *", "cd /", "rm -rf *"],
+    ),
+    ("{rm,-rf,/}", &["}", "rm -rf /"]),
     ("doas -C /etc/doas.conf rm", &["doas -C /etc/doas.conf rm"]),
     ("sudo -i", &["sudo -i"]),
     ("sudo -s", &["sudo -s"]),
@@ -332,7 +564,7 @@ const TABLE: &[(&str, &[&str])] = &[
     (":(){ :|:& };:", &[":", ":", ":"]),
     ("\"if\" x", &["if x"]),
     ("echo if then fi", &["echo if then fi"]),
-    ("echo {a,b} { }", &["echo {a,b} { }"]),
+    ("echo {a,b} { }", &["echo {a,b} { }", "echo a b { }"]),
     // Comments.
     ("ls # rm -rf /", &["ls"]),
     ("# just a comment", &[]),

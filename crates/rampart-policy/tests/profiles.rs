@@ -2,8 +2,10 @@
 //! say.
 //!
 //! A corpus (`tests/corpus/<profile>.txt`) holds one case per line, `decision<TAB>command`,
-//! where decision is `allow`, `deny`, `ask` or `log`; blank lines and lines starting with
-//! `#` are ignored. Every case is evaluated and all mismatches are reported together, so one
+//! where decision is `allow`, `deny`, `ask` or `log`, or `decision<TAB>cwd=DIR<TAB>command`
+//! to evaluate in another directory; blank lines and lines starting with `#` are ignored.
+//! Every case runs for the user `u` (home `/home/u`) in the working tree `/home/u/proj`
+//! unless it names another directory. Every case is evaluated and all mismatches are reported together, so one
 //! run shows every rule that needs attention.
 
 use rampart_policy::{Action, Decision, PolicySet, Request, lint, profiles};
@@ -12,8 +14,13 @@ use rampart_policy::{Action, Decision, PolicySet, Request, lint, profiles};
 struct Case {
     line: usize,
     expected: Action,
+    cwd: String,
     command: String,
 }
+
+/// The home and working tree every corpus case runs with.
+const HOME: &str = "/home/u";
+const TREE: &str = "/home/u/proj";
 
 fn load(name: &str) -> Result<PolicySet, String> {
     match profiles::load(name) {
@@ -37,10 +44,21 @@ fn parse_corpus(file: &str, text: &str) -> Result<Vec<Case>, String> {
             ));
             continue;
         };
+        let (cwd, command) = match command.strip_prefix("cwd=") {
+            Some(rest) => match rest.split_once('\t') {
+                Some((cwd, command)) => (cwd, command),
+                None => {
+                    errors.push(format!("{file}:{line}: `cwd=DIR` without a command"));
+                    continue;
+                }
+            },
+            None => (TREE, command),
+        };
         match Action::parse(decision.trim()) {
             Some(expected) => cases.push(Case {
                 line,
                 expected,
+                cwd: cwd.to_owned(),
                 command: command.to_owned(),
             }),
             None => errors.push(format!("{file}:{line}: unknown decision {decision:?}")),
@@ -54,12 +72,18 @@ fn parse_corpus(file: &str, text: &str) -> Result<Vec<Case>, String> {
 }
 
 fn evaluate(set: &PolicySet, command: &str) -> Decision {
+    evaluate_in(set, TREE, command)
+}
+
+fn evaluate_in(set: &PolicySet, cwd: &str, command: &str) -> Decision {
     set.evaluate(&Request {
         tool: "exec",
         agent: "preload",
         session: "s",
         command,
-        path: None,
+        cwd: Some(cwd),
+        home: Some(HOME),
+        ..Request::default()
     })
 }
 
@@ -70,16 +94,17 @@ fn check_corpus(name: &str, corpus: &str) -> Result<Vec<Case>, String> {
     let cases = parse_corpus(&file, corpus)?;
     let mut failures = Vec::new();
     for case in &cases {
-        let got = evaluate(&set, &case.command);
+        let got = evaluate_in(&set, &case.cwd, &case.command);
         if got.action != case.expected {
             let rule = got
                 .rule
                 .as_ref()
                 .map_or_else(|| "default_action".to_owned(), ToString::to_string);
             failures.push(format!(
-                "{file}:{}: `{}`\n    expected {}, got {} (policies {:?}, rule {rule}): {}",
+                "{file}:{}: `{}` (in {})\n    expected {}, got {} (policies {:?}, rule {rule}): {}",
                 case.line,
                 case.command,
+                case.cwd,
                 case.expected,
                 got.action,
                 got.matched_policies,
@@ -202,8 +227,71 @@ fn the_same_command_decides_the_same_for_any_agent() {
             agent: "claude-code",
             session: "other",
             command,
-            path: None,
+            ..Request::default()
         });
         assert_eq!(preload.action, other.action, "{command}");
+    }
+}
+
+/// The standard corpus per section (`# --- Family ---` headers): how many cases each
+/// holds, how many are blocked (deny/ask) and allowed (allow/log) — the expected
+/// decisions, which `standard_profile_decides_as_its_corpus_says` proves the profile
+/// gives. `bench/corpus-report.sh` prints it (`--nocapture`).
+#[test]
+fn standard_corpus_report_per_family() {
+    let text = include_str!("corpus/standard.txt");
+    let mut rows: Vec<(String, usize, usize)> = Vec::new();
+    for raw in text.lines() {
+        if let Some(title) = raw.strip_prefix("# --- ") {
+            rows.push((title.trim_end_matches(['-', ' ']).to_owned(), 0, 0));
+            continue;
+        }
+        let Some((decision, _)) = raw.split_once('\t') else {
+            continue;
+        };
+        let Some(action) = Action::parse(decision.trim()) else {
+            continue;
+        };
+        if rows.is_empty() {
+            rows.push(("(no section)".to_owned(), 0, 0));
+        }
+        if let Some(row) = rows.last_mut() {
+            match action {
+                Action::Deny | Action::Ask => row.1 += 1,
+                Action::Allow | Action::Log => row.2 += 1,
+            }
+        }
+    }
+    let total: usize = rows.iter().map(|r| r.1 + r.2).sum();
+    println!("{:<88} {:>7} {:>7}", "family", "blocked", "allowed");
+    for (title, blocked, allowed) in &rows {
+        println!("{title:<88} {blocked:>7} {allowed:>7}");
+    }
+    let blocked: usize = rows.iter().map(|r| r.1).sum();
+    println!("{:<88} {:>7} {:>7}", "total", blocked, total - blocked);
+    assert!(total >= 400, "only {total} cases");
+    assert!(rows.iter().all(|r| r.1 + r.2 > 0), "an empty section");
+}
+
+/// Here-documents fed to a shell or an interpreter are read as what they run (issue 14,
+/// families 4 and 5); fed to anything else they stay data. (Multi-line, so not in the
+/// one-line-per-case corpus.)
+#[test]
+fn here_documents_fed_to_shells_and_interpreters_are_judged() {
+    let set = load("standard").unwrap_or_else(|err| panic!("{err}"));
+    for (command, expected) in [
+        ("bash <<'EOF'\nrm -rf ~\nEOF", Action::Deny),
+        ("sh <<EOF\ncd ~\nrm -rf *\nEOF", Action::Deny),
+        (
+            "python3 - <<'PY'\nimport shutil, os\nshutil.rmtree(os.path.expanduser('~'))\nPY",
+            Action::Deny,
+        ),
+        ("cat <<'EOF' > notes.txt\nrm -rf ~\nEOF", Action::Allow),
+        (
+            "bash <<'EOF'\ncargo build\nrm -rf target/debug\nEOF",
+            Action::Allow,
+        ),
+    ] {
+        assert_eq!(evaluate(&set, command).action, expected, "{command:?}");
     }
 }

@@ -403,6 +403,7 @@ async fn preflight(
     }
 
     let policy = state.policy();
+    let aliases = crate::program::aliases(req.exe.as_deref(), &policy);
     let started = Instant::now();
     let decision = policy.evaluate(&Request {
         tool: &tool,
@@ -410,6 +411,10 @@ async fn preflight(
         session: &session,
         command: &command,
         path: req.params.path.as_deref(),
+        cwd: req.cwd.as_deref(),
+        exe: req.exe.as_deref(),
+        home: user_home(),
+        aliases: &aliases,
     });
     let eval_us = duration_us(started.elapsed());
     state.metrics.decision(decision.action, eval_us);
@@ -913,6 +918,14 @@ fn with_note(text: String, note: &Option<String>) -> String {
     }
 }
 
+/// The home directory of the user the server runs as (the agents' user): what `~` means
+/// to the policy. Read once; the server's environment does not change.
+fn user_home() -> Option<&'static str> {
+    static HOME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| std::env::var("HOME").ok().filter(|h| h.starts_with('/')))
+        .as_deref()
+}
+
 async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: TestRequest = match parse_body(body) {
         Ok(req) => req,
@@ -927,7 +940,8 @@ async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
             agent: req.agent.as_deref().unwrap_or("preload"),
             session: req.session.as_deref().unwrap_or(""),
             command: &req.command,
-            path: None,
+            home: user_home(),
+            ..Request::default()
         },
         &normalized,
     );
