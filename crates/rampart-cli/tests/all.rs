@@ -7,6 +7,7 @@
 mod agents;
 mod dashboard;
 mod fail_closed;
+mod families;
 mod faults_preload;
 mod faults_server;
 mod hostile;

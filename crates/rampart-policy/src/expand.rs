@@ -42,7 +42,8 @@ pub fn rewrite(command: &str) -> Option<String> {
 }
 
 /// `NAME=VALUE` words at the start of a command (after start, `;`, `&`, `|`, newline,
-/// `(` or whitespace), VALUE a plain word or a quoted one without `$`.
+/// `(`, whitespace, or the quote or backtick that opens a nested command), VALUE a plain
+/// word or a quoted one without `$`.
 fn assignments(text: &str) -> Vec<(String, String)> {
     let bytes = text.as_bytes();
     let mut vars: Vec<(String, String)> = Vec::new();
@@ -60,7 +61,8 @@ fn assignments(text: &str) -> Vec<(String, String)> {
         let boundary = start == 0
             || matches!(
                 bytes.get(start - 1),
-                Some(b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(')
+                // A quote or backtick opens a nested command (`sh -c 'c=rm; $c -rf ~'`).
+                Some(b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b'\'' | b'"' | b'`')
             );
         if !boundary || name.is_empty() || name.as_bytes().first().is_some_and(u8::is_ascii_digit) {
             continue;
@@ -180,6 +182,11 @@ mod tests {
             (
                 "d='/home/u'; rm -rf $d",
                 Some("d='/home/u'; rm -rf /home/u"),
+            ),
+            ("sh -c 'c=rm; $c -rf ~'", Some("sh -c 'c=rm; rm -rf ~'")),
+            (
+                "bash -c \"c=rm; $c -rf /\"",
+                Some("bash -c \"c=rm; rm -rf /\""),
             ),
             ("{rm,-rf,~}", Some("rm -rf ~")),
             ("rm -rf /{usr,home}", Some("rm -rf /usr /home")),
