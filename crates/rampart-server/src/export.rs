@@ -249,15 +249,30 @@ pub fn render_metrics(targets: &[ExportStatus]) -> String {
     let label = |url: &str| url.replace('\\', "\\\\").replace('"', "\\\"");
     let _ = writeln!(out, "# TYPE rampart_export_delivered_total counter");
     for t in targets {
-        let _ = writeln!(out, "rampart_export_delivered_total{{target=\"{}\"}} {}", label(&t.url), t.delivered);
+        let _ = writeln!(
+            out,
+            "rampart_export_delivered_total{{target=\"{}\"}} {}",
+            label(&t.url),
+            t.delivered
+        );
     }
     let _ = writeln!(out, "# TYPE rampart_export_lag_events gauge");
     for t in targets {
-        let _ = writeln!(out, "rampart_export_lag_events{{target=\"{}\"}} {}", label(&t.url), t.lag);
+        let _ = writeln!(
+            out,
+            "rampart_export_lag_events{{target=\"{}\"}} {}",
+            label(&t.url),
+            t.lag
+        );
     }
     let _ = writeln!(out, "# TYPE rampart_export_failing gauge");
     for t in targets {
-        let _ = writeln!(out, "rampart_export_failing{{target=\"{}\"}} {}", label(&t.url), u8::from(t.last_error.is_some()));
+        let _ = writeln!(
+            out,
+            "rampart_export_failing{{target=\"{}\"}} {}",
+            label(&t.url),
+            u8::from(t.last_error.is_some())
+        );
     }
     out
 }
@@ -614,7 +629,9 @@ fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut data = Vec::new();
-    (&mut file).take(BATCH_BYTES as u64).read_to_end(&mut data)?;
+    (&mut file)
+        .take(BATCH_BYTES as u64)
+        .read_to_end(&mut data)?;
     // A single line longer than the batch limit: read on to its end.
     if !data.contains(&b'\n') && data.len() == BATCH_BYTES {
         let mut more = Vec::new();
@@ -650,8 +667,8 @@ fn count_lag(audit_dir: &Path, day_files: &[PathBuf], cursor: &Cursor) -> u64 {
             match file.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    lag += memchr::memchr_iter(b'\n', buf.get(..n).unwrap_or_default()).count()
-                        as u64;
+                    lag +=
+                        memchr::memchr_iter(b'\n', buf.get(..n).unwrap_or_default()).count() as u64;
                 }
             }
         }
@@ -718,6 +735,9 @@ pub fn syslog_message(line: &[u8], facility: u8, hostname: &str, app: &str) -> S
             sd.push(' ');
             sd.push_str(&name);
             sd.push_str("=\"");
+            // One line per message even for receivers that do not frame: control
+            // characters are escaped as everywhere Rampart shows a command.
+            let text = rampart_contract::printable::printable_string(text.as_bytes());
             sd_escape(&text, &mut sd);
             sd.push('"');
         }
@@ -782,7 +802,7 @@ mod tests {
         let line = br#"{"id":"01J","ts":"2026-11-26T06:27:45.123456Z","agent":"a","session":"s","tool":"exec","command":"rm -rf ]\"x\n","decision":"deny","policy":"p","message":"m","eval_us":3,"prev_hash":"sha256:0","hash":"sha256:1"}"#;
         assert_eq!(
             syslog_message(line, 16, "host", "rampart"),
-            "<132>1 2026-11-26T06:27:45.123456Z host rampart - deny [rampart@32473 id=\"01J\" ts=\"2026-11-26T06:27:45.123456Z\" agent=\"a\" session=\"s\" tool=\"exec\" command=\"rm -rf \\]\\\"x\n\" decision=\"deny\" policy=\"p\" message=\"m\" eval_us=\"3\" prev_hash=\"sha256:0\" hash=\"sha256:1\"] deny rm -rf ]\"x\\n (agent a, policy p)"
+            r#"<132>1 2026-11-26T06:27:45.123456Z host rampart - deny [rampart@32473 agent="a" command="rm -rf \]\"x\\n" decision="deny" eval_us="3" hash="sha256:1" id="01J" message="m" policy="p" prev_hash="sha256:0" session="s" tool="exec" ts="2026-11-26T06:27:45.123456Z"] deny rm -rf ]"x\n (agent a, policy p)"#
         );
     }
 }
