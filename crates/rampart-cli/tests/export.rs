@@ -315,6 +315,50 @@ fn http_export_sends_the_events_as_written_across_kill_9_and_an_outage() {
         );
     }
     drop(server);
+
+    // The collector's copy is an external anchor: lines cut off the end of the local
+    // trail (which the chain alone cannot show) are named by `verify --against`.
+    let copy = home.path().join("collector-copy.jsonl");
+    std::fs::write(&copy, &received).unwrap();
+    let ok = home.run(&["audit", "verify", "--against", copy.to_str().unwrap()]);
+    assert_eq!(ok.code(), 0, "{}", ok.stdout());
+    assert!(ok.stdout().ends_with(&format!(
+        "ok: 400 exported event(s) in {} found unchanged in the local trail\n",
+        copy.display()
+    )));
+    let newest = newest_day_file(home.path());
+    let text = std::fs::read_to_string(&newest).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (kept, cut) = lines.split_at(lines.len() - 3);
+    std::fs::write(&newest, format!("{}\n", kept.join("\n"))).unwrap();
+    let chain_only = home.run(&["audit", "verify"]);
+    assert_eq!(chain_only.code(), 0, "{}", chain_only.stdout());
+    let against = home.run(&["audit", "verify", "--against", copy.to_str().unwrap()]);
+    assert_eq!(against.code(), 1, "{}", against.stdout());
+    for line in cut {
+        let id = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(against.stdout().contains(&format!(
+            "BROKEN: event {id} is in the exported copy but not in the local trail (removed or truncated)\n"
+        )));
+    }
+    assert!(
+        against
+            .stdout()
+            .ends_with("3 of 400 exported event(s) missing or changed in the local trail\n")
+    );
+}
+
+fn newest_day_file(home: &Path) -> PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(home.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files.pop().unwrap()
 }
 
 fn git(dir: &Path, args: &[&str]) {
