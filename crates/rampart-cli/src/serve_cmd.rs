@@ -235,10 +235,10 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
         cmd.arg("--export").arg(&spec.url);
     }
     if let Some(repo) = &args.policy_repo {
-        cmd.arg("--policy-repo").arg(repo).arg("--policy-repo-interval").arg(format!(
-            "{}ms",
-            args.policy_repo_interval.as_millis()
-        ));
+        cmd.arg("--policy-repo")
+            .arg(repo)
+            .arg("--policy-repo-interval")
+            .arg(format!("{}ms", args.policy_repo_interval.as_millis()));
     }
     if let Some(branch) = &args.policy_repo_branch {
         cmd.arg("--policy-repo-branch").arg(branch);

@@ -344,6 +344,18 @@ struct Batch {
 impl Worker {
     fn run(self) {
         let mut cursor = load_cursor(&self.cursor_path);
+        if let Err(why) = check_cursor(&self.audit_dir, &cursor) {
+            // The trail changed under the cursor (rewritten or cut): send that day file
+            // again from its start rather than skip or misplace events. The receiver may
+            // get duplicates; `audit verify --against` then shows what changed.
+            eprintln!(
+                "rampart: export to {}: {why}; sending {} again from its start",
+                self.spec.url, cursor.file
+            );
+            update(&self.status, |s| s.last_error = Some(why));
+            cursor.offset = 0;
+            cursor.last_hash.clear();
+        }
         let mut backoff = Duration::from_millis(250);
         loop {
             let day_files = rampart_audit::day_files(&self.audit_dir).unwrap_or_default();
@@ -548,6 +560,48 @@ fn save_cursor(path: &Path, cursor: &Cursor) -> std::io::Result<()> {
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Is the line just before the cursor the event it says was delivered last?
+fn check_cursor(audit_dir: &Path, cursor: &Cursor) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    if cursor.offset == 0 || cursor.file.is_empty() {
+        return Ok(());
+    }
+    let path = audit_dir.join(&cursor.file);
+    let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len < cursor.offset {
+        return Err(format!(
+            "{} is shorter than the export cursor ({len} < {} bytes)",
+            cursor.file, cursor.offset
+        ));
+    }
+    let start = cursor.offset.saturating_sub(BATCH_BYTES as u64);
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| {
+            (&mut file)
+                .take(cursor.offset - start)
+                .read_to_end(&mut tail)
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let body = tail.strip_suffix(b"\n").unwrap_or_default();
+    let line = match memchr::memrchr(b'\n', body) {
+        Some(i) => body.get(i + 1..).unwrap_or_default(),
+        None => body,
+    };
+    if event_hash(line).as_deref() == Some(cursor.last_hash.as_str()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the event before the export cursor in {} is not the one exported last (the file was changed)",
+            cursor.file
+        ))
+    }
 }
 
 fn event_hash(line: &[u8]) -> Option<String> {
@@ -794,6 +848,35 @@ mod tests {
         assert_eq!(
             ExportSpec::parse("syslog://h:1?facility=nope").unwrap_err(),
             "export URL `syslog://h:1?facility=nope`: unknown facility `nope`"
+        );
+    }
+
+    #[test]
+    fn a_cursor_is_checked_against_the_event_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = r#"{"id":"1","hash":"sha256:a"}"#;
+        let b = r#"{"id":"2","hash":"sha256:b"}"#;
+        std::fs::write(dir.path().join("2026-12-03.jsonl"), format!("{a}\n{b}\n")).unwrap();
+        let cursor = |offset: usize, hash: &str| Cursor {
+            file: "2026-12-03.jsonl".into(),
+            offset: offset as u64,
+            last_hash: hash.into(),
+        };
+        assert_eq!(
+            check_cursor(dir.path(), &cursor(a.len() + 1, "sha256:a")),
+            Ok(())
+        );
+        assert_eq!(
+            check_cursor(dir.path(), &cursor(a.len() + b.len() + 2, "sha256:b")),
+            Ok(())
+        );
+        assert_eq!(
+            check_cursor(dir.path(), &cursor(a.len() + 1, "sha256:x")),
+            Err("the event before the export cursor in 2026-12-03.jsonl is not the one exported last (the file was changed)".into())
+        );
+        assert_eq!(
+            check_cursor(dir.path(), &cursor(999, "sha256:b")),
+            Err("2026-12-03.jsonl is shorter than the export cursor (58 < 999 bytes)".into())
         );
     }
 

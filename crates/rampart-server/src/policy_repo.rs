@@ -63,7 +63,7 @@ impl RepoState {
     }
 }
 
-pub fn repo_dir(home: &Path) -> PathBuf {
+pub(crate) fn repo_dir(home: &Path) -> PathBuf {
     home.join("policy-repo")
 }
 
@@ -77,7 +77,7 @@ fn clone_dir(home: &Path) -> PathBuf {
 
 /// The policy for the local directory plus, when given, the adopted repository files.
 /// With no file anywhere: the embedded standard profile (as without a repository).
-pub fn load(
+pub(crate) fn load(
     policies_dir: &Path,
     repo_files: Option<&Path>,
 ) -> Result<(Arc<PolicySet>, String), rampart_policy::PolicyError> {
@@ -106,7 +106,7 @@ pub fn load(
 
 /// The repository files a load should include: the adopted copy when `--policy-repo` is
 /// set.
-pub fn files_for(config: &crate::config::ServerConfig) -> Option<PathBuf> {
+pub(crate) fn files_for(config: &crate::config::ServerConfig) -> Option<PathBuf> {
     config
         .policy_repo
         .as_ref()
@@ -140,7 +140,7 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
 }
 
 /// Starts the fetch loop on its own thread (git and the loader block).
-pub fn start(state: Arc<AppState>) -> std::io::Result<()> {
+pub(crate) fn start(state: Arc<AppState>) -> std::io::Result<()> {
     let Some(config) = state.config.policy_repo.clone() else {
         return Ok(());
     };
@@ -156,7 +156,8 @@ pub fn start(state: Arc<AppState>) -> std::io::Result<()> {
             let mut considered = String::new();
             loop {
                 if let Err(e) = poll(&state, &config, &mut considered) {
-                    let first = state.policy_repo.status().and_then(|s| s.fetch_error) != Some(e.clone());
+                    let first =
+                        state.policy_repo.status().and_then(|s| s.fetch_error) != Some(e.clone());
                     if first {
                         eprintln!(
                             "rampart: policy repository {}: {e} (the adopted policy stays)",
@@ -186,18 +187,38 @@ fn poll(state: &Arc<AppState>, config: &RepoConfig, considered: &mut String) -> 
         let _ = std::fs::remove_dir_all(&clone);
         std::fs::create_dir_all(repo_dir(home)).map_err(|e| format!("creating the clone: {e}"))?;
         let target = clone.to_string_lossy().into_owned();
-        git(None, &["clone", "--quiet", "--no-checkout", "--", &config.source, &target])?;
+        git(
+            None,
+            &[
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                "--",
+                &config.source,
+                &target,
+            ],
+        )?;
     }
     let branch = config.branch.as_deref().unwrap_or("HEAD");
     let refspec = format!("+{branch}:refs/rampart/candidate");
-    git(Some(&clone), &["fetch", "--quiet", "--force", "origin", &refspec])?;
-    let commit = git(Some(&clone), &["rev-parse", "refs/rampart/candidate^{commit}"])?;
-    let adopted = std::fs::read_to_string(repo_dir(home).join("adopted.commit")).unwrap_or_default();
+    git(
+        Some(&clone),
+        &["fetch", "--quiet", "--force", "origin", &refspec],
+    )?;
+    let commit = git(
+        Some(&clone),
+        &["rev-parse", "refs/rampart/candidate^{commit}"],
+    )?;
+    let adopted =
+        std::fs::read_to_string(repo_dir(home).join("adopted.commit")).unwrap_or_default();
     if commit == *considered || commit == adopted.trim() {
         *considered = commit;
         return Ok(());
     }
-    git(Some(&clone), &["checkout", "--quiet", "--force", "--detach", &commit])?;
+    git(
+        Some(&clone),
+        &["checkout", "--quiet", "--force", "--detach", &commit],
+    )?;
     git(Some(&clone), &["clean", "--quiet", "-fdx"])?;
     *considered = commit.clone();
     let _serialised = state.reload_lock.blocking_lock();
