@@ -114,7 +114,15 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
     if let Some(dir) = args.audit_dir {
         config.audit_dir = dir;
     }
-    config.exports = args.export;
+    // `export:` of config.yaml, then --export (a URL given both ways is sent once).
+    let mut exports =
+        rampart_server::export::config_file_exports(&config.home).map_err(anyhow::Error::msg)?;
+    for spec in args.export {
+        if !exports.iter().any(|e| e.url == spec.url) {
+            exports.push(spec);
+        }
+    }
+    config.exports = exports;
     config.policy_repo = args
         .policy_repo
         .map(|source| rampart_server::policy_repo::RepoConfig {

@@ -462,4 +462,34 @@ fn policy_repo_adopts_a_new_commit_and_refuses_a_broken_one() {
         .stdout();
     assert!(audit.contains("\"command\":\"refuse "), "{audit}");
     assert!(audit.contains("\"command\":\"adopt "), "{audit}");
+
+    // The repository goes away (the network is down) and the server restarts: the last
+    // adopted commit stays in force and status says the fetch fails.
+    drop(server);
+    let moved = repo.path().with_extension("gone");
+    std::fs::rename(repo.path(), &moved).unwrap();
+    let server = Server::start(
+        &home,
+        &[
+            "--policy-repo",
+            repo.path().to_str().unwrap(),
+            "--policy-repo-interval",
+            "2s",
+        ],
+    );
+    let decision = |cmd: &str| {
+        server.preflight(exec(cmd))["decision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(decision("wget http://x"), "deny");
+    assert!(
+        wait_until(60, || status(&home).contains("  fetch:    git fetch: ")),
+        "{}",
+        status(&home)
+    );
+    assert!(status(&home).contains(&format!(" at {second}\n")));
+    assert_eq!(decision("wget http://x"), "deny");
+    std::fs::rename(&moved, repo.path()).unwrap();
 }

@@ -197,6 +197,44 @@ impl ExportSpec {
     }
 }
 
+/// The `export:` list of `$RAMPART_HOME/config.yaml` (URLs, as for `--export`); no file,
+/// or no `export:` key, is an empty list. Other keys are left to whoever reads them.
+pub fn config_file_exports(home: &Path) -> Result<Vec<ExportSpec>, String> {
+    use saphyr::{LoadableYamlNode, Scalar, Yaml};
+    let path = home.join("config.yaml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let docs = Yaml::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(Yaml::Mapping(root)) = docs.first() else {
+        return Ok(Vec::new());
+    };
+    let key = Yaml::Value(Scalar::String("export".into()));
+    let list = match root.get(&key) {
+        None | Some(Yaml::Value(Scalar::Null)) => return Ok(Vec::new()),
+        Some(Yaml::Sequence(items)) => items,
+        Some(_) => {
+            return Err(format!(
+                "{}: `export` must be a list of URLs (syslog://HOST:PORT, http://HOST:PORT/PATH)",
+                path.display()
+            ));
+        }
+    };
+    list.iter()
+        .map(|item| match item {
+            Yaml::Value(Scalar::String(url)) => {
+                ExportSpec::parse(url).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            _ => Err(format!(
+                "{}: `export` must be a list of URLs (syslog://HOST:PORT, http://HOST:PORT/PATH)",
+                path.display()
+            )),
+        })
+        .collect()
+}
+
 /// Where the next event to send starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
@@ -848,6 +886,34 @@ mod tests {
         assert_eq!(
             ExportSpec::parse("syslog://h:1?facility=nope").unwrap_err(),
             "export URL `syslog://h:1?facility=nope`: unknown facility `nope`"
+        );
+    }
+
+    #[test]
+    fn config_yaml_lists_exports() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(config_file_exports(home.path()), Ok(vec![]));
+        std::fs::write(
+            home.path().join("config.yaml"),
+            "other: 1\nexport:\n  - syslog://127.0.0.1:6514\n  - http://127.0.0.1:8080/in\n",
+        )
+        .unwrap();
+        let urls: Vec<String> = config_file_exports(home.path())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.url)
+            .collect();
+        assert_eq!(
+            urls,
+            ["syslog://127.0.0.1:6514", "http://127.0.0.1:8080/in"]
+        );
+        std::fs::write(home.path().join("config.yaml"), "export: syslog://h:1\n").unwrap();
+        assert_eq!(
+            config_file_exports(home.path()),
+            Err(format!(
+                "{}: `export` must be a list of URLs (syslog://HOST:PORT, http://HOST:PORT/PATH)",
+                home.path().join("config.yaml").display()
+            ))
         );
     }
 
