@@ -139,7 +139,10 @@ fn syslog_export_loses_nothing_across_kill_9_and_a_receiver_outage() {
     rsyslog.stop();
     decide(&server, 450, 600);
     assert!(
-        wait_until(60, || status(&home).contains(", last error: ")),
+        wait_until(60, || {
+            let s = status(&home);
+            s.contains(", last error: ") && !s.contains("lag 0 event(s)")
+        }),
         "{}",
         status(&home)
     );

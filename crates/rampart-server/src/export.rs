@@ -28,6 +28,8 @@ const BATCH_BYTES: usize = 1024 * 1024;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Pause after a failed delivery grows up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the lag is recounted from the files while there is a backlog.
+const LAG_RECOUNT: Duration = Duration::from_secs(5);
 /// Connect, write and acknowledge timeout of one batch.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -395,14 +397,22 @@ impl Worker {
             cursor.last_hash.clear();
         }
         let mut backoff = Duration::from_millis(250);
+        let mut counted: Option<std::time::Instant> = None;
         loop {
             let day_files = rampart_audit::day_files(&self.audit_dir).unwrap_or_default();
             let next = next_batch(&self.audit_dir, &day_files, &mut cursor);
-            let lag = count_lag(&self.audit_dir, &day_files, &cursor);
-            update(&self.status, |s| s.lag = lag);
+            // Counting reads the whole backlog: done when idle-ish (at most every few
+            // seconds), not per batch, so a large backlog is not read once per batch.
+            if counted.is_none_or(|at: std::time::Instant| at.elapsed() >= LAG_RECOUNT) {
+                let lag = count_lag(&self.audit_dir, &day_files, &cursor);
+                update(&self.status, |s| s.lag = lag);
+                counted = Some(std::time::Instant::now());
+            }
             let batch = match next {
                 Ok(Some(batch)) => batch,
                 Ok(None) => {
+                    // Caught up: the next pass recounts (new events may have come).
+                    counted = None;
                     std::thread::sleep(IDLE_POLL);
                     continue;
                 }
