@@ -33,13 +33,30 @@ struct Rsyslog {
 
 impl Rsyslog {
     fn start(dir: &Path, port: u16) -> Option<Rsyslog> {
+        Rsyslog::start_with(dir, port, None)
+    }
+
+    /// With `tls` (CA, certificate and key files): imtcp over rsyslog's OpenSSL driver.
+    fn start_with(dir: &Path, port: u16, tls: Option<[&Path; 3]>) -> Option<Rsyslog> {
         if Command::new("rsyslogd").arg("-v").output().is_err() {
             println!("SKIPPED: rsyslogd is not installed (.ci/run installs Debian's rsyslog)");
             return None;
         }
+        let (driver, module) = match tls {
+            None => (String::new(), "module(load=\"imtcp\")".to_owned()),
+            Some([ca, cert, key]) => (
+                format!(
+                    " DefaultNetstreamDriver=\"ossl\" DefaultNetstreamDriverCAFile=\"{}\" DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\"",
+                    ca.display(),
+                    cert.display(),
+                    key.display()
+                ),
+                "module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")".to_owned(),
+            ),
+        };
         let conf = format!(
-            r#"global(workDirectory="{dir}" maxMessageSize="64k")
-module(load="imtcp")
+            r#"global(workDirectory="{dir}" maxMessageSize="64k"{driver})
+{module}
 template(name="raw" type="string" string="%rawmsg%\n")
 template(name="parsed" type="string" string="%protocol-version% %app-name% %msgid%\n")
 ruleset(name="rampart") {{
@@ -495,4 +512,151 @@ fn policy_repo_adopts_a_new_commit_and_refuses_a_broken_one() {
     assert!(status(&home).contains(&format!(" at {second}\n")));
     assert_eq!(decision("wget http://x"), "deny");
     std::fs::rename(&moved, repo.path()).unwrap();
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`NAME-ca.pem`) and, signed by it, a certificate for 127.0.0.1 (`NAME.pem`,
+/// `NAME.key`).
+fn make_certs(dir: &Path, name: &str) {
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=rampart test CA {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+#[test]
+fn syslog_tls_export_delivers_and_refuses_a_receiver_the_ca_file_does_not_vouch_for() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    if Command::new("openssl").arg("version").output().is_err() {
+        println!("SKIPPED: openssl is not installed");
+        return;
+    }
+    if !Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").exists()
+        && !Path::new("/usr/lib/rsyslog/lmnsd_ossl.so").exists()
+    {
+        println!(
+            "SKIPPED: rsyslog's OpenSSL driver is not installed (.ci/run installs rsyslog-openssl)"
+        );
+        return;
+    }
+    make_certs(dir, "receiver");
+    make_certs(dir, "stranger");
+    let port = free_port();
+    let Some(rsyslog) = Rsyslog::start_with(
+        dir,
+        port,
+        Some([
+            &dir.join("receiver-ca.pem"),
+            &dir.join("receiver.pem"),
+            &dir.join("receiver.key"),
+        ]),
+    ) else {
+        return;
+    };
+    let home = Home::new();
+    let good = format!(
+        "syslog+tls://127.0.0.1:{port}?ca_file={}",
+        dir.join("receiver-ca.pem").display()
+    );
+    let wrong = format!(
+        "syslog+tls://127.0.0.1:{port}?ca_file={}&app=wrong",
+        dir.join("stranger-ca.pem").display()
+    );
+    let server = Server::start(&home, &["--export", &good, "--export", &wrong]);
+    decide(&server, 0, 50);
+    let ids = audit_ids(home.path());
+    assert!(
+        wait_until(60, || missing(&ids, &rsyslog.raw()) == 0),
+        "{} of 50 events never reached rsyslog over TLS",
+        missing(&ids, &rsyslog.raw())
+    );
+    // The target whose CA file does not vouch for the receiver sends nothing and says why.
+    let refused = format!(
+        "  export:   {wrong}: 0 delivered, lag 50 event(s), last error: sending to 127.0.0.1:{port}: invalid peer certificate: UnknownIssuer\n"
+    );
+    assert!(
+        wait_until(60, || status(&home).contains(&refused)),
+        "{}",
+        status(&home)
+    );
+    assert!(!rsyslog.raw().contains(" wrong - "));
+    for line in rsyslog.raw().lines() {
+        assert!(line.starts_with("<134>1 "), "{line}");
+    }
 }

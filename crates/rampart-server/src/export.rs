@@ -42,6 +42,8 @@ pub enum Target {
         port: u16,
         facility: u8,
         app: String,
+        /// `syslog+tls://`: the CA file to check the receiver's certificate with.
+        tls: Option<PathBuf>,
     },
     /// `http://host:port/path[?bearer_file=PATH]`
     Http {
@@ -49,8 +51,13 @@ pub enum Target {
         port: u16,
         path: String,
         bearer_file: Option<PathBuf>,
+        /// `https://`: the CA file to check the collector's certificate with.
+        tls: Option<PathBuf>,
     },
 }
+
+/// The CA bundle of Debian and most distributions: the default `ca_file` of TLS URLs.
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// An `--export` URL as given, and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +114,16 @@ impl ExportSpec {
     /// Parses `syslog://host:port` (options `facility`, `app`) or `http://host:port/path`
     /// (option `bearer_file`). TLS schemes are refused with a one-line reason.
     pub fn parse(url: &str) -> Result<ExportSpec, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("export URL `{url}` has no scheme (syslog:// or http://)"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!(
+                "export URL `{url}` has no scheme (syslog://, syslog+tls://, http:// or https://)"
+            )
+        })?;
         let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let tls_scheme = matches!(scheme, "syslog+tls" | "https");
+        let mut ca_file = tls_scheme.then(|| PathBuf::from(SYSTEM_CA_FILE));
         let target = match scheme {
-            "syslog" => {
+            "syslog" | "syslog+tls" => {
                 let authority = before_query.trim_end_matches('/');
                 let (host, port) = split_host_port(authority, url)?;
                 let mut facility = 16;
@@ -128,6 +139,7 @@ impl ExportSpec {
                                     format!("export URL `{url}`: unknown facility `{value}`")
                                 })?;
                         }
+                        "ca_file" if tls_scheme => ca_file = Some(PathBuf::from(value)),
                         "app" => {
                             let ok = !value.is_empty()
                                 && value.len() <= 48
@@ -149,9 +161,10 @@ impl ExportSpec {
                     port,
                     facility,
                     app,
+                    tls: ca_file,
                 }
             }
-            "http" => {
+            "http" | "https" => {
                 let (authority, path) = match before_query.find('/') {
                     Some(i) => (&before_query[..i], &before_query[i..]),
                     None => (before_query, "/"),
@@ -161,6 +174,7 @@ impl ExportSpec {
                 for (key, value) in query_pairs(query) {
                     match key {
                         "bearer_file" => bearer_file = Some(PathBuf::from(value)),
+                        "ca_file" if tls_scheme => ca_file = Some(PathBuf::from(value)),
                         other => {
                             return Err(format!("export URL `{url}`: unknown option `{other}`"));
                         }
@@ -171,16 +185,12 @@ impl ExportSpec {
                     port,
                     path: path.to_owned(),
                     bearer_file,
+                    tls: ca_file,
                 }
-            }
-            "syslog+tls" | "https" => {
-                return Err(format!(
-                    "export URL `{url}`: {scheme}:// is not supported yet (use a local TLS forwarder such as rsyslog or stunnel)"
-                ));
             }
             other => {
                 return Err(format!(
-                    "export URL `{url}`: unknown scheme `{other}` (syslog:// or http://)"
+                    "export URL `{url}`: unknown scheme `{other}` (syslog://, syslog+tls://, http:// or https://)"
                 ));
             }
         };
@@ -473,6 +483,7 @@ impl Worker {
                 port,
                 facility,
                 app,
+                tls,
             } => {
                 let mut payload = Vec::new();
                 for line in lines {
@@ -480,13 +491,14 @@ impl Worker {
                     payload.extend_from_slice(format!("{} ", msg.len()).as_bytes());
                     payload.extend_from_slice(msg.as_bytes());
                 }
-                send_syslog(host, *port, &payload)
+                send_syslog(host, *port, tls.as_deref(), &payload)
             }
             Target::Http {
                 host,
                 port,
                 path,
                 bearer_file,
+                tls,
             } => {
                 let bearer = match bearer_file {
                     Some(file) => Some(
@@ -502,7 +514,7 @@ impl Worker {
                     body.extend_from_slice(line);
                     body.push(b'\n');
                 }
-                send_http(host, *port, path, bearer.as_deref(), &body)
+                send_http(host, *port, tls.as_deref(), path, bearer.as_deref(), &body)
             }
         }
     }
@@ -526,21 +538,113 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
     Err(last)
 }
 
+/// A connection to a receiver, plain or TLS (rustls, checked against the CA file).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn open(host: &str, port: u16, ca_file: Option<&Path>) -> Result<Conn, String> {
+        let tcp = connect(host, port)?;
+        let Some(ca_file) = ca_file else {
+            return Ok(Conn::Plain(tcp));
+        };
+        let config = tls_config(ca_file)?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("`{host}` cannot be checked against a certificate: {e}"))?;
+        let conn = rustls::ClientConnection::new(config, name)
+            .map_err(|e| format!("TLS to {host}:{port}: {e}"))?;
+        Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+
+    /// Says we are done sending: TLS close_notify, then the TCP half-close.
+    fn finish_writing(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(tcp) => tcp.shutdown(std::net::Shutdown::Write),
+            Conn::Tls(tls) => {
+                tls.conn.send_close_notify();
+                tls.flush()?;
+                tls.sock.shutdown(std::net::Shutdown::Write)
+            }
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.read(buf),
+            Conn::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.write(buf),
+            Conn::Tls(tls) => tls.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(tcp) => tcp.flush(),
+            Conn::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// A client configuration trusting exactly the certificates of `ca_file` (PEM).
+fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let shown = ca_file.display();
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("CA file {shown}: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("CA file {shown}: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA file {shown}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("CA file {shown} holds no certificate"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Sends the frames, half-closes, and waits for the receiver to close: it has then read
 /// everything we sent.
-fn send_syslog(host: &str, port: u16, payload: &[u8]) -> Result<(), String> {
-    let mut stream = connect(host, port)?;
+fn send_syslog(
+    host: &str,
+    port: u16,
+    ca_file: Option<&Path>,
+    payload: &[u8],
+) -> Result<(), String> {
+    let mut stream = Conn::open(host, port, ca_file)?;
     stream
         .write_all(payload)
+        .and_then(|()| stream.flush())
         .map_err(|e| format!("sending to {host}:{port}: {e}"))?;
     stream
-        .shutdown(std::net::Shutdown::Write)
+        .finish_writing()
         .map_err(|e| format!("closing to {host}:{port}: {e}"))?;
     let mut sink = [0u8; 512];
     loop {
         match stream.read(&mut sink) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
+            // A TLS receiver may close the connection without its own close_notify once
+            // it has read ours: it has read everything before it.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(format!("waiting for {host}:{port} to accept: {e}")),
         }
     }
@@ -549,11 +653,12 @@ fn send_syslog(host: &str, port: u16, payload: &[u8]) -> Result<(), String> {
 fn send_http(
     host: &str,
     port: u16,
+    ca_file: Option<&Path>,
     path: &str,
     bearer: Option<&str>,
     body: &[u8],
 ) -> Result<(), String> {
-    let mut stream = connect(host, port)?;
+    let mut stream = Conn::open(host, port, ca_file)?;
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\nconnection: close\r\n",
         body.len()
@@ -565,6 +670,7 @@ fn send_http(
     stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(body))
+        .and_then(|()| stream.flush())
         .map_err(|e| format!("sending to {host}:{port}: {e}"))?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
@@ -573,6 +679,7 @@ fn send_http(
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(format!("reading the answer of {host}:{port}: {e}")),
         }
     }
@@ -872,7 +979,8 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 5514,
                 facility: 4,
-                app: "rp".into()
+                app: "rp".into(),
+                tls: None
             }
         );
         let spec = ExportSpec::parse("http://localhost:8080/ingest?bearer_file=/t").unwrap();
@@ -882,7 +990,8 @@ mod tests {
                 host: "localhost".into(),
                 port: 8080,
                 path: "/ingest".into(),
-                bearer_file: Some("/t".into())
+                bearer_file: Some("/t".into()),
+                tls: None
             }
         );
         assert_eq!(
@@ -891,7 +1000,26 @@ mod tests {
         );
         assert_eq!(
             ExportSpec::parse("ftp://h:1").unwrap_err(),
-            "export URL `ftp://h:1`: unknown scheme `ftp` (syslog:// or http://)"
+            "export URL `ftp://h:1`: unknown scheme `ftp` (syslog://, syslog+tls://, http:// or https://)"
+        );
+        let spec = ExportSpec::parse("syslog+tls://h:6514?ca_file=/ca.pem").unwrap();
+        assert_eq!(
+            spec.target,
+            Target::Syslog {
+                host: "h".into(),
+                port: 6514,
+                facility: 16,
+                app: "rampart".into(),
+                tls: Some("/ca.pem".into())
+            }
+        );
+        let spec = ExportSpec::parse("https://h:443/in").unwrap();
+        assert!(
+            matches!(spec.target, Target::Http { tls: Some(ca), .. } if ca == Path::new(SYSTEM_CA_FILE))
+        );
+        assert_eq!(
+            ExportSpec::parse("syslog://h:1?ca_file=/x").unwrap_err(),
+            "export URL `syslog://h:1?ca_file=/x`: unknown option `ca_file`"
         );
         assert_eq!(
             ExportSpec::parse("syslog://h:1?facility=nope").unwrap_err(),
