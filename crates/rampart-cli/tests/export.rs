@@ -211,6 +211,9 @@ fn syslog_export_loses_nothing_across_kill_9_and_a_receiver_outage() {
     }
 }
 
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
 /// A local HTTP collector: answers 200 to each POST and keeps the bodies; the bearer
 /// it saw is kept too. Stopped by dropping the listener (connections are then refused).
 struct Collector {
@@ -221,6 +224,15 @@ struct Collector {
 
 impl Collector {
     fn start(port: u16, bodies: std::sync::Arc<std::sync::Mutex<String>>) -> Collector {
+        Collector::start_with(port, bodies, None)
+    }
+
+    /// With `tls`, the collector speaks HTTPS (rustls).
+    fn start_with(
+        port: u16,
+        bodies: std::sync::Arc<std::sync::Mutex<String>>,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> Collector {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -228,11 +240,18 @@ impl Collector {
         let (b, a, s) = (bodies.clone(), auth.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((mut conn, _)) = listener.accept() else {
+                let Ok((tcp, _)) = listener.accept() else {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                     continue;
                 };
-                conn.set_nonblocking(false).unwrap();
+                tcp.set_nonblocking(false).unwrap();
+                let mut conn: Box<dyn ReadWrite> = match &tls {
+                    None => Box::new(tcp),
+                    Some(config) => Box::new(rustls::StreamOwned::new(
+                        rustls::ServerConnection::new(config.clone()).unwrap(),
+                        tcp,
+                    )),
+                };
                 let mut data = Vec::new();
                 let mut buf = [0u8; 65536];
                 let (head_end, length) = loop {
@@ -268,6 +287,7 @@ impl Collector {
                     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
                 )
                 .unwrap();
+                conn.flush().unwrap();
             }
         });
         Collector {
@@ -659,4 +679,52 @@ fn syslog_tls_export_delivers_and_refuses_a_receiver_the_ca_file_does_not_vouch_
     for line in rsyslog.raw().lines() {
         assert!(line.starts_with("<134>1 "), "{line}");
     }
+}
+
+#[test]
+fn https_export_delivers_to_a_collector_the_ca_file_vouches_for() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    if Command::new("openssl").arg("version").output().is_err() {
+        println!("SKIPPED: openssl is not installed");
+        return;
+    }
+    make_certs(dir, "collector");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("collector.pem"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("collector.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let port = free_port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let collector = Collector::start_with(port, bodies.clone(), Some(std::sync::Arc::new(config)));
+    let home = Home::new();
+    let url = format!(
+        "https://127.0.0.1:{port}/ingest?ca_file={}",
+        dir.join("collector-ca.pem").display()
+    );
+    let server = Server::start(&home, &["--export", &url]);
+    decide(&server, 0, 30);
+    let ids = audit_ids(home.path());
+    assert!(
+        wait_until(60, || missing(&ids, &bodies.lock().unwrap()) == 0),
+        "{} of 30 events never reached the HTTPS collector",
+        missing(&ids, &bodies.lock().unwrap())
+    );
+    assert!(wait_until(60, || status(&home).contains(&format!(
+        "  export:   {url}: 30 delivered, lag 0 event(s)\n"
+    ))));
+    drop(server);
+    collector.stop();
 }
