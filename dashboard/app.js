@@ -814,6 +814,21 @@ function renderStatus(s) {
     el('span', { class: 'file', text: f.path.split('/').pop() }),
     el('span', { class: 'muted', text: `${number(f.policies)} policies · ${number(f.rules)} rules` })));
   $('policy-files').replaceChildren(...files);
+  // Issue 17: the policy repository's commit and each audit export's lag, one line each.
+  const team = [];
+  if (s.policy_repo) {
+    const r = s.policy_repo;
+    team.push(el('span', { text: `Repository ${r.source} at ${r.adopted || '(none adopted yet)'}` +
+      (r.refused ? `; refused ${r.refused}: ${r.refused_reason || ''}` : '') +
+      (r.fetch_error ? `; fetch failing: ${r.fetch_error}` : '') }));
+  }
+  for (const x of s.exports || []) {
+    if (team.length) team.push(el('br'));
+    team.push(el('span', { text: `Export ${x.url}: ${number(x.delivered)} delivered, lag ${number(x.lag)}` +
+      (x.last_error ? `, last error: ${x.last_error}` : '') }));
+  }
+  $('team-status').hidden = team.length === 0;
+  $('team-status').replaceChildren(...team);
   if (s.last_reload_error && $('reload-result').hidden) {
     showReload({ ok: false, error: s.last_reload_error, policies: s.policies, rules: s.rules });
   }

@@ -24,4 +24,12 @@ pub use query::{Counts, Follower, Query, Stats, UNCHECKED, read_events, stats, t
 pub use redact::{redact, redact_argv};
 pub use time::parse_since;
 pub use verify::{BrokenLine, TornTail, VerifyReport, verify};
+/// The day files of an audit directory (`YYYY-MM-DD.jsonl`), oldest first: chain order.
+/// Used by readers that follow the files themselves (the server's audit export).
+pub fn day_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, AuditError> {
+    Ok(files::list_day_files(dir)?
+        .into_iter()
+        .map(|f| f.path)
+        .collect())
+}
 pub use writer::{AuditLog, REPAIRS_FILE, Recovery, RepairRecord};

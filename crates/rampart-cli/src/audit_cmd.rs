@@ -38,6 +38,11 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         dir: DirArg,
+        /// Also check the local trail against an exported copy (JSON lines from an
+        /// HTTP collector, or RFC 5424 lines from syslog): events rewritten, removed or
+        /// truncated locally show up
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
     },
 }
 
@@ -99,7 +104,17 @@ pub fn run(command: AuditCommand) -> Result<Outcome> {
             agent,
             dir,
         } => stats(s.as_deref(), agent.as_deref(), &dir.resolve()?),
-        AuditCommand::Verify { dir } => verify(&dir.resolve()?),
+        AuditCommand::Verify { dir, against } => {
+            let dir = dir.resolve()?;
+            let chain = verify(&dir)?;
+            match against {
+                Some(file) => match verify_against(&dir, &file)? {
+                    Outcome::Success => Ok(chain),
+                    other => Ok(other),
+                },
+                None => Ok(chain),
+            }
+        }
     }
 }
 
@@ -290,9 +305,101 @@ fn verify(dir: &std::path::Path) -> Result<Outcome> {
     Ok(Outcome::Code(1))
 }
 
+/// `id` and `hash` of one exported event: a JSON line as written, or a syslog line whose
+/// structured data carries the fields (` id="…"`, ` hash="…"`).
+fn exported_event(line: &str) -> Option<(String, String)> {
+    let line = line.trim();
+    if let Some(json) = line.find('{').and_then(|i| line.get(i..))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+    {
+        return Some((v["id"].as_str()?.to_owned(), v["hash"].as_str()?.to_owned()));
+    }
+    let field = |name: &str| {
+        let start = line.find(&format!(" {name}=\""))? + name.len() + 3;
+        let rest = line.get(start..)?;
+        Some(rest.get(..rest.find('"')?)?.to_owned())
+    };
+    Some((field("id")?, field("hash")?))
+}
+
+/// Every exported event must be in the local trail with the same hash. Local events newer
+/// than the exported copy are not judged (they may not have been exported yet).
+fn verify_against(dir: &std::path::Path, file: &std::path::Path) -> Result<Outcome> {
+    let exported = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut local = std::collections::HashMap::new();
+    for path in rampart_audit::day_files(dir)? {
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        for line in text.split(|b| *b == b'\n') {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
+                && let (Some(id), Some(hash)) = (v["id"].as_str(), v["hash"].as_str())
+            {
+                local.insert(id.to_owned(), hash.to_owned());
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut problems = 0u64;
+    for line in String::from_utf8_lossy(&exported).lines() {
+        let Some((id, hash)) = exported_event(line) else {
+            continue;
+        };
+        if !seen.insert(id.clone()) {
+            continue; // delivered twice (at least once): one check is enough
+        }
+        let id_shown = rampart_server::printable_string(id.as_bytes());
+        let problem = match local.get(&id) {
+            None => Some(format!(
+                "BROKEN: event {id_shown} is in the exported copy but not in the local trail (removed or truncated)"
+            )),
+            Some(h) if *h != hash => Some(format!(
+                "BROKEN: event {id_shown} differs from the exported copy (rewritten locally)"
+            )),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            problems += 1;
+            if problems <= 20 {
+                outln!("{problem}");
+            }
+        }
+    }
+    if problems > 20 {
+        outln!("BROKEN: and {} more", thousands(problems - 20));
+    }
+    if problems == 0 {
+        outln!(
+            "ok: {} exported event(s) in {} found unchanged in the local trail",
+            thousands(seen.len() as u64),
+            file.display()
+        );
+        return Ok(Outcome::Success);
+    }
+    outln!(
+        "{} of {} exported event(s) missing or changed in the local trail",
+        thousands(problems),
+        thousands(seen.len() as u64)
+    );
+    Ok(Outcome::Code(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exported_events_are_read_from_json_and_syslog_lines() {
+        let json = r#"{"id":"01A","ts":"t","prev_hash":"sha256:0","hash":"sha256:1"}"#;
+        assert_eq!(
+            exported_event(json),
+            Some(("01A".into(), "sha256:1".into()))
+        );
+        let syslog = r#"<134>1 t h rampart - allow [rampart@32473 agent="a" hash="sha256:1" id="01A" prev_hash="sha256:0"] allow x"#;
+        assert_eq!(
+            exported_event(syslog),
+            Some(("01A".into(), "sha256:1".into()))
+        );
+        assert_eq!(exported_event("noise"), None);
+    }
 
     #[test]
     fn thousands_separators() {

@@ -45,6 +45,19 @@ pub struct ServeArgs {
     /// Ask the running server to reload its policies and print the result
     #[arg(long)]
     reload: bool,
+    /// Send every audit event to syslog://HOST:PORT (RFC 5424 over TCP) or
+    /// http://HOST:PORT/PATH (JSON lines); repeatable
+    #[arg(long, value_name = "URL", value_parser = rampart_server::export::ExportSpec::parse)]
+    export: Vec<rampart_server::export::ExportSpec>,
+    /// Load policies also from this git repository (path or URL), fetched periodically
+    #[arg(long, value_name = "PATH_OR_URL")]
+    policy_repo: Option<String>,
+    /// Branch of --policy-repo [default: the remote's default branch]
+    #[arg(long, value_name = "BRANCH", requires = "policy_repo")]
+    policy_repo_branch: Option<String>,
+    /// How often --policy-repo is fetched
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
+    policy_repo_interval: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +114,22 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
     if let Some(dir) = args.audit_dir {
         config.audit_dir = dir;
     }
+    // `export:` of config.yaml, then --export (a URL given both ways is sent once).
+    let mut exports =
+        rampart_server::export::config_file_exports(&config.home).map_err(anyhow::Error::msg)?;
+    for spec in args.export {
+        if !exports.iter().any(|e| e.url == spec.url) {
+            exports.push(spec);
+        }
+    }
+    config.exports = exports;
+    config.policy_repo = args
+        .policy_repo
+        .map(|source| rampart_server::policy_repo::RepoConfig {
+            source,
+            branch: args.policy_repo_branch,
+            interval: args.policy_repo_interval,
+        });
     run_foreground(config)
 }
 
@@ -209,6 +238,18 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     }
     if let Some(dir) = &args.audit_dir {
         cmd.arg("--audit-dir").arg(dir);
+    }
+    for spec in &args.export {
+        cmd.arg("--export").arg(&spec.url);
+    }
+    if let Some(repo) = &args.policy_repo {
+        cmd.arg("--policy-repo")
+            .arg(repo)
+            .arg("--policy-repo-interval")
+            .arg(format!("{}ms", args.policy_repo_interval.as_millis()));
+    }
+    if let Some(branch) = &args.policy_repo_branch {
+        cmd.arg("--policy-repo-branch").arg(branch);
     }
     // The server never runs under the preload library (it would check its own work).
     cmd.env_remove("LD_PRELOAD")
@@ -413,6 +454,42 @@ fn status() -> Result<Outcome> {
         s.agent_credentials
     );
     outln!("  audit:    {}", s.audit_dir);
+    for export in &s.exports {
+        outln!(
+            "  export:   {}: {} delivered, lag {} event(s){}",
+            export.url,
+            export.delivered,
+            export.lag,
+            match &export.last_error {
+                Some(e) => format!(
+                    ", last error: {}",
+                    rampart_server::printable_string(e.as_bytes())
+                ),
+                None => String::new(),
+            }
+        );
+    }
+    if let Some(repo) = &s.policy_repo {
+        outln!(
+            "  repo:     {} at {}",
+            repo.source,
+            repo.adopted.as_deref().unwrap_or("(no commit adopted yet)")
+        );
+        if let Some(refused) = &repo.refused {
+            outln!(
+                "  refused:  commit {refused}: {}",
+                rampart_server::printable_string(
+                    repo.refused_reason.as_deref().unwrap_or("").as_bytes()
+                )
+            );
+        }
+        if let Some(e) = &repo.fetch_error {
+            outln!(
+                "  fetch:    {} (the adopted policy stays)",
+                rampart_server::printable_string(e.as_bytes())
+            );
+        }
+    }
     if s.unrecorded_refusals > 0 {
         outln!(
             "  unrecorded: {} refusal(s) answered while the audit trail could not be written (see the server's stderr)",

@@ -6,6 +6,7 @@
 
 mod agents;
 mod dashboard;
+mod export;
 mod fail_closed;
 mod families;
 mod faults_preload;

@@ -1235,6 +1235,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         last_reload_error: loaded.last_error.clone(),
         unrecorded_refusals: state.metrics.unrecorded_refusals(),
         agent_credentials: state.agents.count(),
+        exports: state.exports.status(),
+        policy_repo: state.policy_repo.status(),
     })
     .into_response()
 }
@@ -1249,7 +1251,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             state.approvals.pending_count(),
             state.events.subscribers(),
             state.connections.open(),
-        ),
+        ) + &crate::export::render_metrics(&state.exports.status()),
     )
         .into_response()
 }

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub audit_dir: PathBuf,
     /// How long an `ask` may wait for a person at most.
     pub approval_timeout: Duration,
+    /// `--export URL` targets (issue 17).
+    pub exports: Vec<crate::export::ExportSpec>,
+    /// `--policy-repo`: a git repository whose `*.yaml` are loaded alongside local files.
+    pub policy_repo: Option<crate::policy_repo::RepoConfig>,
 }
 
 impl ServerConfig {
@@ -61,6 +65,8 @@ impl ServerConfig {
             policies_dir: home.join("policies"),
             audit_dir: home.join("audit"),
             approval_timeout: Duration::from_secs(120),
+            exports: Vec::new(),
+            policy_repo: None,
             home,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use rampart_policy::profiles::{self, Source};
+use rampart_policy::profiles::Source;
 
 use crate::state::{AppState, Loaded};
 use crate::wire::ReloadResult;
@@ -24,7 +24,9 @@ pub fn describe(source: &Source) -> String {
 pub async fn reload(state: &Arc<AppState>, trigger: &str) -> ReloadResult {
     let _serialised = state.reload_lock.lock().await;
     let dir = state.config.policies_dir.clone();
-    let loaded = tokio::task::spawn_blocking(move || profiles::load_effective(&dir)).await;
+    let repo = crate::policy_repo::files_for(&state.config);
+    let loaded =
+        tokio::task::spawn_blocking(move || crate::policy_repo::load(&dir, repo.as_deref())).await;
     // The token may have been rotated (`rampart token rotate`): pick it up too, but only
     // from a home and file others cannot write or read (the rule the server starts
     // under); otherwise the token in force stays.
@@ -47,11 +49,11 @@ pub async fn reload(state: &Arc<AppState>, trigger: &str) -> ReloadResult {
                 policies: set.policies().len(),
                 rules: set.rule_count(),
                 error: None,
-                source: describe(&source),
+                source: source.clone(),
             };
             state.set_loaded(Loaded {
                 set,
-                source: describe(&source),
+                source,
                 last_error: None,
             });
             eprintln!(

@@ -13,7 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use rampart_audit::AuditLog;
-use rampart_policy::profiles;
 
 use crate::approvals::Approvals;
 use crate::config::ServerConfig;
@@ -100,7 +99,11 @@ where
         path: crate::token::path(&config.home),
         source,
     })?;
-    let (set, source) = profiles::load_effective(&config.policies_dir)?;
+    let (set, source) = crate::policy_repo::load(
+        &config.policies_dir,
+        crate::policy_repo::files_for(&config).as_deref(),
+    )?;
+    let exports = crate::export::start(&config.exports, &config.home, &config.audit_dir)?;
     let audit = AuditLog::open(&config.audit_dir)?;
     for repair in audit.recovery() {
         eprintln!("rampart: audit: {repair}");
@@ -136,7 +139,7 @@ where
     let state = Arc::new(AppState {
         policy: RwLock::new(Loaded {
             set,
-            source: crate::reload::describe(&source),
+            source,
             last_error: None,
         }),
         token: RwLock::new(token),
@@ -148,8 +151,11 @@ where
         started: Instant::now(),
         reload_lock: tokio::sync::Mutex::new(()),
         connections: connections.clone(),
+        exports,
+        policy_repo: crate::policy_repo::RepoState::default(),
         config,
     });
+    crate::policy_repo::start(state.clone())?;
     let _watcher =
         crate::reload::spawn_watcher(state.clone()).map_err(|source| ServerError::Watch {
             path: state.config.policies_dir.clone(),

@@ -28,6 +28,10 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The connection cap of both listeners (for `/metrics`).
     pub connections: Arc<crate::serve::Connections>,
+    /// Audit export targets and their lag/last error.
+    pub exports: crate::export::Exports,
+    /// The policy repository's adopted and refused commits, when `--policy-repo` is set.
+    pub policy_repo: crate::policy_repo::RepoState,
 }
 
 #[derive(Clone)]

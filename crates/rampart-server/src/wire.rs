@@ -170,6 +170,12 @@ pub struct Status {
     /// Agent credentials alive now (`POST /v1/agents`).
     #[serde(default)]
     pub agent_credentials: usize,
+    /// Audit export targets (`--export`): delivered, lag, last error.
+    #[serde(default)]
+    pub exports: Vec<crate::export::ExportStatus>,
+    /// `--policy-repo`: adopted and refused commits.
+    #[serde(default)]
+    pub policy_repo: Option<crate::policy_repo::RepoStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
