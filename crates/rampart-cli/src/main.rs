@@ -150,6 +150,10 @@ fn main() -> ExitCode {
             eprintln!("rampart: [ERROR] Not started: {}", one_line(&err));
             ExitCode::from(preload_cmd::REFUSED)
         }
+        Err(err) if err.downcast_ref::<home::NotRunning>().is_some() => {
+            eprintln!("rampart: {err}");
+            ExitCode::from(1)
+        }
         Err(err) => {
             eprintln!("rampart: error: {}", one_line(&err));
             ExitCode::from(2)

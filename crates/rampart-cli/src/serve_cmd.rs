@@ -101,6 +101,16 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
     if let Some(dir) = args.audit_dir {
         config.audit_dir = dir;
     }
+    // A second server on this home would fail on the audit trail's lock; say who holds it.
+    if client::healthy(&Endpoint::Unix(config.socket.clone()))
+        && let Some(pid) = client::socket_peer_pid(&config.socket)
+    {
+        outln!(
+            "rampart: already running (pid {pid}, unix:{}); stop it with `rampart serve stop` or `kill {pid}`",
+            config.socket.display()
+        );
+        return Ok(Outcome::Code(1));
+    }
     run_foreground(config)
 }
 
@@ -233,6 +243,15 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             let _ = std::fs::remove_file(pid_path(home));
+            // The server's own one-line error is the reason: said once, not as a log
+            // excerpt under a second error line.
+            let last = last_lines(&log_path, 1);
+            if let Some(reason) = last.strip_prefix("rampart: error: ") {
+                bail!(
+                    "the background server did not start: {reason} (log {})",
+                    log_path.display()
+                );
+            }
             bail!(
                 "the background server exited ({status}); last lines of {}:\n{}",
                 log_path.display(),
@@ -317,7 +336,7 @@ pub fn call(
     body: Option<&serde_json::Value>,
 ) -> Result<(Endpoint, client::Response)> {
     let home = home::dir()?;
-    let endpoint = home::endpoint(&home, None)?;
+    let endpoint = home::running(&home)?;
     let token = token(&home)?;
     let response = client::request(
         &endpoint,
@@ -376,14 +395,13 @@ fn reload() -> Result<Outcome> {
 
 fn status() -> Result<Outcome> {
     let home = home::dir()?;
-    let endpoint = home::endpoint(&home, None)?;
-    if !client::healthy(&endpoint) {
-        outln!(
-            "rampart: not running (nothing answers at {})",
-            endpoint.url()
-        );
-        return Ok(Outcome::Code(1));
-    }
+    let endpoint = match home::running(&home) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            outln!("rampart: {e}");
+            return Ok(Outcome::Code(1));
+        }
+    };
     let (_, response) = call("GET", "/v1/status", None)?;
     let s: rampart_server::wire::Status =
         serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)

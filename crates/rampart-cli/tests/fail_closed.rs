@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Home, Server, wait_until};
 
 /// Denies `touch` (by any path: the normaliser reduces the program to its basename).
@@ -35,16 +36,6 @@ policies:
 "#;
 const DENIED: &str = "rampart: [ERROR] Policy denied: touch is not allowed";
 const PATH: &str = "/usr/bin:/bin";
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (these tests need the real library)",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
-}
 
 /// The real Python binary (pyenv shims are bash scripts that would add execs of their own).
 fn python() -> &'static str {

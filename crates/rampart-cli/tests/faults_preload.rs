@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Endpoint, Home, request, wait_until};
 
 /// Denies any command containing `forbidden-step`, allows the rest.
@@ -147,16 +148,6 @@ while (Date.now() < deadline) {
   console.log([phase, i, process.pid, ...got].join(" "));
 }
 "#;
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (these tests need the real library)",
-        lib.display()
-    );
-    lib
-}
 
 /// The first executable `name` on PATH, symlinks resolved (pyenv shims are scripts).
 fn program(name: &str, probe: &[&str]) -> String {

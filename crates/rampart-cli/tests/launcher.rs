@@ -18,20 +18,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Home, Run, SEED_POLICY, Server, wait_until};
 
 const PATH: &str = "/usr/bin:/bin";
 const FAIL_OPEN_ADVICE: &str =
     "start the server (rampart serve --background) or use --fail-open=false to refuse instead";
-
-fn library() {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first",
-        lib.display()
-    );
-}
 
 fn is_root() -> bool {
     Command::new("id")

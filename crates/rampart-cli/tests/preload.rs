@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Home, Run, SEED_POLICY, Server, wait_until};
 
 const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents");
@@ -24,16 +25,6 @@ const CUSTOM_AGENT_POLICY: &str =
     include_str!("../../rampart-policy/tests/fixtures/custom-agent.yaml");
 const DENIED: &str = "rampart: [ERROR] Policy denied: Destructive command blocked";
 const PATH: &str = "/usr/bin:/bin";
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (the preload tests need the real library)",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
-}
 
 /// The real Python binary: pyenv shims are bash scripts that would add execs of their own.
 fn python() -> &'static str {

@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use crate::util::library;
 use crate::util::wait_until;
 
 const USER: u32 = 1000;
@@ -65,16 +66,6 @@ exit 7
 
 fn euid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
-}
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
 }
 
 fn binary() -> PathBuf {

@@ -1143,3 +1143,97 @@ policies:
         );
     }
 }
+
+/// Issue 16: with this home's server stopped, `serve status`, `pending`, `approve` and
+/// `dashboard` say "not running" and how to start it (exit 1) — not "reading the token …",
+/// and never by asking whatever answers on the default port (another home's server would
+/// get this home's token). Another home's server is put on 127.0.0.1:9090 when that port
+/// is free; when it is taken (a developer's own server) the situation is the same.
+#[test]
+fn nothing_running_is_said_and_another_homes_server_is_never_asked() {
+    let other = Home::new();
+    let started_other = other
+        .run(&["serve", "--background", "--port", "9090"])
+        .code()
+        == 0;
+    let home = Home::new();
+    let line = format!(
+        "rampart: not running (nothing answers at unix:{}/rampart.sock); start it with `rampart serve --background`\n",
+        home.path().display()
+    );
+    let run = home.run(&["serve", "status"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (1, line.clone(), String::new())
+    );
+    for args in [
+        &["pending"][..],
+        &["dashboard"],
+        &["approve", "01ABC"],
+        &["serve", "--reload"],
+    ] {
+        let run = home.run(args);
+        assert_eq!(
+            (run.code(), run.stdout(), run.stderr()),
+            (1, String::new(), line.clone()),
+            "{args:?}"
+        );
+    }
+    // The token exists once a server has run here; stopped, the answer is the same.
+    let server = Server::start(&home, &[]);
+    assert_eq!(server.terminate(), Some(0));
+    let run = home.run(&["pending"]);
+    assert_eq!((run.code(), run.stderr()), (1, line.clone()));
+    if started_other {
+        assert_eq!(other.run(&["serve", "stop"]).code(), 0);
+    }
+}
+
+/// A second foreground `serve` on a home whose server runs names it instead of failing on
+/// the audit trail's lock file.
+#[test]
+fn a_second_serve_says_already_running_with_the_pid() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let run = home.run(&["serve", "--port", "0"]);
+    let pid = server.pid();
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (
+            1,
+            format!(
+                "rampart: already running (pid {pid}, unix:{}); stop it with `rampart serve stop` or `kill {pid}`\n",
+                server.socket.display()
+            ),
+            String::new()
+        )
+    );
+}
+
+/// A port another server holds is said once, foreground and background.
+#[test]
+fn a_port_clash_is_said_once() {
+    let first = Home::new();
+    let server = Server::start(&first, &[]);
+    let home = Home::new();
+    let port = server.port.to_string();
+    let reason = format!(
+        "cannot listen on 127.0.0.1:{port}: Address already in use (os error 98) (is another `rampart serve` running? see `rampart serve status`)"
+    );
+    let run = home.run(&["serve", "--port", &port]);
+    assert_eq!(
+        (run.code(), run.stderr()),
+        (2, format!("rampart: error: {reason}\n"))
+    );
+    let run = home.run(&["serve", "--background", "--port", &port]);
+    assert_eq!(
+        (run.code(), run.stderr()),
+        (
+            2,
+            format!(
+                "rampart: error: the background server did not start: {reason} (log {}/serve.log)\n",
+                home.path().display()
+            )
+        )
+    );
+}

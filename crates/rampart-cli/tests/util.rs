@@ -38,9 +38,14 @@ impl Home {
 
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        // Nothing from the caller's environment: a developer's exported RAMPART_URL,
+        // RAMPART_TOKEN, RAMPART_MODE, RAMPART_FAIL_OPEN… must not change what a test sees.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("RAMPART_") {
+                cmd.env_remove(name);
+            }
+        }
         cmd.env("RAMPART_HOME", self.path())
-            .env_remove("RAMPART_URL")
-            .env_remove("RAMPART_TOKEN")
             .env_remove("LD_PRELOAD");
         cmd
     }
@@ -233,4 +238,16 @@ pub fn audit_ids(home: &Path) -> std::collections::HashSet<String> {
         }
     }
     ids
+}
+
+/// The preload library the end-to-end tests run with (`make -C preload` builds it);
+/// a missing library fails the test with that instruction.
+pub fn library() -> PathBuf {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run `make -C preload` first (the end-to-end tests need the real library)",
+        lib.display()
+    );
+    lib.canonicalize().unwrap()
 }

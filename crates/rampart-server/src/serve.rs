@@ -40,12 +40,13 @@ pub enum ServerError {
     #[error("audit trail: {0}")]
     Audit(#[from] rampart_audit::AuditError),
     #[error(
-        "cannot listen on {addr}: {source} (is another `rampart serve` running? see `rampart serve status`)"
+        "cannot listen on {addr}: {cause} (is another `rampart serve` running? see `rampart serve status`)"
     )]
     Bind {
         addr: String,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it, and the CLI's one-line error
+        // would say it a second time.
+        cause: std::io::Error,
     },
     #[error("Unix socket {}: {message}", path.display())]
     Socket { path: PathBuf, message: String },
@@ -116,9 +117,9 @@ where
     let tcp_addr = SocketAddr::new(config.addr, config.port);
     let tcp = tokio::net::TcpListener::bind(tcp_addr)
         .await
-        .map_err(|source| ServerError::Bind {
+        .map_err(|cause| ServerError::Bind {
             addr: tcp_addr.to_string(),
-            source,
+            cause,
         })?;
     let unix = bind_unix(&config.socket).await?;
     raise_backlog(&tcp);
