@@ -1159,3 +1159,68 @@ fn a_dripping_answer_is_no_answer_in_time() {
     );
     assert_eq!(scratch.touched(), "");
 }
+
+/// Issue 16: a throw-away `RAMPART_HOME` (the README's tip) still finds the installed
+/// library — beside the installed binary (`<prefix>/lib/rampart/`), else in the real
+/// `~/.rampart/lib` — and an installed binary looks in no build tree and no
+/// `/usr/local/lib` it was never installed to.
+#[test]
+fn a_throw_away_home_finds_the_installed_library() {
+    let lib = library();
+    let root = tempfile::tempdir().unwrap();
+    let prefix = root.path().join("prefix");
+    let user = root.path().join("user");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(&user).unwrap();
+    let rampart = prefix.join("bin/rampart");
+    std::fs::copy(env!("CARGO_BIN_EXE_rampart"), &rampart).unwrap();
+    let home = Home::new();
+    let run = |args: &[&str]| {
+        Run(home
+            .cmd_of(&rampart)
+            .env("HOME", &user)
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    let r = run(&["preload", "--no-autostart", "--", "true"]);
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            2,
+            format!(
+                "rampart: error: librampart.so not found (looked in {}/lib/librampart.so, {}/lib/rampart/librampart.so, {}/.rampart/lib/librampart.so); build and install it with `make install`\n",
+                home.path().display(),
+                prefix.display(),
+                user.display()
+            )
+        )
+    );
+    let library_line = |r: Run| {
+        r.stdout()
+            .lines()
+            .find(|l| l.starts_with("  ok    library "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{}", r.stdout()))
+    };
+    let in_user = user.join(".rampart/lib/librampart.so");
+    std::fs::create_dir_all(in_user.parent().unwrap()).unwrap();
+    std::fs::copy(&lib, &in_user).unwrap();
+    assert_eq!(
+        library_line(run(&["doctor"])),
+        format!(
+            "  ok    library   {} loads (LD_PRELOAD=… /bin/true)",
+            in_user.display()
+        )
+    );
+    let in_prefix = prefix.join("lib/rampart/librampart.so");
+    std::fs::create_dir_all(in_prefix.parent().unwrap()).unwrap();
+    std::fs::copy(&lib, &in_prefix).unwrap();
+    assert_eq!(
+        library_line(run(&["doctor"])),
+        format!(
+            "  ok    library   {} loads (LD_PRELOAD=… /bin/true)",
+            in_prefix.display()
+        )
+    );
+}

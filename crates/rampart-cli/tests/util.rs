@@ -37,7 +37,12 @@ impl Home {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        self.cmd_of(Path::new(env!("CARGO_BIN_EXE_rampart")))
+    }
+
+    /// Like [`Home::cmd`] with another copy of the binary (an "installed" one).
+    pub fn cmd_of(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
         // Nothing from the caller's environment: a developer's exported RAMPART_URL,
         // RAMPART_TOKEN, RAMPART_MODE, RAMPART_FAIL_OPEN… must not change what a test sees.
         for (name, _) in std::env::vars_os() {
