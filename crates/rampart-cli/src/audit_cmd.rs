@@ -57,6 +57,10 @@ impl DirArg {
     }
 }
 
+/// Every decision the trail holds: a mistyped one is a usage error (exit 2, listing these)
+/// rather than a search that silently finds nothing.
+const DECISIONS: [&str; 5] = ["allow", "deny", "ask", "log", "unchecked"];
+
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// Text to find in the command or message (case-insensitive)
@@ -66,7 +70,7 @@ pub struct SearchArgs {
     #[arg(long)]
     session: Option<String>,
     /// allow, deny, ask, log, or unchecked (reports of execs that ran unchecked)
-    #[arg(long)]
+    #[arg(long, value_parser = DECISIONS)]
     decision: Option<String>,
     #[arg(long)]
     tool: Option<String>,
@@ -142,25 +146,24 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
 }
 
 fn tail(n: usize, follow: bool, dir: &std::path::Path) -> Result<Outcome> {
+    // outln! ends the program quietly (exit 0) when the reader goes away (`| head`).
     let colour = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
     if !follow {
         for event in rampart_audit::tail(dir, n)? {
-            writeln!(out, "{}", format_event(&event, colour))?;
+            outln!("{}", format_event(&event, colour));
         }
         return Ok(Outcome::Success);
     }
     let mut follower = rampart_audit::Follower::new(dir)?;
     for event in follower.backlog(n)? {
-        writeln!(out, "{}", format_event(&event, colour))?;
+        outln!("{}", format_event(&event, colour));
     }
-    out.flush()?;
     loop {
         for event in follower.wait()? {
-            writeln!(out, "{}", format_event(&event, colour))?;
+            outln!("{}", format_event(&event, colour));
         }
-        // A closed pipe (`| head`) ends the loop through the write error.
-        out.flush()?;
+        // Line-buffered already; a closed pipe ends the program in outln!.
+        let _ = std::io::stdout().flush();
     }
 }
 
@@ -177,12 +180,20 @@ fn search(args: &SearchArgs) -> Result<Outcome> {
     };
     let events = rampart_audit::read_events(&args.dir.resolve()?, &query)?;
     let colour = !args.json && std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
+    if events.is_empty() {
+        // Said on stderr under --json, so the output stays one JSON object per line.
+        if args.json {
+            eprintln!("rampart: no matching audit events");
+        } else {
+            outln!("No matching audit events.");
+        }
+        return Ok(Outcome::Success);
+    }
     for event in &events {
         if args.json {
-            writeln!(out, "{}", serde_json::to_string(event)?)?;
+            outln!("{}", serde_json::to_string(event)?);
         } else {
-            writeln!(out, "{}", format_event(event, colour))?;
+            outln!("{}", format_event(event, colour));
         }
     }
     Ok(Outcome::Success)

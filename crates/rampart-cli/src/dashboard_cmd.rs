@@ -23,7 +23,7 @@ pub fn run() -> Result<Outcome> {
     let token = token(&home)?;
     let base = base_url(&home);
     let url = format!("{base}/dashboard/#token={token}");
-    println!("{url}");
+    outln!("{url}");
     if let Some(opener) = open_in_browser(&url) {
         eprintln!("rampart: opened the dashboard with {opener}");
     }

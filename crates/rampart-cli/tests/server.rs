@@ -1237,3 +1237,93 @@ fn a_port_clash_is_said_once() {
         )
     );
 }
+
+/// Issue 16: `rampart … | head` ends quietly. The reader is gone before the first write
+/// (a pipe whose read end is closed), so every command that prints meets EPIPE: each
+/// exits 0 with nothing on stderr.
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    for i in 0..5 {
+        server.preflight(exec(&format!("git status {i}")));
+    }
+    let commands: &[&[&str]] = &[
+        &["--help"],
+        &["preload", "--help"],
+        &["audit", "tail"],
+        &["audit", "tail", "-n", "3"],
+        &["audit", "search"],
+        &["audit", "search", "--json"],
+        &["audit", "search", "no-such-command"],
+        &["audit", "stats"],
+        &["audit", "verify"],
+        &["policy", "show"],
+        &["policy", "lint"],
+        &["test", "git status"],
+        &["pending"],
+        &["serve", "status"],
+        &["serve", "install", "--dry-run"],
+        &["dashboard"],
+        &["token", "show"],
+        &["--version"],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = home
+            .cmd()
+            .args(*args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (Some(0), String::new()),
+            "{args:?}"
+        );
+    }
+}
+
+/// Issue 16: a search that finds nothing says so; a decision that does not exist is a
+/// usage error listing the ones that do (`unchecked` among them).
+#[test]
+fn audit_search_says_no_match_and_refuses_an_unknown_decision() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    server.preflight(exec("git status"));
+    let run = home.run(&["audit", "search", "no-such-command"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (0, "No matching audit events.\n".to_owned(), String::new())
+    );
+    let run = home.run(&["audit", "search", "--json", "--decision", "ask"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (
+            0,
+            String::new(),
+            "rampart: no matching audit events\n".to_owned()
+        )
+    );
+    let run = home.run(&["audit", "search", "--decision", "denied"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (
+            2,
+            String::new(),
+            "error: invalid value 'denied' for '--decision <DECISION>'\n  [possible values: allow, deny, ask, log, unchecked]\n\n  tip: a similar value exists: 'deny'\n\nFor more information, try '--help'.\n".to_owned()
+        )
+    );
+    let run = home.run(&["audit", "search", "--decision", "allow"]);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stdout().contains("  allow  preload  s1  git status"),
+        "{}",
+        run.stdout()
+    );
+}
