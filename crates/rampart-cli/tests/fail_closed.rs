@@ -464,3 +464,50 @@ fn fail_open_is_announced_once_and_checks_resume_when_the_server_is_back() {
         .unwrap();
     assert_eq!(report["unchecked"], 3, "{report}");
 }
+
+/// Issue 16: the library used by hand (the seed's troubleshooting) without `RAMPART_TOKEN`
+/// says which variable is missing and how to set it, not a bare "refused our token";
+/// a wrong token still gets the plain refusal.
+#[test]
+fn by_hand_without_a_token_the_refusal_names_rampart_token() {
+    let home = Home::new();
+    home.policy("p.yaml", POLICY);
+    let server = Server::start(&home, &[]);
+    let run = |token: Option<&str>| {
+        let mut cmd = Command::new("/bin/sh");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("RAMPART_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.args(["-c", "/bin/true"])
+            .env("LD_PRELOAD", library())
+            .env("RAMPART_URL", format!("unix:{}", server.socket.display()))
+            .env("PATH", PATH);
+        if let Some(token) = token {
+            cmd.env("RAMPART_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            err.lines().next().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(
+        run(None),
+        (
+            Some(126),
+            "rampart: [ERROR] Policy denied: RAMPART_TOKEN is not set (`rampart preload` sets it; by hand: export RAMPART_TOKEN=\"$(rampart token show)\"), and the policy server refused the request without it (HTTP 401)".to_owned()
+        )
+    );
+    assert_eq!(
+        run(Some("rampart_wrong")),
+        (
+            Some(126),
+            "rampart: [ERROR] Policy denied: the policy server refused our token (HTTP 401)"
+                .to_owned()
+        )
+    );
+    assert_eq!(run(Some(&server.token)), (Some(0), String::new()));
+}
