@@ -1224,3 +1224,31 @@ fn a_throw_away_home_finds_the_installed_library() {
         )
     );
 }
+
+/// Issue 16: a program that never started is not in the audit trail as an "allow".
+/// `rampart preload` says it cannot run a CMD that does not exist as a shell would (127,
+/// the same line as `rampart supervise`) before asking the server anything.
+#[test]
+fn a_program_that_does_not_exist_is_not_audited_as_allowed() {
+    library();
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    for program in ["no-such-program-xyz", "/no/such/program"] {
+        let r = Run(home
+            .cmd()
+            .args(["preload", "--", program, "arg"])
+            .output()
+            .unwrap());
+        assert_eq!(
+            (r.code(), r.stderr()),
+            (
+                127,
+                format!("rampart: cannot run {program}: No such file or directory (os error 2)\n")
+            )
+        );
+    }
+    // The server answered nothing for them: its trail holds no event at all.
+    let r = home.run(&["audit", "search"]);
+    assert_eq!(r.stdout(), "No matching audit events.\n");
+    drop(server);
+}

@@ -322,6 +322,7 @@ fn ask_denied_with_rampart_deny_and_approved_with_rampart_approve() {
         .cmd()
         .args(["deny", &id, "--message", "not today"])
         .env("USER", "bob")
+        .env_remove("SSH_CONNECTION")
         .output()
         .unwrap();
     assert!(
@@ -332,7 +333,7 @@ fn ask_denied_with_rampart_deny_and_approved_with_rampart_approve() {
     let answer = waiter.join().unwrap();
     assert_eq!(answer["allowed"], false);
     assert_eq!(answer["decision"], "deny");
-    assert_eq!(answer["message"], "denied by bob (cli): not today");
+    assert_eq!(answer["message"], "denied by bob (rampart deny): not today");
     let run = home.run(&["approve", &id]);
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("already denied"), "{}", run.stderr());
@@ -342,11 +343,16 @@ fn ask_denied_with_rampart_deny_and_approved_with_rampart_approve() {
         .cmd()
         .args(["approve", &id])
         .env("USER", "carol")
+        .env("SSH_CONNECTION", "203.0.113.7 50000 10.0.0.1 22")
         .output()
         .unwrap();
     assert!(run.status.success());
     let answer = waiter.join().unwrap();
-    assert_eq!(answer["message"], "approved by carol (cli)");
+    // Who, and from where (issue 16: not "someone (cli)").
+    assert_eq!(
+        answer["message"],
+        "approved by carol (rampart approve, ssh from 203.0.113.7)"
+    );
     assert_eq!(home.run(&["pending"]).stdout(), "No pending approvals.\n");
 }
 
