@@ -74,6 +74,9 @@ function svg(tag, attrs) {
 }
 
 const number = (n) => Number(n || 0).toLocaleString('en-US');
+// "1 policy, 3 rules", as the CLI says it.
+const policiesAndRules = (p, r) =>
+  `${number(p)} ${Number(p) === 1 ? 'policy' : 'policies'}, ${number(r)} ${Number(r) === 1 ? 'rule' : 'rules'}`;
 
 // The printable rule of rampart-contract (issue 12, item 8), for text an agent chose
 // (commands, agent and session names, messages): control characters, DEL, C1, bidi
@@ -808,7 +811,7 @@ function renderStatus(s) {
     el('span', { text: `v${s.version}` }),
     el('span', { title: 'uptime', text: `up ${duration(s.uptime_secs)}` }));
   $('policy-source').replaceChildren(
-    el('span', { text: `${number(s.policies)} policies, ${number(s.rules)} rules` }),
+    el('span', { text: policiesAndRules(s.policies, s.rules) }),
     el('span', { class: 'muted', text: ` from ${s.policy_source}` }));
   const files = (s.policy_files || []).map((f) => el('li', { title: f.path },
     el('span', { class: 'file', text: f.path.split('/').pop() }),
@@ -825,7 +828,7 @@ function showReload(result) {
   box.dataset.ok = String(Boolean(result.ok));
   if (result.ok) {
     box.replaceChildren(el('div', null, el('span', { class: 'icon ok', 'aria-hidden': 'true', text: '✓ ' }),
-      `Reloaded: ${number(result.policies)} policies, ${number(result.rules)} rules.`));
+      `Reloaded: ${policiesAndRules(result.policies, result.rules)}.`));
   } else {
     box.replaceChildren(
       el('div', null, el('span', { class: 'icon bad', 'aria-hidden': 'true', text: '✕ ' }), 'Reload failed; the previous policy stays in force.'),

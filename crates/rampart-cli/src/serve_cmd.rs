@@ -376,17 +376,15 @@ fn reload() -> Result<Outcome> {
             .with_context(|| format!("unexpected reload answer ({})", response.status))?;
     if result.ok {
         outln!(
-            "rampart: policies reloaded: {} policies, {} rules from {}",
-            result.policies,
-            result.rules,
+            "rampart: policies reloaded: {} from {}",
+            rampart_server::wire::policies_and_rules(result.policies, result.rules),
             result.source
         );
         Ok(Outcome::Success)
     } else {
         eprintln!(
-            "rampart: reload failed, the previous policy stays in force ({} policies, {} rules): {}",
-            result.policies,
-            result.rules,
+            "rampart: reload failed, the previous policy stays in force ({}): {}",
+            rampart_server::wire::policies_and_rules(result.policies, result.rules),
             rampart_server::printable_string(result.error.unwrap_or_default().as_bytes())
         );
         Ok(Outcome::Code(1))
@@ -414,9 +412,8 @@ fn status() -> Result<Outcome> {
     outln!("  mode:     {}", s.mode);
     outln!("  uptime:   {}s", s.uptime_secs);
     outln!(
-        "  policy:   {} policies, {} rules from {}",
-        s.policies,
-        s.rules,
+        "  policy:   {} from {}",
+        rampart_server::wire::policies_and_rules(s.policies, s.rules),
         s.policy_source
     );
     if let Some(err) = &s.last_reload_error {
@@ -445,7 +442,6 @@ pub fn systemd_unit(exe: &Path, home: &Path, port: u16) -> String {
     format!(
         "[Unit]\n\
          Description=Rampart policy server (guards commands run by AI agents)\n\
-         Documentation=https://example.invalid/rampart\n\
          After=default.target\n\
          \n\
          [Service]\n\

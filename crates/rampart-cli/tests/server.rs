@@ -846,6 +846,8 @@ fn install_dry_run_prints_a_systemd_unit() {
         env!("CARGO_BIN_EXE_rampart")
     )));
     assert!(unit.contains("\n[Install]\nWantedBy=default.target\n"));
+    // No placeholder documentation URL (issue 16).
+    assert!(!unit.contains("Documentation="), "{unit}");
     // Every line is a section, a key=value pair or blank.
     for line in unit.lines() {
         assert!(
@@ -1329,6 +1331,37 @@ fn audit_search_says_no_match_and_refuses_an_unknown_decision() {
     assert_eq!(run.code(), 0);
     assert!(
         run.stdout().contains("  allow  preload  s1  git status"),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// Issue 16: "1 policy, 1 rule", not "1 policies, 1 rules".
+#[test]
+fn one_policy_is_said_in_the_singular() {
+    let home = Home::new();
+    home.policy(
+        "one.yaml",
+        "version: \"1\"\ndefault_action: allow\npolicies:\n  - name: only\n    match:\n      tool: [\"exec\"]\n    rules:\n      - action: deny\n        when:\n          command_matches: [\"touch *\"]\n",
+    );
+    let _server = Server::start(&home, &[]);
+    let run = home.run(&["serve", "status"]);
+    assert!(
+        run.stdout()
+            .contains("\n  policy:   1 policy, 1 rule from "),
+        "{}",
+        run.stdout()
+    );
+    let run = home.run(&["serve", "--reload"]);
+    assert!(
+        run.stdout()
+            .starts_with("rampart: policies reloaded: 1 policy, 1 rule from "),
+        "{}",
+        run.stdout()
+    );
+    let run = home.run(&["policy", "show"]);
+    assert!(
+        run.stdout().contains(": 1 policy, 1 rule\n"),
         "{}",
         run.stdout()
     );

@@ -100,6 +100,7 @@ macro_rules! route_table {
 
 route_table! {
     get "/healthz" Public => healthz;
+    get "/" Public => crate::dashboard::redirect;
     get "/dashboard" Public => crate::dashboard::redirect;
     get "/dashboard/" Public => crate::dashboard::index_html;
     get "/dashboard/index.html" Public => crate::dashboard::index_html;
