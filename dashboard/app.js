@@ -689,6 +689,7 @@ function renderChart() {
     nodes.push(group);
   });
   chart.replaceChildren(...nodes);
+  $('chart-total').classList.remove('loading');
   $('chart-total').textContent = total ? `${number(total)} · peak ${number(max)}/min` : 'quiet';
 }
 
@@ -786,6 +787,10 @@ async function loadApprovals() {
     const ids = new Set(list.map((a) => a.id));
     for (const id of [...state.approvals.keys()]) if (!ids.has(id)) removeApproval(id);
     list.sort((a, b) => a.created_at.localeCompare(b.created_at)).forEach(addApproval);
+    // "Nothing is waiting" only once the server said so (until then: "Loading…").
+    const empty = $('approvals-empty');
+    empty.textContent = 'Nothing is waiting for a decision.';
+    empty.classList.remove('loading');
   } catch (error) {
     if (!(error instanceof AuthError)) toast(`Loading approvals failed: ${error.message}`, 'error');
   }
@@ -810,6 +815,7 @@ function renderStatus(s) {
     el('span', { class: `mode mode-${s.mode}`, text: s.mode }),
     el('span', { text: `v${s.version}` }),
     el('span', { title: 'uptime', text: `up ${duration(s.uptime_secs)}` }));
+  $('policy-source').classList.remove('loading');
   $('policy-source').replaceChildren(
     el('span', { text: policiesAndRules(s.policies, s.rules) }),
     el('span', { class: 'muted', text: ` from ${s.policy_source}` }));
