@@ -15,8 +15,10 @@ use crate::{Outcome, home};
 pub enum AuditCommand {
     /// Print the newest events, oldest first; --follow keeps printing new ones
     Tail {
+        /// How many of the newest events to print
         #[arg(short = 'n', long = "lines", default_value_t = 20)]
         n: usize,
+        /// Keep printing new events as they are written (Ctrl-C ends)
         #[arg(short, long)]
         follow: bool,
         #[command(flatten)]
@@ -29,6 +31,7 @@ pub enum AuditCommand {
         /// Only events newer than this (24h, 7d, 30m) or since an RFC 3339 time
         #[arg(long)]
         since: Option<String>,
+        /// Only this agent's events
         #[arg(long)]
         agent: Option<String>,
         #[command(flatten)]
@@ -65,13 +68,16 @@ const DECISIONS: [&str; 5] = ["allow", "deny", "ask", "log", "unchecked"];
 pub struct SearchArgs {
     /// Text to find in the command or message (case-insensitive)
     text: Option<String>,
+    /// Only this agent's events (exact name)
     #[arg(long)]
     agent: Option<String>,
+    /// Only this session's events (exact id)
     #[arg(long)]
     session: Option<String>,
     /// allow, deny, ask, log, or unchecked (reports of execs that ran unchecked)
     #[arg(long, value_parser = DECISIONS)]
     decision: Option<String>,
+    /// Only calls of this tool (exec for every program start)
     #[arg(long)]
     tool: Option<String>,
     /// Only events newer than this (24h, 7d, 30m) or since an RFC 3339 time

@@ -1366,3 +1366,17 @@ fn one_policy_is_said_in_the_singular() {
         run.stdout()
     );
 }
+
+/// Issue 16: `rampart test --help` says its exit codes, and ends with an example.
+#[test]
+fn test_help_says_the_exit_codes() {
+    let run = Home::new().run(&["test", "--help"]);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stdout().ends_with(
+            "\nExit status: 0 allow or log, 1 deny, 3 ask, 2 usage or input error.\n\nExample:\n  rampart test --agent claude \"git push --force origin main\"\n"
+        ),
+        "{}",
+        run.stdout()
+    );
+}
