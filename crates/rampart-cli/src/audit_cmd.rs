@@ -148,6 +148,10 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     if !event.policy.is_empty() {
         line.push_str(&format!(" [{}]", show(&event.policy)));
     }
+    // The shell's exec of a system()/popen() command: part of that decision.
+    if let Some(id) = &event.part_of {
+        line.push_str(&format!(" (part of {})", show(id)));
+    }
     line
 }
 

@@ -395,10 +395,12 @@ fn status() -> Result<Outcome> {
     let home = home::dir()?;
     let endpoint = match home::running(&home) {
         Ok(endpoint) => endpoint,
-        Err(e) => {
+        // Said on stdout, the answer to the question; an unusable URL stays an error.
+        Err(e) if e.downcast_ref::<home::NotRunning>().is_some() => {
             outln!("rampart: {e}");
             return Ok(Outcome::Code(1));
         }
+        Err(e) => return Err(e),
     };
     let (_, response) = call("GET", "/v1/status", None)?;
     let s: rampart_server::wire::Status =

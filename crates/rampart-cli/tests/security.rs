@@ -327,7 +327,6 @@ fn unknown_paths_and_unrouted_methods_answer_with_an_error_and_nothing_else() {
     server.preflight(json!({"agent": "a", "params": {"command": "ls /secret-listing"}}));
     let token_header = format!("Authorization: Bearer {}", server.token);
     let unknown = [
-        "/",
         "/token",
         "/rampart.sock",
         "/serve.port",

@@ -16,6 +16,7 @@ mod events;
 mod metrics;
 mod reload;
 mod serve;
+mod shells;
 mod state;
 pub mod token;
 pub mod wire;

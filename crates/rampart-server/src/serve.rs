@@ -149,6 +149,7 @@ where
         started: Instant::now(),
         reload_lock: tokio::sync::Mutex::new(()),
         connections: connections.clone(),
+        shells: Default::default(),
         config,
     });
     let _watcher =

@@ -28,6 +28,8 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The connection cap of both listeners (for `/metrics`).
     pub connections: Arc<crate::serve::Connections>,
+    /// Allowed `system()`/`popen()` calls whose shell's exec is part of them.
+    pub shells: crate::shells::Shells,
 }
 
 #[derive(Clone)]
