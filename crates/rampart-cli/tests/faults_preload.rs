@@ -334,7 +334,7 @@ fn start_agent(home: &Home, url: &str, token: &str, fail_open: bool, lang: Lang)
             )
         }
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let mut child = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")))
         .env_clear()
         .env("RAMPART_HOME", home.path())
         .env("HOME", home.path())

@@ -201,7 +201,7 @@ impl Setup {
             .collect();
         let spec_path = self.scratch.0.join("spec.json");
         std::fs::write(&spec_path, json!({ "cases": spec }).to_string()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        let mut cmd = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")));
         cmd.env_clear()
             .env("RAMPART_HOME", self.home.path())
             .env("HOME", self.home.path())

@@ -103,7 +103,7 @@ fn rampart(home: &Home, scratch: &Scratch, as_user: bool, args: &[&str]) -> Comm
             .arg(home.path())
             .status();
         assert!(status.unwrap().success());
-        let mut c = Command::new("setpriv");
+        let mut c = crate::util::clean(Command::new("setpriv"));
         c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups", exe]);
         c
     } else {

@@ -143,7 +143,7 @@ fn preload_cmd(
     flags: &[&str],
     cmd: &[&str],
 ) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    let mut c = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")));
     c.env_clear()
         .env("RAMPART_HOME", home.path())
         .env("HOME", home.path())
@@ -1019,7 +1019,7 @@ fn autostart_starts_a_background_server_and_says_so() {
     let scratch = Scratch::new();
     let port = free_port().to_string();
     let _stop = StopServer(&home);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    let mut cmd = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")));
     cmd.env_clear()
         .env("RAMPART_HOME", home.path())
         .env("PATH", PATH)

@@ -348,7 +348,7 @@ fn as_uid(uid: u32, program: &Path) -> Command {
     if uid == euid() {
         return Command::new(program);
     }
-    let mut cmd = Command::new("setpriv");
+    let mut cmd = crate::util::clean(Command::new("setpriv"));
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
         .arg("--clear-groups")
@@ -482,7 +482,7 @@ fn protect_refuses_in_one_line_where_user_namespaces_are_forbidden() {
             .iter()
             .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
             .collect();
-        let mut cmd = Command::new("unshare");
+        let mut cmd = crate::util::clean(Command::new("unshare"));
         cmd.args(["-U", "-r", "sh", "-c"]).arg(format!(
             "echo 0 > /proc/sys/user/max_user_namespaces && exec {}",
             quoted.join(" ")

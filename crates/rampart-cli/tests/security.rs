@@ -979,7 +979,7 @@ fn serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors()
     std::fs::write(&probe, NON_DUMPABLE_PROBE).unwrap();
     chown(&probe, Some(1000), Some(1000)).unwrap();
     let as_user = |program: &str| {
-        let mut cmd = Command::new("setpriv");
+        let mut cmd = crate::util::clean(Command::new("setpriv"));
         cmd.args([
             "--reuid",
             "1000",

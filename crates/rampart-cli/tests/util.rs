@@ -256,3 +256,15 @@ pub fn library() -> PathBuf {
     );
     lib.canonicalize().unwrap()
 }
+
+/// `cmd` without any `RAMPART_*` variable of the caller's environment (a developer's
+/// exported RAMPART_URL, RAMPART_TOKEN, RAMPART_DEBUG… must not change what a test sees);
+/// for commands not built by [`Home::cmd`].
+pub fn clean(mut cmd: Command) -> Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RAMPART_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
