@@ -444,6 +444,55 @@ fn os_system_ls_la_runs_and_prints() {
     assert_eq!(sys["policy"], "preload-safe-dev");
 }
 
+/// Issue 16: `os.system("ls -la dir")` is one decision. The shell's exec of exactly that
+/// command is audited as part of it (`part_of`: the system() event's id) and left out of
+/// the counts; a shell line that runs other commands (`ls dir; ls -la dir`) gets
+/// decisions of its own for each, even for a command an earlier system() call allowed.
+#[test]
+fn os_system_is_one_decision_and_the_shells_exec_is_part_of_it() {
+    let s = Setup::seed();
+    let r = run(
+        s.preload(
+            &[],
+            &[
+                python(),
+                "-c",
+                "import os; os.system('ls -la dir'); os.system('ls dir; ls -la dir')",
+            ],
+        ),
+        20,
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let events = s.events();
+    let sys: Vec<&Value> = events.iter().filter(|e| e["via"] == "system").collect();
+    assert_eq!(sys.len(), 2, "{events:#?}");
+    let first = sys[0]["id"].as_str().unwrap();
+    let execs: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .filter(|e| e["via"] != "system" && e["exe"].as_str().is_some_and(|x| x.ends_with("/ls")))
+        .map(|e| (e["command"].as_str().unwrap(), e["part_of"].as_str()))
+        .collect();
+    assert_eq!(
+        execs,
+        [
+            ("ls -la dir", Some(first)),
+            ("ls dir", None),
+            ("ls -la dir", None)
+        ]
+    );
+    // Counted once: `audit stats` leaves the linked exec out.
+    let counted = events
+        .iter()
+        .filter(|e| e.get("part_of").is_none() && e["decision"] != "unchecked")
+        .count();
+    let stats = s.home.run(&["audit", "stats"]).stdout();
+    assert!(
+        stats.contains(&format!("  Total: {counted}\n")),
+        "{counted}: {stats}"
+    );
+    assert_eq!(counted + 1, events.len());
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Node.
 
