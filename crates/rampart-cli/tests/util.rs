@@ -87,10 +87,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(home: &Home, extra: &[&str]) -> Server {
+        Server::start_on(home, 0, extra)
+    }
+
+    /// [`Server::start`] on a given port (a restart on the port a killed server had).
+    pub fn start_on(home: &Home, port: u16, extra: &[&str]) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = home
             .cmd()
-            .args(["serve", "--port", "0"])
+            .args(["serve", "--port", &port.to_string()])
             .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -124,11 +129,12 @@ impl Server {
                 panic!("server did not start: {}", stderr.lock().unwrap());
             }
         };
-        // "rampart: listening on http://127.0.0.1:PORT and unix:PATH (mode M)"
+        // "rampart: listening on http://ADDR:PORT and unix:PATH (mode M)"
         let port = line
-            .split("http://127.0.0.1:")
+            .split("http://")
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
+            .and_then(|hostport| hostport.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
         let token = std::fs::read_to_string(home.path().join("token"))
