@@ -39,7 +39,12 @@ pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
             "rampart: cannot run {}: {err}",
             shown_command(std::slice::from_ref(program))
         );
-        return Ok(Outcome::Code(NOT_FOUND));
+        // As a shell: 126 found but not executable, 127 not found.
+        return Ok(Outcome::Code(if err.raw_os_error() == Some(13) {
+            REFUSED
+        } else {
+            NOT_FOUND
+        }));
     }
     let protect = crate::protect_cmd::apply(&mut args.agent);
     let home = crate::home::dir()?;
@@ -95,16 +100,29 @@ fn findable(program: &OsStr) -> std::io::Result<()> {
         return std::fs::metadata(program).map(|_| ());
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    let found = std::env::split_paths(&path).any(|dir| {
+    // As execvp: the first executable file wins; a file that is not executable makes the
+    // answer "Permission denied" when nothing else is found.
+    let mut denied = false;
+    for dir in std::env::split_paths(&path) {
         let dir = if dir.as_os_str().is_empty() {
             std::path::PathBuf::from(".")
         } else {
             dir
         };
-        std::fs::metadata(dir.join(program))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    });
-    if found { Ok(()) } else { Err(not_found()) }
+        if let Ok(m) = std::fs::metadata(dir.join(program))
+            && m.is_file()
+        {
+            if m.permissions().mode() & 0o111 != 0 {
+                return Ok(());
+            }
+            denied = true;
+        }
+    }
+    Err(if denied {
+        std::io::Error::from_raw_os_error(13)
+    } else {
+        not_found()
+    })
 }
 
 /// CMD as words for messages, escaped for the terminal.

@@ -1247,6 +1247,24 @@ fn a_program_that_does_not_exist_is_not_audited_as_allowed() {
             )
         );
     }
+    // Found on PATH but not executable: "Permission denied", 126, as a shell says it.
+    let bin = tempfile::tempdir().unwrap();
+    let plain = bin.path().join("plain-file");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = Run(home
+        .cmd()
+        .env("PATH", bin.path())
+        .args(["preload", "--", "plain-file"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            126,
+            "rampart: cannot run plain-file: Permission denied (os error 13)\n".to_owned()
+        )
+    );
     // The server answered nothing for them: its trail holds no event at all.
     let r = home.run(&["audit", "search"]);
     assert_eq!(r.stdout(), "No matching audit events.\n");
