@@ -82,8 +82,10 @@ bench: build
 install: build
 	install -d $(PREFIX)/bin
 	install -m 0755 $(RAMPART) $(PREFIX)/bin/rampart
+	install -d $(PREFIX)/lib/rampart
+	install -m 0755 preload/build/librampart.so $(PREFIX)/lib/rampart/librampart.so
 	$(MAKE) -C preload install RAMPART_HOME=$(RAMPART_HOME)
-	@echo "installed $(PREFIX)/bin/rampart and $(RAMPART_HOME)/lib/librampart.so"
+	@echo "installed $(PREFIX)/bin/rampart, $(PREFIX)/lib/rampart/librampart.so and $(RAMPART_HOME)/lib/librampart.so"
 	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
 	  *) echo "warning: $(PREFIX)/bin is not on your PATH; add it (e.g. export PATH=\"$(PREFIX)/bin:\$$PATH\" in ~/.profile) or run $(PREFIX)/bin/rampart";; esac
 

@@ -74,6 +74,9 @@ function svg(tag, attrs) {
 }
 
 const number = (n) => Number(n || 0).toLocaleString('en-US');
+// "1 policy, 3 rules", as the CLI says it.
+const policiesAndRules = (p, r) =>
+  `${number(p)} ${Number(p) === 1 ? 'policy' : 'policies'}, ${number(r)} ${Number(r) === 1 ? 'rule' : 'rules'}`;
 
 // The printable rule of rampart-contract (issue 12, item 8), for text an agent chose
 // (commands, agent and session names, messages): control characters, DEL, C1, bidi
@@ -686,6 +689,7 @@ function renderChart() {
     nodes.push(group);
   });
   chart.replaceChildren(...nodes);
+  $('chart-total').classList.remove('loading');
   $('chart-total').textContent = total ? `${number(total)} · peak ${number(max)}/min` : 'quiet';
 }
 
@@ -783,6 +787,10 @@ async function loadApprovals() {
     const ids = new Set(list.map((a) => a.id));
     for (const id of [...state.approvals.keys()]) if (!ids.has(id)) removeApproval(id);
     list.sort((a, b) => a.created_at.localeCompare(b.created_at)).forEach(addApproval);
+    // "Nothing is waiting" only once the server said so (until then: "Loading…").
+    const empty = $('approvals-empty');
+    empty.textContent = 'Nothing is waiting for a decision.';
+    empty.classList.remove('loading');
   } catch (error) {
     if (!(error instanceof AuthError)) toast(`Loading approvals failed: ${error.message}`, 'error');
   }
@@ -807,8 +815,9 @@ function renderStatus(s) {
     el('span', { class: `mode mode-${s.mode}`, text: s.mode }),
     el('span', { text: `v${s.version}` }),
     el('span', { title: 'uptime', text: `up ${duration(s.uptime_secs)}` }));
+  $('policy-source').classList.remove('loading');
   $('policy-source').replaceChildren(
-    el('span', { text: `${number(s.policies)} policies, ${number(s.rules)} rules` }),
+    el('span', { text: policiesAndRules(s.policies, s.rules) }),
     el('span', { class: 'muted', text: ` from ${s.policy_source}` }));
   const files = (s.policy_files || []).map((f) => el('li', { title: f.path },
     el('span', { class: 'file', text: f.path.split('/').pop() }),
@@ -840,7 +849,7 @@ function showReload(result) {
   box.dataset.ok = String(Boolean(result.ok));
   if (result.ok) {
     box.replaceChildren(el('div', null, el('span', { class: 'icon ok', 'aria-hidden': 'true', text: '✓ ' }),
-      `Reloaded: ${number(result.policies)} policies, ${number(result.rules)} rules.`));
+      `Reloaded: ${policiesAndRules(result.policies, result.rules)}.`));
   } else {
     box.replaceChildren(
       el('div', null, el('span', { class: 'icon bad', 'aria-hidden': 'true', text: '✕ ' }), 'Reload failed; the previous policy stays in force.'),

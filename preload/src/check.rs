@@ -234,13 +234,29 @@ pub fn check(call: &Call) -> Permit {
         &mut buf,
         &mut on_wait,
     );
-    let verdict = classify(result, &buf);
+    let verdict = match classify(result, &buf) {
+        // By hand (`LD_PRELOAD=… cmd`) without a token: say which variable is missing
+        // rather than a bare "refused our token".
+        Verdict::Failed {
+            outcome,
+            status: 401,
+            ..
+        } if cfg.s(cfg.token).is_empty() => Verdict::Failed {
+            outcome,
+            what: NO_TOKEN,
+            status: 401,
+        },
+        verdict => verdict,
+    };
     if matches!(verdict, Verdict::Answer { .. }) && ran_unchecked > 0 {
         // The server read a well-formed request carrying the count: it is reported.
         unchecked::reported(ran_unchecked);
     }
     decide(cfg, call, verdict)
 }
+
+/// The reason for a 401 when `RAMPART_TOKEN` is empty (the library used by hand).
+const NO_TOKEN: &[u8] = b"RAMPART_TOKEN is not set (`rampart preload` sets it; by hand: export RAMPART_TOKEN=\"$(rampart token show)\"), and the policy server refused the request without it";
 
 /// What an answer (or the failure to get one) means, before mode and fail-open apply.
 fn classify(result: Result<http::Response, Fail>, buf: &[u8]) -> Verdict<'_> {

@@ -70,6 +70,12 @@ pub struct AuditEvent {
     /// an event with an unknown decision and count it as nothing but an event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unchecked: Option<u64>,
+    /// Only on the shell's exec of exactly the command a `system()`/`popen()` decision
+    /// allowed (same session, the shell a direct child of that caller): the id of that
+    /// decision. The exec is part of it, not a decision of its own (not counted by
+    /// [`stats`](crate::stats)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of: Option<String>,
     pub prev_hash: String,
     /// Empty only while the writer is computing it; never empty on disk.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -256,6 +262,7 @@ mod tests {
             approval: None,
             mode: Some("enforce".into()),
             unchecked: None,
+            part_of: None,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         }

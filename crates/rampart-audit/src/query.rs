@@ -204,6 +204,10 @@ pub const UNCHECKED: &str = "unchecked";
 
 impl Counts {
     fn add(&mut self, event: &AuditEvent) {
+        // The shell's exec of a system()/popen() command is part of that decision.
+        if event.part_of.is_some() {
+            return;
+        }
         if event.decision == UNCHECKED {
             self.unchecked = self.unchecked.saturating_add(event.unchecked.unwrap_or(1));
             return;

@@ -235,6 +235,21 @@ impl AuditLog {
     /// [`append`](Self::append) with the event time given: the clock seam for tests and
     /// for callers that measured the decision time themselves.
     pub fn append_at(&self, new: NewEvent, at: SystemTime) -> Result<AuditEvent, AuditError> {
+        self.append_event(new, at, None)
+    }
+
+    /// [`append`](Self::append) for an event that is part of the decision `part_of`
+    /// (see [`AuditEvent::part_of`]).
+    pub fn append_part_of(&self, new: NewEvent, part_of: &str) -> Result<AuditEvent, AuditError> {
+        self.append_event(new, SystemTime::now(), Some(part_of.to_owned()))
+    }
+
+    fn append_event(
+        &self,
+        new: NewEvent,
+        at: SystemTime,
+        part_of: Option<String>,
+    ) -> Result<AuditEvent, AuditError> {
         let ts = to_timestamp(at)?;
         let event_day = day_of(ts);
         // Redaction is pure and the slowest step: keep it outside the lock.
@@ -262,6 +277,7 @@ impl AuditLog {
             approval: new.approval,
             mode: new.mode,
             unchecked: new.unchecked,
+            part_of,
             prev_hash: String::new(),
             hash: String::new(),
         };

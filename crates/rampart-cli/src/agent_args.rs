@@ -451,29 +451,57 @@ pub fn printable(text: &str) -> String {
     rampart_contract::printable::printable_string(text.as_bytes())
 }
 
-/// Where `librampart.so` is, in DESIGN.md §4's order.
+/// Where `librampart.so` is, in DESIGN.md §4's order:
+///
+/// 1. `$RAMPART_HOME/lib/librampart.so` — this home's own copy;
+/// 2. `<bindir>/../lib/rampart/librampart.so` — beside the installed binary (`make install`
+///    puts it in `$(PREFIX)/lib/rampart`);
+/// 3. `~/.rampart/lib/librampart.so` of the real `$HOME` (read only; where `make install`
+///    puts it by default), so a throw-away `RAMPART_HOME` still finds it;
+/// 4. `<root>/preload/build/librampart.so`, only when this binary runs from a build tree
+///    (`<root>/target/{debug,release}/rampart`).
 pub fn find_library(home: &Path) -> Result<PathBuf> {
-    let mut candidates = vec![
-        home.join("lib/librampart.so"),
-        PathBuf::from("/usr/local/lib/librampart.so"),
-    ];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        candidates.push(dir.join("librampart.so"));
-        // target/{debug,release}/rampart → preload/build/librampart.so
-        if let Some(root) = dir.parent().and_then(Path::parent) {
-            candidates.push(root.join("preload/build/librampart.so"));
-        }
-    }
+    let candidates = library_candidates(
+        home,
+        std::env::current_exe().ok().as_deref(),
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .as_deref(),
+    );
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
     let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     bail!(
-        "librampart.so not found (looked in {}); build and install it with `make -C preload install`",
+        "librampart.so not found (looked in {}); build and install it with `make install`",
         looked.join(", ")
     )
+}
+
+fn library_candidates(home: &Path, exe: Option<&Path>, user_home: Option<&Path>) -> Vec<PathBuf> {
+    const NAME: &str = "librampart.so";
+    let mut candidates = vec![home.join("lib").join(NAME)];
+    let bindir = exe.and_then(Path::parent);
+    if let Some(prefix) = bindir.and_then(Path::parent) {
+        candidates.push(prefix.join("lib/rampart").join(NAME));
+    }
+    if let Some(user_home) = user_home {
+        candidates.push(user_home.join(".rampart/lib").join(NAME));
+    }
+    if let Some(dir) = bindir
+        && matches!(
+            dir.file_name().and_then(|n| n.to_str()),
+            Some("debug" | "release")
+        )
+        && let Some(target) = dir.parent()
+        && target.file_name().is_some_and(|n| n == "target")
+        && let Some(root) = target.parent()
+    {
+        candidates.push(root.join("preload/build").join(NAME));
+    }
+    candidates.dedup();
+    candidates
 }
 
 #[cfg(test)]
@@ -486,6 +514,38 @@ mod tests {
     struct Flags {
         #[command(flatten)]
         agent: AgentArgs,
+    }
+
+    /// The library search order; the build tree only for a binary in a build tree.
+    #[test]
+    fn library_search_order() {
+        let found = |exe: &str| {
+            library_candidates(
+                Path::new("/h"),
+                Some(Path::new(exe)),
+                Some(Path::new("/home/u")),
+            )
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found("/usr/local/bin/rampart"),
+            [
+                "/h/lib/librampart.so",
+                "/usr/local/lib/rampart/librampart.so",
+                "/home/u/.rampart/lib/librampart.so",
+            ]
+        );
+        assert_eq!(
+            found("/src/rampart/target/release/rampart"),
+            [
+                "/h/lib/librampart.so",
+                "/src/rampart/target/lib/rampart/librampart.so",
+                "/home/u/.rampart/lib/librampart.so",
+                "/src/rampart/preload/build/librampart.so",
+            ]
+        );
     }
 
     /// The flags' defaults are the contract's, so an unflagged launcher hands the library

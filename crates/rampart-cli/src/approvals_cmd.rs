@@ -47,19 +47,48 @@ fn show(text: &str) -> String {
     rampart_server::printable_string(text.as_bytes())
 }
 
-fn who() -> String {
-    let user = std::env::var("USER")
+/// Who resolved an ask and from where, for the audit trail and the waiting agent's
+/// answer: "carol (rampart approve, ssh from 203.0.113.7, pts/3)". The user is `$USER`
+/// (else `$LOGNAME`, else the uid); "from where" is the SSH client's address when there is
+/// one and the terminal when stdin is one.
+fn who(approved: bool) -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| format!("uid {}", uid().unwrap_or_else(|| "?".to_owned())));
+    let mut from = vec![if approved {
+        "rampart approve".to_owned()
+    } else {
+        "rampart deny".to_owned()
+    }];
+    if let Some(client) = std::env::var("SSH_CONNECTION")
         .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "someone".to_owned());
-    format!("{user} (cli)")
+        .and_then(|c| c.split_whitespace().next().map(str::to_owned))
+    {
+        from.push(format!("ssh from {client}"));
+    }
+    if let Some(tty) = std::fs::read_link("/proc/self/fd/0")
+        .ok()
+        .and_then(|p| p.to_str()?.strip_prefix("/dev/").map(str::to_owned))
+        .filter(|t| t.starts_with("pts/") || t.starts_with("tty"))
+    {
+        from.push(tty);
+    }
+    format!("{user} ({})", from.join(", "))
+}
+
+/// The real uid, from `/proc/self/status` (the CLI has no libc binding of its own).
+fn uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1).map(str::to_owned)
 }
 
 pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcome> {
     let body = serde_json::json!({
         "approved": approved,
         "message": message,
-        "resolved_by": who(),
+        "resolved_by": who(approved),
     });
     let (_, response) = call("POST", &format!("/v1/approvals/{id}/resolve"), Some(&body))?;
     match response.status {

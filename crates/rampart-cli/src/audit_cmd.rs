@@ -15,8 +15,10 @@ use crate::{Outcome, home};
 pub enum AuditCommand {
     /// Print the newest events, oldest first; --follow keeps printing new ones
     Tail {
+        /// How many of the newest events to print
         #[arg(short = 'n', long = "lines", default_value_t = 20)]
         n: usize,
+        /// Keep printing new events as they are written (Ctrl-C ends)
         #[arg(short, long)]
         follow: bool,
         #[command(flatten)]
@@ -29,6 +31,7 @@ pub enum AuditCommand {
         /// Only events newer than this (24h, 7d, 30m) or since an RFC 3339 time
         #[arg(long)]
         since: Option<String>,
+        /// Only this agent's events
         #[arg(long)]
         agent: Option<String>,
         #[command(flatten)]
@@ -62,17 +65,24 @@ impl DirArg {
     }
 }
 
+/// Every decision the trail holds: a mistyped one is a usage error (exit 2, listing these)
+/// rather than a search that silently finds nothing.
+const DECISIONS: [&str; 5] = ["allow", "deny", "ask", "log", "unchecked"];
+
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// Text to find in the command or message (case-insensitive)
     text: Option<String>,
+    /// Only this agent's events (exact name)
     #[arg(long)]
     agent: Option<String>,
+    /// Only this session's events (exact id)
     #[arg(long)]
     session: Option<String>,
     /// allow, deny, ask, log, or unchecked (reports of execs that ran unchecked)
-    #[arg(long)]
+    #[arg(long, value_parser = DECISIONS)]
     decision: Option<String>,
+    /// Only calls of this tool (exec for every program start)
     #[arg(long)]
     tool: Option<String>,
     /// Only events newer than this (24h, 7d, 30m) or since an RFC 3339 time
@@ -153,29 +163,32 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     if !event.policy.is_empty() {
         line.push_str(&format!(" [{}]", show(&event.policy)));
     }
+    // The shell's exec of a system()/popen() command: part of that decision.
+    if let Some(id) = &event.part_of {
+        line.push_str(&format!(" (part of {})", show(id)));
+    }
     line
 }
 
 fn tail(n: usize, follow: bool, dir: &std::path::Path) -> Result<Outcome> {
+    // outln! ends the program quietly (exit 0) when the reader goes away (`| head`).
     let colour = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
     if !follow {
         for event in rampart_audit::tail(dir, n)? {
-            writeln!(out, "{}", format_event(&event, colour))?;
+            outln!("{}", format_event(&event, colour));
         }
         return Ok(Outcome::Success);
     }
     let mut follower = rampart_audit::Follower::new(dir)?;
     for event in follower.backlog(n)? {
-        writeln!(out, "{}", format_event(&event, colour))?;
+        outln!("{}", format_event(&event, colour));
     }
-    out.flush()?;
     loop {
         for event in follower.wait()? {
-            writeln!(out, "{}", format_event(&event, colour))?;
+            outln!("{}", format_event(&event, colour));
         }
-        // A closed pipe (`| head`) ends the loop through the write error.
-        out.flush()?;
+        // Line-buffered already; a closed pipe ends the program in outln!.
+        let _ = std::io::stdout().flush();
     }
 }
 
@@ -192,12 +205,20 @@ fn search(args: &SearchArgs) -> Result<Outcome> {
     };
     let events = rampart_audit::read_events(&args.dir.resolve()?, &query)?;
     let colour = !args.json && std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
+    if events.is_empty() {
+        // Said on stderr under --json, so the output stays one JSON object per line.
+        if args.json {
+            eprintln!("rampart: no matching audit events");
+        } else {
+            outln!("No matching audit events.");
+        }
+        return Ok(Outcome::Success);
+    }
     for event in &events {
         if args.json {
-            writeln!(out, "{}", serde_json::to_string(event)?)?;
+            outln!("{}", serde_json::to_string(event)?);
         } else {
-            writeln!(out, "{}", format_event(event, colour))?;
+            outln!("{}", format_event(event, colour));
         }
     }
     Ok(Outcome::Success)

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use rampart_server::client::{self, Endpoint};
+use rampart_server::client::Endpoint;
 
 use crate::Outcome;
 use crate::home;
@@ -17,17 +17,13 @@ const DEFAULT_PORT: u16 = 9090;
 
 pub fn run() -> Result<Outcome> {
     let home = home::dir()?;
+    // Not running: said before the token is read (a fresh home has none yet), and no URL
+    // is printed that would lead to whatever else listens on the default port.
+    home::running(&home)?;
     let token = token(&home)?;
     let base = base_url(&home);
     let url = format!("{base}/dashboard/#token={token}");
-    let endpoint = home::endpoint(&home, None)?;
-    if !client::healthy(&endpoint) {
-        eprintln!(
-            "rampart: no server answers at {} yet; start one with `rampart serve --background`",
-            endpoint.url()
-        );
-    }
-    println!("{url}");
+    outln!("{url}");
     if let Some(opener) = open_in_browser(&url) {
         eprintln!("rampart: opened the dashboard with {opener}");
     }

@@ -204,9 +204,11 @@ pub fn run() -> Result<Outcome> {
             r.ok(
                 "policies",
                 format!(
-                    "{} policies, {} rules from {from}",
-                    set.policies().len(),
-                    set.rule_count()
+                    "{} from {from}",
+                    rampart_server::wire::policies_and_rules(
+                        set.policies().len(),
+                        set.rule_count()
+                    )
                 ),
             );
         }

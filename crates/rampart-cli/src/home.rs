@@ -44,7 +44,8 @@ pub fn check_private(home: &std::path::Path) -> Result<()> {
 }
 
 /// The server's endpoint for this home: `url` (from `--url`) or `RAMPART_URL` if given,
-/// else the home's Unix socket when it exists, else the default TCP address.
+/// else the home's Unix socket. Never the default TCP port: whatever answers there may be
+/// another home's server, and admin commands would hand it this home's token.
 pub fn endpoint(
     home: &std::path::Path,
     url: Option<&str>,
@@ -54,9 +55,37 @@ pub fn endpoint(
     if let Some(url) = url.or(env_url.as_deref()).filter(|u| !u.is_empty()) {
         return Endpoint::parse(url).map_err(anyhow::Error::msg);
     }
-    let socket = home.join("rampart.sock");
-    if socket.exists() {
-        return Ok(Endpoint::Unix(socket));
+    Ok(Endpoint::Unix(home.join("rampart.sock")))
+}
+
+/// This home's server is not running (or not answering): said by `serve status`,
+/// `pending`, `approve`/`deny`, `serve --reload` and `dashboard` as one line with the
+/// command that starts it (exit 1).
+#[derive(Debug)]
+pub struct NotRunning {
+    pub url: String,
+}
+
+impl std::fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not running (nothing answers at {}); start it with `rampart serve --background`",
+            self.url
+        )
     }
-    Ok(Endpoint::Tcp("127.0.0.1:9090".to_owned()))
+}
+
+impl std::error::Error for NotRunning {}
+
+/// The endpoint of this home's running server, or [`NotRunning`].
+pub fn running(home: &std::path::Path) -> Result<rampart_server::client::Endpoint> {
+    let endpoint = endpoint(home, None)?;
+    if !rampart_server::client::healthy(&endpoint) {
+        return Err(NotRunning {
+            url: endpoint.url(),
+        }
+        .into());
+    }
+    Ok(endpoint)
 }

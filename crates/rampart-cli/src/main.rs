@@ -39,7 +39,7 @@ mod token_cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,7 +86,9 @@ enum Command {
     },
     /// Refuse a pending ask (the waiting command fails with EPERM)
     Deny {
+        /// The approval id (from `rampart pending` or the ask's message)
         id: String,
+        /// Why: recorded with the decision and shown to the waiting program
         #[arg(long, short)]
         message: Option<String>,
     },
@@ -111,6 +113,112 @@ enum PolicyCommand {
     Show,
 }
 
+/// One example (or two) per command, shown at the end of its `--help`; `rampart test`'s
+/// exit codes with it. Keyed by the command's path; the unit test below keeps every
+/// command in this table.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "",
+        "Examples:\n  rampart serve --background && rampart preload -- python3 agent.py\n  rampart test \"rm -rf /tmp/x\"",
+    ),
+    (
+        "serve",
+        "Example:\n  rampart serve --background            # port 9090 and $RAMPART_HOME/rampart.sock, log in serve.log",
+    ),
+    (
+        "serve stop",
+        "Example:\n  rampart serve stop                    # the server `serve --background` started",
+    ),
+    (
+        "serve status",
+        "Exit status: 0 running, 1 not running.\n\nExample:\n  rampart serve status",
+    ),
+    (
+        "serve install",
+        "Example:\n  rampart serve install --dry-run       # print the systemd user unit, install nothing",
+    ),
+    ("serve uninstall", "Example:\n  rampart serve uninstall"),
+    (
+        "preload",
+        "Example:\n  rampart preload --agent claude --fail-open=false -- python3 agent.py",
+    ),
+    (
+        "supervise",
+        "Example:\n  rampart supervise --agent codex -- ./agent-binary --task fix-tests",
+    ),
+    (
+        "test",
+        "Exit status: 0 allow or log, 1 deny, 3 ask, 2 usage or input error.\n\nExample:\n  rampart test --agent claude \"git push --force origin main\"",
+    ),
+    (
+        "policy",
+        "Example:\n  rampart policy lint && rampart serve --reload",
+    ),
+    (
+        "policy lint",
+        "Example:\n  rampart policy lint ~/.rampart/policies/custom.yaml",
+    ),
+    ("policy show", "Example:\n  rampart policy show | less"),
+    ("audit", "Example:\n  rampart audit tail --follow"),
+    ("audit tail", "Example:\n  rampart audit tail -n 50"),
+    (
+        "audit search",
+        "Example:\n  rampart audit search --decision deny --since 24h curl",
+    ),
+    ("audit stats", "Example:\n  rampart audit stats --since 7d"),
+    (
+        "audit verify",
+        "Exit status: 0 intact, 1 damaged lines found.\n\nExample:\n  rampart audit verify",
+    ),
+    ("pending", "Example:\n  rampart pending"),
+    (
+        "approve",
+        "Example:\n  rampart approve 01JD3Q4M6V2Z8K5T7W9X0Y1A2B --message \"reviewed the diff\"",
+    ),
+    (
+        "deny",
+        "Example:\n  rampart deny 01JD3Q4M6V2Z8K5T7W9X0Y1A2B --message \"not on main\"",
+    ),
+    (
+        "token",
+        "Example:\n  export RAMPART_TOKEN=\"$(rampart token show)\"",
+    ),
+    ("token show", "Example:\n  rampart token show"),
+    (
+        "token rotate",
+        "Example:\n  rampart token rotate                  # a running server switches to the new token",
+    ),
+    (
+        "doctor",
+        "Exit status: 0 every check passed, 1 a check failed.\n\nExample:\n  rampart doctor",
+    ),
+    ("init", "Example:\n  RAMPART_HOME=/tmp/try rampart init"),
+    (
+        "dashboard",
+        "Example:\n  rampart dashboard                     # prints the URL, opens it when there is a desktop",
+    ),
+];
+
+/// `cmd` and its subcommands with their `EXAMPLES` entry as the help's closing text.
+fn with_examples(mut cmd: clap::Command, path: &str) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        let sub_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path} {name}")
+        };
+        cmd = cmd.mut_subcommand(&name, |sub| with_examples(sub, &sub_path));
+    }
+    match EXAMPLES.iter().find(|(p, _)| *p == path) {
+        Some((_, text)) => cmd.after_help(*text),
+        None => cmd,
+    }
+}
+
 /// How a command ended, beyond plain success: exit codes are part of the interface
 /// (`rampart test`: 0 allow/log, 1 deny, 3 ask; 2 usage or input errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +228,11 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = with_examples(Cli::command(), "").get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::serve(args),
         Command::Preload(args) => preload_cmd::run(args),
@@ -150,6 +262,10 @@ fn main() -> ExitCode {
             eprintln!("rampart: [ERROR] Not started: {}", one_line(&err));
             ExitCode::from(preload_cmd::REFUSED)
         }
+        Err(err) if err.downcast_ref::<home::NotRunning>().is_some() => {
+            eprintln!("rampart: {err}");
+            ExitCode::from(1)
+        }
         Err(err) => {
             eprintln!("rampart: error: {}", one_line(&err));
             ExitCode::from(2)
@@ -172,4 +288,50 @@ fn one_line(err: &anyhow::Error) -> String {
         line.push_str(&part);
     }
     line
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `--help` documents every option and argument, and every command has an example
+    /// (issue 16).
+    #[test]
+    fn every_command_has_an_example_and_every_option_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if !EXAMPLES.iter().any(|(p, _)| *p == path) {
+                missing.push(format!("no example for `rampart {path}`"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("`rampart {path}`: {id} has no description"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = if path.is_empty() {
+                    sub.get_name().to_owned()
+                } else {
+                    format!("{path} {}", sub.get_name())
+                };
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
+        // No example is left over for a command that no longer exists.
+        let cmd = with_examples(Cli::command(), "");
+        for (path, _) in EXAMPLES {
+            let mut c = &cmd;
+            for word in path.split_whitespace() {
+                c = c.find_subcommand(word).unwrap();
+            }
+            assert!(c.get_after_help().is_some(), "{path}");
+        }
+    }
 }

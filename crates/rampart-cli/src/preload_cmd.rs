@@ -6,7 +6,7 @@
 //! (an unusable URL, a refused token, a server that answers with errors) stops the
 //! launcher with one line instead of letting every later exec fail open.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
@@ -30,6 +30,22 @@ pub const REFUSED: u8 = 126;
 
 pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
     agent_args::check_separator("preload", &args.command)?;
+    // A program that cannot start is said as a shell says it (127) before anything is
+    // asked: the audit trail would otherwise show an "allow" for a program that never ran.
+    if let Some(program) = args.command.first()
+        && let Err(err) = findable(program)
+    {
+        eprintln!(
+            "rampart: cannot run {}: {err}",
+            shown_command(std::slice::from_ref(program))
+        );
+        // As a shell: 126 found but not executable, 127 not found.
+        return Ok(Outcome::Code(if err.raw_os_error() == Some(13) {
+            REFUSED
+        } else {
+            NOT_FOUND
+        }));
+    }
     let protect = crate::protect_cmd::apply(&mut args.agent);
     let home = crate::home::dir()?;
     let library = agent_args::find_library(&home)?;
@@ -67,6 +83,46 @@ pub fn run(mut args: GuardedCommand) -> Result<Outcome> {
         "cannot run {}: {err}",
         printable(&program.to_string_lossy())
     )
+}
+
+/// Exit status for a CMD that does not exist (a shell's "command not found").
+pub const NOT_FOUND: u8 = 127;
+
+/// Whether `program` names a file the exec could start: a path that exists, or a name
+/// found as an executable file on `$PATH` (the PATH CMD is started with).
+fn findable(program: &OsStr) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let not_found = || std::io::Error::from_raw_os_error(2);
+    if program.is_empty() {
+        return Err(not_found());
+    }
+    if program.as_bytes().contains(&b'/') {
+        return std::fs::metadata(program).map(|_| ());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    // As execvp: the first executable file wins; a file that is not executable makes the
+    // answer "Permission denied" when nothing else is found.
+    let mut denied = false;
+    for dir in std::env::split_paths(&path) {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            dir
+        };
+        if let Ok(m) = std::fs::metadata(dir.join(program))
+            && m.is_file()
+        {
+            if m.permissions().mode() & 0o111 != 0 {
+                return Ok(());
+            }
+            denied = true;
+        }
+    }
+    Err(if denied {
+        std::io::Error::from_raw_os_error(13)
+    } else {
+        not_found()
+    })
 }
 
 /// CMD as words for messages, escaped for the terminal.

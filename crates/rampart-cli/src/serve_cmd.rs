@@ -114,6 +114,16 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
     if let Some(dir) = args.audit_dir {
         config.audit_dir = dir;
     }
+    // A second server on this home would fail on the audit trail's lock; say who holds it.
+    if client::healthy(&Endpoint::Unix(config.socket.clone()))
+        && let Some(pid) = client::socket_peer_pid(&config.socket)
+    {
+        outln!(
+            "rampart: already running (pid {pid}, unix:{}); stop it with `rampart serve stop` or `kill {pid}`",
+            config.socket.display()
+        );
+        return Ok(Outcome::Code(1));
+    }
     // `export:` of config.yaml, then --export (a URL given both ways is sent once).
     let mut exports =
         rampart_server::export::config_file_exports(&config.home).map_err(anyhow::Error::msg)?;
@@ -274,6 +284,15 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             let _ = std::fs::remove_file(pid_path(home));
+            // The server's own one-line error is the reason: said once, not as a log
+            // excerpt under a second error line.
+            let last = last_lines(&log_path, 1);
+            if let Some(reason) = last.strip_prefix("rampart: error: ") {
+                bail!(
+                    "the background server did not start: {reason} (log {})",
+                    log_path.display()
+                );
+            }
             bail!(
                 "the background server exited ({status}); last lines of {}:\n{}",
                 log_path.display(),
@@ -358,7 +377,7 @@ pub fn call(
     body: Option<&serde_json::Value>,
 ) -> Result<(Endpoint, client::Response)> {
     let home = home::dir()?;
-    let endpoint = home::endpoint(&home, None)?;
+    let endpoint = home::running(&home)?;
     let token = token(&home)?;
     let response = client::request(
         &endpoint,
@@ -398,17 +417,15 @@ fn reload() -> Result<Outcome> {
             .with_context(|| format!("unexpected reload answer ({})", response.status))?;
     if result.ok {
         outln!(
-            "rampart: policies reloaded: {} policies, {} rules from {}",
-            result.policies,
-            result.rules,
+            "rampart: policies reloaded: {} from {}",
+            rampart_server::wire::policies_and_rules(result.policies, result.rules),
             result.source
         );
         Ok(Outcome::Success)
     } else {
         eprintln!(
-            "rampart: reload failed, the previous policy stays in force ({} policies, {} rules): {}",
-            result.policies,
-            result.rules,
+            "rampart: reload failed, the previous policy stays in force ({}): {}",
+            rampart_server::wire::policies_and_rules(result.policies, result.rules),
             rampart_server::printable_string(result.error.unwrap_or_default().as_bytes())
         );
         Ok(Outcome::Code(1))
@@ -417,14 +434,15 @@ fn reload() -> Result<Outcome> {
 
 fn status() -> Result<Outcome> {
     let home = home::dir()?;
-    let endpoint = home::endpoint(&home, None)?;
-    if !client::healthy(&endpoint) {
-        outln!(
-            "rampart: not running (nothing answers at {})",
-            endpoint.url()
-        );
-        return Ok(Outcome::Code(1));
-    }
+    let endpoint = match home::running(&home) {
+        Ok(endpoint) => endpoint,
+        // Said on stdout, the answer to the question; an unusable URL stays an error.
+        Err(e) if e.downcast_ref::<home::NotRunning>().is_some() => {
+            outln!("rampart: {e}");
+            return Ok(Outcome::Code(1));
+        }
+        Err(e) => return Err(e),
+    };
     let (_, response) = call("GET", "/v1/status", None)?;
     let s: rampart_server::wire::Status =
         serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)
@@ -437,9 +455,8 @@ fn status() -> Result<Outcome> {
     outln!("  mode:     {}", s.mode);
     outln!("  uptime:   {}s", s.uptime_secs);
     outln!(
-        "  policy:   {} policies, {} rules from {}",
-        s.policies,
-        s.rules,
+        "  policy:   {} from {}",
+        rampart_server::wire::policies_and_rules(s.policies, s.rules),
         s.policy_source
     );
     if let Some(err) = &s.last_reload_error {
@@ -504,7 +521,6 @@ pub fn systemd_unit(exe: &Path, home: &Path, port: u16) -> String {
     format!(
         "[Unit]\n\
          Description=Rampart policy server (guards commands run by AI agents)\n\
-         Documentation=https://example.invalid/rampart\n\
          After=default.target\n\
          \n\
          [Service]\n\

@@ -10,17 +10,15 @@ pub fn render(set: &PolicySet, from: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# effective policy from {from}: {} policies, {} rules",
-        set.policies().len(),
-        set.rule_count()
+        "# effective policy from {from}: {}",
+        rampart_server::wire::policies_and_rules(set.policies().len(), set.rule_count())
     );
     for file in set.files() {
         let _ = writeln!(
             out,
-            "#   {}: {} policies, {} rules",
+            "#   {}: {}",
             file.path.display(),
-            file.policies,
-            file.rules
+            rampart_server::wire::policies_and_rules(file.policies, file.rules)
         );
     }
     let _ = writeln!(out, "version: \"1\"");

@@ -85,9 +85,12 @@ fn static_files_need_no_token_and_carry_strict_headers() {
         assert!(body.contains(needle), "{path}: {body}");
     }
 
-    let (status, headers, _) = get(&server, "/dashboard");
-    assert_eq!(status, 308);
-    assert_eq!(header(&headers, "location"), Some("/dashboard/"));
+    // The server's address itself leads to the page too (issue 16).
+    for path in ["/dashboard", "/"] {
+        let (status, headers, _) = get(&server, path);
+        assert_eq!(status, 308, "{path}");
+        assert_eq!(header(&headers, "location"), Some("/dashboard/"), "{path}");
+    }
     // The page holds no data: everything it shows needs the token (every `/v1/` route is
     // checked in security.rs).
     let (status, _, body) = get(&server, "/v1/status");

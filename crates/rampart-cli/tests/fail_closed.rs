@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Home, Server, wait_until};
 
 /// Denies `touch` (by any path: the normaliser reduces the program to its basename).
@@ -35,16 +36,6 @@ policies:
 "#;
 const DENIED: &str = "rampart: [ERROR] Policy denied: touch is not allowed";
 const PATH: &str = "/usr/bin:/bin";
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (these tests need the real library)",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
-}
 
 /// The real Python binary (pyenv shims are bash scripts that would add execs of their own).
 fn python() -> &'static str {
@@ -472,4 +463,51 @@ fn fail_open_is_announced_once_and_checks_resume_when_the_server_is_back() {
         .find(|e| e["decision"] == "unchecked")
         .unwrap();
     assert_eq!(report["unchecked"], 3, "{report}");
+}
+
+/// Issue 16: the library used by hand (the seed's troubleshooting) without `RAMPART_TOKEN`
+/// says which variable is missing and how to set it, not a bare "refused our token";
+/// a wrong token still gets the plain refusal.
+#[test]
+fn by_hand_without_a_token_the_refusal_names_rampart_token() {
+    let home = Home::new();
+    home.policy("p.yaml", POLICY);
+    let server = Server::start(&home, &[]);
+    let run = |token: Option<&str>| {
+        let mut cmd = Command::new("/bin/sh");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("RAMPART_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.args(["-c", "/bin/true"])
+            .env("LD_PRELOAD", library())
+            .env("RAMPART_URL", format!("unix:{}", server.socket.display()))
+            .env("PATH", PATH);
+        if let Some(token) = token {
+            cmd.env("RAMPART_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            err.lines().next().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(
+        run(None),
+        (
+            Some(126),
+            "rampart: [ERROR] Policy denied: RAMPART_TOKEN is not set (`rampart preload` sets it; by hand: export RAMPART_TOKEN=\"$(rampart token show)\"), and the policy server refused the request without it (HTTP 401)".to_owned()
+        )
+    );
+    assert_eq!(
+        run(Some("rampart_wrong")),
+        (
+            Some(126),
+            "rampart: [ERROR] Policy denied: the policy server refused our token (HTTP 401)"
+                .to_owned()
+        )
+    );
+    assert_eq!(run(Some(&server.token)), (Some(0), String::new()));
 }

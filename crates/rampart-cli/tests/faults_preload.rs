@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Endpoint, Home, request, wait_until};
+use crate::util::library;
+use crate::util::{Endpoint, Home, Server, request, wait_until};
 
 /// Denies any command containing `forbidden-step`, allows the rest.
 const POLICY: &str = r#"version: "1"
@@ -148,16 +149,6 @@ while (Date.now() < deadline) {
 }
 "#;
 
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (these tests need the real library)",
-        lib.display()
-    );
-    lib
-}
-
 /// The first executable `name` on PATH, symlinks resolved (pyenv shims are scripts).
 fn program(name: &str, probe: &[&str]) -> String {
     let out = Command::new(name)
@@ -165,69 +156,6 @@ fn program(name: &str, probe: &[&str]) -> String {
         .output()
         .unwrap_or_else(|e| panic!("{name} must be installed for these tests: {e}"));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A `rampart serve` of our own: the restart must reuse a known port, which the shared
-/// `util::Server` (always `--port 0`) cannot do.
-struct Serve {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Serve {
-    fn start(home: &Home, port: u16) -> Serve {
-        Serve::start_at(home, "127.0.0.1", port)
-    }
-
-    fn start_at(home: &Home, addr: &str, port: u16) -> Serve {
-        let mut child = home
-            .cmd()
-            .args(["serve", "--addr", addr, "--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-            let _ = child.kill();
-            panic!("rampart serve --port {port} did not start");
-        };
-        // "rampart: listening on http://ADDR:PORT and unix:PATH (mode M)"
-        let port = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|hostport| hostport.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Serve {
-            child: Some(child),
-            port,
-        }
-    }
-
-    /// SIGKILL, as a crash would; waits until the process is gone.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// A running agent whose stdout lines are collected as they come.
@@ -343,7 +271,7 @@ fn start_agent(home: &Home, url: &str, token: &str, fail_open: bool, lang: Lang)
             )
         }
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let mut child = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")))
         .env_clear()
         .env("RAMPART_HOME", home.path())
         .env("HOME", home.path())
@@ -416,7 +344,7 @@ fn audited(events: &[Value], arg: &str) -> Vec<String> {
 fn kill_and_restart_under_a_running_agent(lang: Lang, via: Via, fail_open: bool) {
     let home = Home::new();
     home.policy("faults.yaml", POLICY);
-    let mut server = Serve::start(&home, 0);
+    let server = Server::start(&home, &[]);
     let port = server.port;
     let token = std::fs::read_to_string(home.path().join("token"))
         .unwrap()
@@ -438,7 +366,7 @@ fn kill_and_restart_under_a_running_agent(lang: Lang, via: Via, fail_open: bool)
     agent.pause("pause2");
     // Same home, same port, same socket path; the stale socket file is still there.
     assert!(socket.exists(), "a SIGKILLed server leaves its socket file");
-    let server2 = Serve::start(&home, port);
+    let server2 = Server::start_on(&home, port, &[]);
     assert_eq!(server2.port, port);
     agent.run_phase("up2");
     agent.pause("pause3");
@@ -603,7 +531,7 @@ fn library_never_sends_the_token_to_a_non_loopback_address() {
         Some(ip) => {
             // A real server listening on every address, this machine's non-loopback one
             // included; a plain client with the token does reach it there.
-            let server = Serve::start_at(&home, "0.0.0.0", 0);
+            let server = Server::start(&home, &["--addr", "0.0.0.0"]);
             let t = token(&home);
             let remote = Endpoint::Tcp(format!("{ip}:{}", server.port));
             let status = request(
@@ -663,7 +591,7 @@ fn library_never_sends_the_token_to_a_non_loopback_address() {
 fn an_over_limit_request_is_denied_every_time_even_with_fail_open() {
     let home = Home::new();
     home.policy("faults.yaml", POLICY);
-    let server = Serve::start(&home, 0);
+    let server = Server::start(&home, &[]);
     let token = std::fs::read_to_string(home.path().join("token"))
         .unwrap()
         .trim()
@@ -725,7 +653,7 @@ fn server_killed_during_an_ask(fail_open: bool) {
             "{POLICY}      - action: ask\n        when:\n          command_contains: [\"askme-step\"]\n        message: \"Needs a person\"\n"
         ),
     );
-    let mut server = Serve::start(&home, 0);
+    let server = Server::start(&home, &[]);
     let port = server.port;
     let token = std::fs::read_to_string(home.path().join("token"))
         .unwrap()
@@ -785,7 +713,7 @@ print(run(["/bin/echo", "forbidden" + "-step"])[0], flush=True)
     };
     assert!(wait_until(30, pending), "the ask never became pending");
     server.kill9();
-    let _server2 = Serve::start(&home, port);
+    let _server2 = Server::start_on(&home, port, &[]);
     std::fs::write(&ctl, "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {

@@ -41,7 +41,7 @@ fn rampart() -> &'static str {
 /// environment and waits for its "listening" line.
 fn spawn(home: &Home, program: &str, args: &[&str]) -> Proc {
     use std::io::BufRead;
-    let mut child = Command::new(program)
+    let mut child = crate::util::clean(Command::new(program))
         .args(args)
         .env("RAMPART_HOME", home.path())
         .env_remove("RAMPART_URL")

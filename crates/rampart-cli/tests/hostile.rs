@@ -12,27 +12,18 @@
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::util::library;
 use crate::util::{Home, Run, Server};
 
 const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/hostile_agent.py");
 const PATH: &str = "/usr/bin:/bin";
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (the hostile tests need the real library)",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
-}
 
 fn python() -> String {
     let out = Command::new("python3")
@@ -210,7 +201,7 @@ impl Setup {
             .collect();
         let spec_path = self.scratch.0.join("spec.json");
         std::fs::write(&spec_path, json!({ "cases": spec }).to_string()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        let mut cmd = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")));
         cmd.env_clear()
             .env("RAMPART_HOME", self.home.path())
             .env("HOME", self.home.path())

@@ -18,20 +18,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Home, Run, SEED_POLICY, Server, wait_until};
 
 const PATH: &str = "/usr/bin:/bin";
 const FAIL_OPEN_ADVICE: &str =
     "start the server (rampart serve --background) or use --fail-open=false to refuse instead";
-
-fn library() {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first",
-        lib.display()
-    );
-}
 
 fn is_root() -> bool {
     Command::new("id")
@@ -111,7 +103,7 @@ fn rampart(home: &Home, scratch: &Scratch, as_user: bool, args: &[&str]) -> Comm
             .arg(home.path())
             .status();
         assert!(status.unwrap().success());
-        let mut c = Command::new("setpriv");
+        let mut c = crate::util::clean(Command::new("setpriv"));
         c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups", exe]);
         c
     } else {
@@ -1166,4 +1158,115 @@ fn a_dripping_answer_is_no_answer_in_time() {
         )
     );
     assert_eq!(scratch.touched(), "");
+}
+
+/// Issue 16: a throw-away `RAMPART_HOME` (the README's tip) still finds the installed
+/// library — beside the installed binary (`<prefix>/lib/rampart/`), else in the real
+/// `~/.rampart/lib` — and an installed binary looks in no build tree and no
+/// `/usr/local/lib` it was never installed to.
+#[test]
+fn a_throw_away_home_finds_the_installed_library() {
+    let lib = library();
+    let root = tempfile::tempdir().unwrap();
+    let prefix = root.path().join("prefix");
+    let user = root.path().join("user");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(&user).unwrap();
+    let rampart = prefix.join("bin/rampart");
+    std::fs::copy(env!("CARGO_BIN_EXE_rampart"), &rampart).unwrap();
+    let home = Home::new();
+    let run = |args: &[&str]| {
+        Run(home
+            .cmd_of(&rampart)
+            .env("HOME", &user)
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    let r = run(&["preload", "--no-autostart", "--", "true"]);
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            2,
+            format!(
+                "rampart: error: librampart.so not found (looked in {}/lib/librampart.so, {}/lib/rampart/librampart.so, {}/.rampart/lib/librampart.so); build and install it with `make install`\n",
+                home.path().display(),
+                prefix.display(),
+                user.display()
+            )
+        )
+    );
+    let library_line = |r: Run| {
+        r.stdout()
+            .lines()
+            .find(|l| l.starts_with("  ok    library "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{}", r.stdout()))
+    };
+    let in_user = user.join(".rampart/lib/librampart.so");
+    std::fs::create_dir_all(in_user.parent().unwrap()).unwrap();
+    std::fs::copy(&lib, &in_user).unwrap();
+    assert_eq!(
+        library_line(run(&["doctor"])),
+        format!(
+            "  ok    library   {} loads (LD_PRELOAD=… /bin/true)",
+            in_user.display()
+        )
+    );
+    let in_prefix = prefix.join("lib/rampart/librampart.so");
+    std::fs::create_dir_all(in_prefix.parent().unwrap()).unwrap();
+    std::fs::copy(&lib, &in_prefix).unwrap();
+    assert_eq!(
+        library_line(run(&["doctor"])),
+        format!(
+            "  ok    library   {} loads (LD_PRELOAD=… /bin/true)",
+            in_prefix.display()
+        )
+    );
+}
+
+/// Issue 16: a program that never started is not in the audit trail as an "allow".
+/// `rampart preload` says it cannot run a CMD that does not exist as a shell would (127,
+/// the same line as `rampart supervise`) before asking the server anything.
+#[test]
+fn a_program_that_does_not_exist_is_not_audited_as_allowed() {
+    library();
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    for program in ["no-such-program-xyz", "/no/such/program"] {
+        let r = Run(home
+            .cmd()
+            .args(["preload", "--", program, "arg"])
+            .output()
+            .unwrap());
+        assert_eq!(
+            (r.code(), r.stderr()),
+            (
+                127,
+                format!("rampart: cannot run {program}: No such file or directory (os error 2)\n")
+            )
+        );
+    }
+    // Found on PATH but not executable: "Permission denied", 126, as a shell says it.
+    let bin = tempfile::tempdir().unwrap();
+    let plain = bin.path().join("plain-file");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = Run(home
+        .cmd()
+        .env("PATH", bin.path())
+        .args(["preload", "--", "plain-file"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        (r.code(), r.stderr()),
+        (
+            126,
+            "rampart: cannot run plain-file: Permission denied (os error 13)\n".to_owned()
+        )
+    );
+    // The server answered nothing for them: its trail holds no event at all.
+    let r = home.run(&["audit", "search"]);
+    assert_eq!(r.stdout(), "No matching audit events.\n");
+    drop(server);
 }

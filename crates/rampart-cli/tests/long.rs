@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use util::library;
 use util::{Home, Server};
 
 const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents");
@@ -73,16 +74,6 @@ fn secs() -> u64 {
             _ => panic!("RAMPART_LONG_SECS={v:?}: expected a whole number of seconds, at least 1"),
         },
     }
-}
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (the long tests need the real library)",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
 }
 
 /// The real Python binary (a pyenv shim is a bash script that would add execs of its own).

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::library;
 use crate::util::{Home, Run, SEED_POLICY, Server, wait_until};
 
 const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents");
@@ -24,16 +25,6 @@ const CUSTOM_AGENT_POLICY: &str =
     include_str!("../../rampart-policy/tests/fixtures/custom-agent.yaml");
 const DENIED: &str = "rampart: [ERROR] Policy denied: Destructive command blocked";
 const PATH: &str = "/usr/bin:/bin";
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first (the preload tests need the real library)",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
-}
 
 /// The real Python binary: pyenv shims are bash scripts that would add execs of their own.
 fn python() -> &'static str {
@@ -152,7 +143,7 @@ fn preload_cmd(
     flags: &[&str],
     cmd: &[&str],
 ) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    let mut c = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")));
     c.env_clear()
         .env("RAMPART_HOME", home.path())
         .env("HOME", home.path())
@@ -451,6 +442,55 @@ fn os_system_ls_la_runs_and_prints() {
     assert!(argv_is(sys, &["sh", "-c", "ls -la dir"]));
     assert_eq!(sys["exe"], "/bin/sh");
     assert_eq!(sys["policy"], "preload-safe-dev");
+}
+
+/// Issue 16: `os.system("ls -la dir")` is one decision. The shell's exec of exactly that
+/// command is audited as part of it (`part_of`: the system() event's id) and left out of
+/// the counts; a shell line that runs other commands (`ls dir; ls -la dir`) gets
+/// decisions of its own for each, even for a command an earlier system() call allowed.
+#[test]
+fn os_system_is_one_decision_and_the_shells_exec_is_part_of_it() {
+    let s = Setup::seed();
+    let r = run(
+        s.preload(
+            &[],
+            &[
+                python(),
+                "-c",
+                "import os; os.system('ls -la dir'); os.system('ls dir; ls -la dir')",
+            ],
+        ),
+        20,
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let events = s.events();
+    let sys: Vec<&Value> = events.iter().filter(|e| e["via"] == "system").collect();
+    assert_eq!(sys.len(), 2, "{events:#?}");
+    let first = sys[0]["id"].as_str().unwrap();
+    let execs: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .filter(|e| e["via"] != "system" && e["exe"].as_str().is_some_and(|x| x.ends_with("/ls")))
+        .map(|e| (e["command"].as_str().unwrap(), e["part_of"].as_str()))
+        .collect();
+    assert_eq!(
+        execs,
+        [
+            ("ls -la dir", Some(first)),
+            ("ls dir", None),
+            ("ls -la dir", None)
+        ]
+    );
+    // Counted once: `audit stats` leaves the linked exec out.
+    let counted = events
+        .iter()
+        .filter(|e| e.get("part_of").is_none() && e["decision"] != "unchecked")
+        .count();
+    let stats = s.home.run(&["audit", "stats"]).stdout();
+    assert!(
+        stats.contains(&format!("  Total: {counted}\n")),
+        "{counted}: {stats}"
+    );
+    assert_eq!(counted + 1, events.len());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1028,7 +1068,7 @@ fn autostart_starts_a_background_server_and_says_so() {
     let scratch = Scratch::new();
     let port = free_port().to_string();
     let _stop = StopServer(&home);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    let mut cmd = crate::util::clean(Command::new(env!("CARGO_BIN_EXE_rampart")));
     cmd.env_clear()
         .env("RAMPART_HOME", home.path())
         .env("PATH", PATH)

@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use crate::util::library;
 use crate::util::wait_until;
 
 const USER: u32 = 1000;
@@ -65,16 +66,6 @@ exit 7
 
 fn euid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
-}
-
-fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `make -C preload` first",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
 }
 
 fn binary() -> PathBuf {
@@ -357,7 +348,7 @@ fn as_uid(uid: u32, program: &Path) -> Command {
     if uid == euid() {
         return Command::new(program);
     }
-    let mut cmd = Command::new("setpriv");
+    let mut cmd = crate::util::clean(Command::new("setpriv"));
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
         .arg("--clear-groups")
@@ -491,7 +482,7 @@ fn protect_refuses_in_one_line_where_user_namespaces_are_forbidden() {
             .iter()
             .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
             .collect();
-        let mut cmd = Command::new("unshare");
+        let mut cmd = crate::util::clean(Command::new("unshare"));
         cmd.args(["-U", "-r", "sh", "-c"]).arg(format!(
             "echo 0 > /proc/sys/user/max_user_namespaces && exec {}",
             quoted.join(" ")

@@ -142,7 +142,7 @@ fn the_only_public_routes_are_healthz_and_the_dashboard_files() {
     // The oracle is the repository's dashboard/ directory, not the table itself.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboard");
     let mut expected: std::collections::BTreeSet<String> =
-        ["/healthz", "/dashboard", "/dashboard/"]
+        ["/healthz", "/", "/dashboard", "/dashboard/"]
             .into_iter()
             .map(str::to_owned)
             .collect();
@@ -189,7 +189,11 @@ fn the_only_public_routes_are_healthz_and_the_dashboard_files() {
     for endpoint in [server.tcp(), server.unix()] {
         for route in ROUTES.iter().filter(|r| r.access == Access::Public) {
             let r = raw(&endpoint, route.method, route.path, &[]);
-            let expected_status = if route.path == "/dashboard" { 308 } else { 200 };
+            let expected_status = if matches!(route.path, "/" | "/dashboard") {
+                308
+            } else {
+                200
+            };
             assert_eq!(r.status, expected_status, "{route:?} on {endpoint:?}");
             assert!(!r.body.contains(&server.token), "{route:?}");
             assert!(
@@ -323,7 +327,6 @@ fn unknown_paths_and_unrouted_methods_answer_with_an_error_and_nothing_else() {
     server.preflight(json!({"agent": "a", "params": {"command": "ls /secret-listing"}}));
     let token_header = format!("Authorization: Bearer {}", server.token);
     let unknown = [
-        "/",
         "/token",
         "/rampart.sock",
         "/serve.port",
@@ -976,7 +979,7 @@ fn serve_is_not_dumpable_a_same_user_agent_cannot_read_or_copy_its_descriptors()
     std::fs::write(&probe, NON_DUMPABLE_PROBE).unwrap();
     chown(&probe, Some(1000), Some(1000)).unwrap();
     let as_user = |program: &str| {
-        let mut cmd = Command::new("setpriv");
+        let mut cmd = crate::util::clean(Command::new("setpriv"));
         cmd.args([
             "--reuid",
             "1000",

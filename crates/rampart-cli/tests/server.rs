@@ -322,6 +322,7 @@ fn ask_denied_with_rampart_deny_and_approved_with_rampart_approve() {
         .cmd()
         .args(["deny", &id, "--message", "not today"])
         .env("USER", "bob")
+        .env_remove("SSH_CONNECTION")
         .output()
         .unwrap();
     assert!(
@@ -332,7 +333,7 @@ fn ask_denied_with_rampart_deny_and_approved_with_rampart_approve() {
     let answer = waiter.join().unwrap();
     assert_eq!(answer["allowed"], false);
     assert_eq!(answer["decision"], "deny");
-    assert_eq!(answer["message"], "denied by bob (cli): not today");
+    assert_eq!(answer["message"], "denied by bob (rampart deny): not today");
     let run = home.run(&["approve", &id]);
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("already denied"), "{}", run.stderr());
@@ -342,11 +343,16 @@ fn ask_denied_with_rampart_deny_and_approved_with_rampart_approve() {
         .cmd()
         .args(["approve", &id])
         .env("USER", "carol")
+        .env("SSH_CONNECTION", "203.0.113.7 50000 10.0.0.1 22")
         .output()
         .unwrap();
     assert!(run.status.success());
     let answer = waiter.join().unwrap();
-    assert_eq!(answer["message"], "approved by carol (cli)");
+    // Who, and from where (issue 16: not "someone (cli)").
+    assert_eq!(
+        answer["message"],
+        "approved by carol (rampart approve, ssh from 203.0.113.7)"
+    );
     assert_eq!(home.run(&["pending"]).stdout(), "No pending approvals.\n");
 }
 
@@ -840,6 +846,8 @@ fn install_dry_run_prints_a_systemd_unit() {
         env!("CARGO_BIN_EXE_rampart")
     )));
     assert!(unit.contains("\n[Install]\nWantedBy=default.target\n"));
+    // No placeholder documentation URL (issue 16).
+    assert!(!unit.contains("Documentation="), "{unit}");
     // Every line is a section, a key=value pair or blank.
     for line in unit.lines() {
         assert!(
@@ -1142,4 +1150,270 @@ policies:
             "{args:?}: {out:?}"
         );
     }
+}
+
+/// Issue 16: with this home's server stopped, `serve status`, `pending`, `approve`,
+/// `--reload` and `dashboard` say "not running" and how to start it (exit 1) — not
+/// "reading the token …".
+#[test]
+fn nothing_running_is_said_with_how_to_start_it() {
+    let home = Home::new();
+    let line = format!(
+        "rampart: not running (nothing answers at unix:{}/rampart.sock); start it with `rampart serve --background`\n",
+        home.path().display()
+    );
+    let run = home.run(&["serve", "status"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (1, line.clone(), String::new())
+    );
+    for args in [
+        &["pending"][..],
+        &["dashboard"],
+        &["approve", "01ABC"],
+        &["serve", "--reload"],
+    ] {
+        let run = home.run(args);
+        assert_eq!(
+            (run.code(), run.stdout(), run.stderr()),
+            (1, String::new(), line.clone()),
+            "{args:?}"
+        );
+    }
+    // The token exists once a server has run here; stopped, the answer is the same.
+    let server = Server::start(&home, &[]);
+    assert_eq!(server.terminate(), Some(0));
+    let run = home.run(&["pending"]);
+    assert_eq!((run.code(), run.stderr()), (1, line));
+}
+
+/// Issue 16: a home whose server is stopped never talks to another home's server on the
+/// default port (it would hand it this home's token). Run in a network namespace of its
+/// own (`unshare -Urn`, no root needed), so the other home's server can own
+/// 127.0.0.1:9090 there without touching the machine's port 9090.
+#[test]
+fn a_stopped_home_never_asks_another_homes_server_on_the_default_port() {
+    let other = Home::new();
+    let home = Home::new();
+    // A token in this home, as after a first run: the old code then sent it to :9090.
+    assert_eq!(home.run(&["token", "show"]).code(), 0);
+    let script = r#"
+        ip link set lo up || exit 90
+        RAMPART_HOME="$1" "$0" serve --background --port 9090 >/dev/null || exit 91
+        for args in "serve status" "pending" "dashboard"; do
+            RAMPART_HOME="$2" "$0" $args
+            echo "rc=$?"
+        done
+        RAMPART_HOME="$1" "$0" serve stop >/dev/null
+    "#;
+    let out = std::process::Command::new("unshare")
+        .args(["-Urn", "sh", "-c", script, env!("CARGO_BIN_EXE_rampart")])
+        .arg(other.path())
+        .arg(home.path())
+        .env_remove("RAMPART_URL")
+        .env_remove("RAMPART_TOKEN")
+        .output()
+        .unwrap();
+    if out.status.code() == Some(1) && out.stdout.is_empty() {
+        println!(
+            "SKIPPED a_stopped_home_never_asks_another_homes_server_on_the_default_port: unshare -Urn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let line = format!(
+        "rampart: not running (nothing answers at unix:{}/rampart.sock); start it with `rampart serve --background`\n",
+        home.path().display()
+    );
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        ),
+        (format!("{line}rc=1\nrc=1\nrc=1\n"), format!("{line}{line}"))
+    );
+}
+
+/// A second foreground `serve` on a home whose server runs names it instead of failing on
+/// the audit trail's lock file.
+#[test]
+fn a_second_serve_says_already_running_with_the_pid() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let run = home.run(&["serve", "--port", "0"]);
+    let pid = server.pid();
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (
+            1,
+            format!(
+                "rampart: already running (pid {pid}, unix:{}); stop it with `rampart serve stop` or `kill {pid}`\n",
+                server.socket.display()
+            ),
+            String::new()
+        )
+    );
+}
+
+/// A port another server holds is said once, foreground and background.
+#[test]
+fn a_port_clash_is_said_once() {
+    let first = Home::new();
+    let server = Server::start(&first, &[]);
+    let home = Home::new();
+    let port = server.port.to_string();
+    let reason = format!(
+        "cannot listen on 127.0.0.1:{port}: Address already in use (os error 98) (is another `rampart serve` running? see `rampart serve status`)"
+    );
+    let run = home.run(&["serve", "--port", &port]);
+    assert_eq!(
+        (run.code(), run.stderr()),
+        (2, format!("rampart: error: {reason}\n"))
+    );
+    let run = home.run(&["serve", "--background", "--port", &port]);
+    assert_eq!(
+        (run.code(), run.stderr()),
+        (
+            2,
+            format!(
+                "rampart: error: the background server did not start: {reason} (log {}/serve.log)\n",
+                home.path().display()
+            )
+        )
+    );
+}
+
+/// Issue 16: `rampart … | head` ends quietly. The reader is gone before the first write
+/// (a pipe whose read end is closed), so every command that prints meets EPIPE: each
+/// exits 0 with nothing on stderr.
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    for i in 0..5 {
+        server.preflight(exec(&format!("git status {i}")));
+    }
+    let commands: &[&[&str]] = &[
+        &["--help"],
+        &["preload", "--help"],
+        &["audit", "tail"],
+        &["audit", "tail", "-n", "3"],
+        &["audit", "search"],
+        &["audit", "search", "--json"],
+        &["audit", "search", "no-such-command"],
+        &["audit", "stats"],
+        &["audit", "verify"],
+        &["policy", "show"],
+        &["policy", "lint"],
+        &["test", "git status"],
+        &["pending"],
+        &["serve", "status"],
+        &["serve", "install", "--dry-run"],
+        &["dashboard"],
+        &["token", "show"],
+        &["--version"],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = home
+            .cmd()
+            .args(*args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (Some(0), String::new()),
+            "{args:?}"
+        );
+    }
+}
+
+/// Issue 16: a search that finds nothing says so; a decision that does not exist is a
+/// usage error listing the ones that do (`unchecked` among them).
+#[test]
+fn audit_search_says_no_match_and_refuses_an_unknown_decision() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    server.preflight(exec("git status"));
+    let run = home.run(&["audit", "search", "no-such-command"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (0, "No matching audit events.\n".to_owned(), String::new())
+    );
+    let run = home.run(&["audit", "search", "--json", "--decision", "ask"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (
+            0,
+            String::new(),
+            "rampart: no matching audit events\n".to_owned()
+        )
+    );
+    let run = home.run(&["audit", "search", "--decision", "denied"]);
+    assert_eq!(
+        (run.code(), run.stdout(), run.stderr()),
+        (
+            2,
+            String::new(),
+            "error: invalid value 'denied' for '--decision <DECISION>'\n  [possible values: allow, deny, ask, log, unchecked]\n\n  tip: a similar value exists: 'deny'\n\nFor more information, try '--help'.\n".to_owned()
+        )
+    );
+    let run = home.run(&["audit", "search", "--decision", "allow"]);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stdout().contains("  allow  preload  s1  git status"),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// Issue 16: "1 policy, 1 rule", not "1 policies, 1 rules".
+#[test]
+fn one_policy_is_said_in_the_singular() {
+    let home = Home::new();
+    home.policy(
+        "one.yaml",
+        "version: \"1\"\ndefault_action: allow\npolicies:\n  - name: only\n    match:\n      tool: [\"exec\"]\n    rules:\n      - action: deny\n        when:\n          command_matches: [\"touch *\"]\n",
+    );
+    let _server = Server::start(&home, &[]);
+    let run = home.run(&["serve", "status"]);
+    assert!(
+        run.stdout()
+            .contains("\n  policy:   1 policy, 1 rule from "),
+        "{}",
+        run.stdout()
+    );
+    let run = home.run(&["serve", "--reload"]);
+    assert!(
+        run.stdout()
+            .starts_with("rampart: policies reloaded: 1 policy, 1 rule from "),
+        "{}",
+        run.stdout()
+    );
+    let run = home.run(&["policy", "show"]);
+    assert!(
+        run.stdout().contains(": 1 policy, 1 rule\n"),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// Issue 16: `rampart test --help` says its exit codes, and ends with an example.
+#[test]
+fn test_help_says_the_exit_codes() {
+    let run = Home::new().run(&["test", "--help"]);
+    assert_eq!(run.code(), 0);
+    assert!(
+        run.stdout().ends_with(
+            "\nExit status: 0 allow or log, 1 deny, 3 ask, 2 usage or input error.\n\nExample:\n  rampart test --agent claude \"git push --force origin main\"\n"
+        ),
+        "{}",
+        run.stdout()
+    );
 }

@@ -463,7 +463,7 @@ fn unreadable_memory_is_refused_in_enforce_and_reported_in_monitor() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = setup.server.port.to_string();
     let run = |mode: &str, how: &str| {
-        Command::new("setpriv")
+        crate::util::clean(Command::new("setpriv"))
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(env!("CARGO_BIN_EXE_rampart"))
             .args([
@@ -808,7 +808,7 @@ fn uid_1000_dir() -> tempfile::TempDir {
 /// `rampart supervise -- COMMAND` run as uid 1000 (`cloudsdk`) in `dir` (owned by it),
 /// against the setup's server.
 fn as_uid_1000(setup: &Setup, dir: &Path, command: &[&str]) -> Output {
-    Command::new("setpriv")
+    crate::util::clean(Command::new("setpriv"))
         .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_rampart"))
         .args(["supervise", "--port", &setup.server.port.to_string()])

@@ -37,10 +37,20 @@ impl Home {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        self.cmd_of(Path::new(env!("CARGO_BIN_EXE_rampart")))
+    }
+
+    /// Like [`Home::cmd`] with another copy of the binary (an "installed" one).
+    pub fn cmd_of(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        // Nothing from the caller's environment: a developer's exported RAMPART_URL,
+        // RAMPART_TOKEN, RAMPART_MODE, RAMPART_FAIL_OPEN… must not change what a test sees.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("RAMPART_") {
+                cmd.env_remove(name);
+            }
+        }
         cmd.env("RAMPART_HOME", self.path())
-            .env_remove("RAMPART_URL")
-            .env_remove("RAMPART_TOKEN")
             .env_remove("LD_PRELOAD");
         cmd
     }
@@ -77,10 +87,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(home: &Home, extra: &[&str]) -> Server {
+        Server::start_on(home, 0, extra)
+    }
+
+    /// [`Server::start`] on a given port (a restart on the port a killed server had).
+    pub fn start_on(home: &Home, port: u16, extra: &[&str]) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = home
             .cmd()
-            .args(["serve", "--port", "0"])
+            .args(["serve", "--port", &port.to_string()])
             .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -114,11 +129,12 @@ impl Server {
                 panic!("server did not start: {}", stderr.lock().unwrap());
             }
         };
-        // "rampart: listening on http://127.0.0.1:PORT and unix:PATH (mode M)"
+        // "rampart: listening on http://ADDR:PORT and unix:PATH (mode M)"
         let port = line
-            .split("http://127.0.0.1:")
+            .split("http://")
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
+            .and_then(|hostport| hostport.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
         let token = std::fs::read_to_string(home.path().join("token"))
@@ -233,4 +249,28 @@ pub fn audit_ids(home: &Path) -> std::collections::HashSet<String> {
         }
     }
     ids
+}
+
+/// The preload library the end-to-end tests run with (`make -C preload` builds it);
+/// a missing library fails the test with that instruction.
+pub fn library() -> PathBuf {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run `make -C preload` first (the end-to-end tests need the real library)",
+        lib.display()
+    );
+    lib.canonicalize().unwrap()
+}
+
+/// `cmd` without any `RAMPART_*` variable of the caller's environment (a developer's
+/// exported RAMPART_URL, RAMPART_TOKEN, RAMPART_DEBUG… must not change what a test sees);
+/// for commands not built by [`Home::cmd`].
+pub fn clean(mut cmd: Command) -> Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RAMPART_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }

@@ -100,6 +100,7 @@ macro_rules! route_table {
 
 route_table! {
     get "/healthz" Public => healthz;
+    get "/" Public => crate::dashboard::redirect;
     get "/dashboard" Public => crate::dashboard::redirect;
     get "/dashboard/" Public => crate::dashboard::index_html;
     get "/dashboard/index.html" Public => crate::dashboard::index_html;
@@ -436,8 +437,21 @@ async fn preflight(
         (true, Some(decision.action.as_str().to_owned()))
     };
     let (stored, message) = if allowed {
-        match append(&state, event) {
-            Ok(stored) => (stored, decision.message),
+        // The shell's exec of exactly the command a system()/popen() call of its parent
+        // was allowed: part of that decision (shells.rs). Only an allow is ever linked.
+        let part_of = match (tool.as_str(), req.ppid, decision.allowed()) {
+            ("exec", Some(ppid), true) => state.shells.take(&session, ppid, &command),
+            _ => None,
+        };
+        match append_linked(&state, event, part_of.as_deref()) {
+            Ok(stored) => {
+                if let (Some("system" | "popen"), Some(pid), true) =
+                    (req.via.as_deref(), req.pid, decision.allowed())
+                {
+                    state.shells.remember(&session, pid, &command, &stored);
+                }
+                (stored, decision.message)
+            }
             Err(e) => return e.into_response(),
         }
     } else {
@@ -630,7 +644,16 @@ fn new_event(
 /// counted. Refusals go through [`append_refusal`] instead. The first failure of an
 /// outage and the recovery after it are said once each on stderr.
 fn append(state: &AppState, event: NewEvent) -> Result<String, ApiError> {
-    match write_event(state, event) {
+    append_linked(state, event, None)
+}
+
+/// [`append`], for an event that may be part of an earlier decision (`part_of`).
+fn append_linked(
+    state: &AppState,
+    event: NewEvent,
+    part_of: Option<&str>,
+) -> Result<String, ApiError> {
+    match write_linked(state, event, part_of) {
         Ok(id) => Ok(id),
         Err(why) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -696,7 +719,21 @@ fn printable_cut(text: &str) -> String {
 
 /// The one place an event is written: its id, or why it could not be.
 fn write_event(state: &AppState, event: NewEvent) -> Result<String, String> {
-    match state.audit.append(event) {
+    write_linked(state, event, None)
+}
+
+/// [`write_event`]; an event that is part of an earlier decision stays out of the live
+/// feed (it is no new decision).
+fn write_linked(
+    state: &AppState,
+    event: NewEvent,
+    part_of: Option<&str>,
+) -> Result<String, String> {
+    let written = match part_of {
+        Some(id) => state.audit.append_part_of(event, id),
+        None => state.audit.append(event),
+    };
+    match written {
         Ok(stored) => {
             if let Some((failed, unrecorded)) = state.metrics.audit_recovered() {
                 eprintln!(
@@ -704,7 +741,9 @@ fn write_event(state: &AppState, event: NewEvent) -> Result<String, String> {
                     failed.saturating_sub(unrecorded)
                 );
             }
-            state.events.send("decision", &stored);
+            if stored.part_of.is_none() {
+                state.events.send("decision", &stored);
+            }
             Ok(stored.id)
         }
         Err(e) => {

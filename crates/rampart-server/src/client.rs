@@ -468,6 +468,14 @@ fn read_rest(
 }
 
 /// True when `/healthz` answers `ok`.
+/// The pid of the process listening on the Unix socket at `path` (SO_PEERCRED), when one
+/// accepts a connection: `rampart serve` names it instead of failing on the audit lock.
+pub fn socket_peer_pid(path: &std::path::Path) -> Option<i32> {
+    let stream = UnixStream::connect(path).ok()?;
+    let cred = rustix::net::sockopt::socket_peercred(&stream).ok()?;
+    Some(cred.pid.as_raw_nonzero().get())
+}
+
 pub fn healthy(endpoint: &Endpoint) -> bool {
     matches!(
         request(endpoint, "GET", "/healthz", None, None, Duration::from_secs(2)),

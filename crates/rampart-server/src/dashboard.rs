@@ -20,7 +20,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 // The routes are listed in `api::ROUTES` (all `Public`).
 
-/// `/dashboard` → `/dashboard/`, so the page's relative asset URLs resolve.
+/// `/` and `/dashboard` → `/dashboard/` (the page's relative asset URLs resolve there; a
+/// person who opens the server's address gets the dashboard, not a 404).
 pub async fn redirect() -> Redirect {
     Redirect::permanent("/dashboard/")
 }

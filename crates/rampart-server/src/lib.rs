@@ -19,6 +19,7 @@ pub mod policy_repo;
 mod program;
 mod reload;
 mod serve;
+mod shells;
 mod state;
 pub mod token;
 pub mod wire;

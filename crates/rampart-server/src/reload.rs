@@ -57,8 +57,9 @@ pub async fn reload(state: &Arc<AppState>, trigger: &str) -> ReloadResult {
                 last_error: None,
             });
             eprintln!(
-                "rampart: policies reloaded ({trigger}): {} policies, {} rules from {}",
-                result.policies, result.rules, result.source
+                "rampart: policies reloaded ({trigger}): {} from {}",
+                crate::wire::policies_and_rules(result.policies, result.rules),
+                result.source
             );
             result
         }

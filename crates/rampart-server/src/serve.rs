@@ -39,12 +39,13 @@ pub enum ServerError {
     #[error("audit trail: {0}")]
     Audit(#[from] rampart_audit::AuditError),
     #[error(
-        "cannot listen on {addr}: {source} (is another `rampart serve` running? see `rampart serve status`)"
+        "cannot listen on {addr}: {cause} (is another `rampart serve` running? see `rampart serve status`)"
     )]
     Bind {
         addr: String,
-        #[source]
-        source: std::io::Error,
+        // Not a `source`: the message already says it, and the CLI's one-line error
+        // would say it a second time.
+        cause: std::io::Error,
     },
     #[error("Unix socket {}: {message}", path.display())]
     Socket { path: PathBuf, message: String },
@@ -119,9 +120,9 @@ where
     let tcp_addr = SocketAddr::new(config.addr, config.port);
     let tcp = tokio::net::TcpListener::bind(tcp_addr)
         .await
-        .map_err(|source| ServerError::Bind {
+        .map_err(|cause| ServerError::Bind {
             addr: tcp_addr.to_string(),
-            source,
+            cause,
         })?;
     let unix = bind_unix(&config.socket).await?;
     raise_backlog(&tcp);
@@ -153,6 +154,7 @@ where
         connections: connections.clone(),
         exports,
         policy_repo: crate::policy_repo::RepoState::default(),
+        shells: Default::default(),
         config,
     });
     crate::policy_repo::start(state.clone())?;

@@ -32,6 +32,8 @@ pub struct AppState {
     pub exports: crate::export::Exports,
     /// The policy repository's adopted and refused commits, when `--policy-repo` is set.
     pub policy_repo: crate::policy_repo::RepoState,
+    /// Allowed `system()`/`popen()` calls whose shell's exec is part of them.
+    pub shells: crate::shells::Shells,
 }
 
 #[derive(Clone)]

@@ -211,3 +211,23 @@ pub struct AgentCredential {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// "1 policy, 3 rules": the counts every status, reload and show line says, in English.
+pub fn policies_and_rules(policies: usize, rules: usize) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{}, {}",
+        plural(policies, "policy", "policies"),
+        plural(rules, "rule", "rules")
+    )
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn one_policy_is_singular() {
+        assert_eq!(super::policies_and_rules(1, 1), "1 policy, 1 rule");
+        assert_eq!(super::policies_and_rules(0, 2), "0 policies, 2 rules");
+    }
+}
