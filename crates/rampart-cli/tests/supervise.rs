@@ -301,8 +301,12 @@ fn children_with_an_empty_environment_are_still_checked() {
 
     // Grandchildren too: env -i drops everything, the filter stays.
     let file = setup.target("env-i");
-    // (`$t`: the policy sees through `sh -c` and `env`; this must reach the inner exec.)
-    let script = format!("t=touch; env -i /usr/bin/$t {}; echo rc=$?", file.display());
+    // (`$t` from a substitution: the policy sees through `sh -c`, `env` and plain
+    // assignments; this must reach the inner exec.)
+    let script = format!(
+        "t=$(echo touch); env -i /usr/bin/$t {}; echo rc=$?",
+        file.display()
+    );
     let out = setup.run(&["sh", "-c", &script]);
     assert!(
         text(&out.stdout).contains("rc=126"),
@@ -341,7 +345,7 @@ fn python_node_and_bash_behave_as_under_preload() {
 
     let file = setup.target("bash");
     let script = format!(
-        "t=touch; $t {}; echo rc=$?; /bin/true && echo ok",
+        "t=$(echo touch); $t {}; echo rc=$?; /bin/true && echo ok",
         file.display()
     );
     let out = setup.run(&["bash", "-c", &script]);
@@ -392,7 +396,7 @@ fn a_slow_ask_does_not_hold_up_other_execs() {
             &[
                 "sh",
                 "-c",
-                "m=ask; /bin/echo $m-marker & sleep 0.3; /bin/echo fast; wait",
+                "m=$(echo ask); /bin/echo $m-marker & sleep 0.3; /bin/echo fast; wait",
             ],
         )
         .stdout(Stdio::piped())
@@ -647,9 +651,10 @@ fn proc_self_and_dev_fd_are_the_task_s_own() {
     let files: Vec<PathBuf> = (1..=4)
         .map(|i| setup.target(&format!("spelled{i}")))
         .collect();
-    // (`$t`: the policy sees through `bash -c`; the inner execs are what is tested.)
+    // (`$t` from a substitution: the policy sees through `bash -c` and plain assignments;
+    // the inner execs are what is tested.)
     let script = format!(
-        "t=touch; exec 77</usr/bin; /dev/fd/77/$t {0}; echo rc=$?\n\
+        "t=$(echo touch); exec 77</usr/bin; /dev/fd/77/$t {0}; echo rc=$?\n\
          cd /usr/bin && /proc/self/cwd/$t {1}; echo rc=$?\n\
          /proc/thread-self/cwd/$t {2}; echo rc=$?\n\
          /dev/stdin {3} </usr/bin/$t; echo rc=$?\n",
@@ -955,7 +960,7 @@ fn proc_self_inside_a_pid_namespace_is_the_task_there() {
     let setup = Setup::new();
     let (f, g) = (setup.target("pidns-self"), setup.target("pidns-one"));
     let script = format!(
-        "t=touch; cd /usr/bin; /proc/self/cwd/$t {}; echo rc=$?; /proc/1/cwd/$t {}; echo rc=$?",
+        "t=$(echo touch); cd /usr/bin; /proc/self/cwd/$t {}; echo rc=$?; /proc/1/cwd/$t {}; echo rc=$?",
         f.display(),
         g.display()
     );
