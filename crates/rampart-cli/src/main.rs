@@ -36,6 +36,7 @@ mod serve_cmd;
 mod show;
 mod supervise_cmd;
 mod token_cmd;
+mod wait_line;
 
 use std::process::ExitCode;
 

@@ -229,22 +229,36 @@ pub fn check(resolved: &Resolved, command: &[OsString]) -> Asked {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let exe = argv.first().and_then(|p| which(p)).unwrap_or_default();
-    ask(
+    let command = command_string(&argv, &exe);
+    let pid = i64::from(std::process::id());
+    // CMD's own held ask is announced like the library's (`wait_line`).
+    let timer = (resolved.mode == Mode::Enforce && resolved.ask_timeout_ms > 0)
+        .then(|| crate::wait_line::Timer::start(resolved, Some(pid), &command))
+        .flatten();
+    let asked = ask(
         resolved,
         &ExecCall {
-            command: command_string(&argv, &exe),
+            command: command.clone(),
             argv,
             exe,
             cwd: std::env::current_dir()
                 .ok()
                 .map(|d| d.to_string_lossy().into_owned()),
-            pid: Some(i64::from(std::process::id())),
+            pid: Some(pid),
             ppid: Some(i64::from(std::os::unix::process::parent_id())),
             via: "rampart-preload",
             unchecked: None,
         },
         None,
-    )
+    );
+    if let Some(timer) = timer {
+        let allowed = match asked.outcome {
+            Checked::Answer { allowed } => Some(allowed),
+            _ => None,
+        };
+        timer.finish(allowed, &asked.why, &command);
+    }
+    asked
 }
 
 /// One exec to be checked: what the library sends about it (DESIGN.md §5, §6).

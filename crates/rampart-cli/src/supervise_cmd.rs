@@ -166,9 +166,9 @@ impl Decider for ServerDecider {
             // Started on first use, after the fork: the supervisor forks single-threaded.
             self.waiting
                 .reporter
-                .get_or_init(|| self.waiting.start_reporter());
+                .get_or_init(|| self.waiting.start_reporter(&self.resolved));
         }
-        let ticket = self.waiting.add(shown.clone());
+        let ticket = self.waiting.add(call.command.clone(), exec.pid);
         let asked = self.ask(&call);
         self.waiting.remove(ticket);
         // CMD's own exec proves the configuration, as under `rampart preload`: anything
@@ -234,16 +234,16 @@ impl Decider for ServerDecider {
 struct Waiting {
     reporter: OnceLock<()>,
     next: AtomicU64,
-    pending: Mutex<HashMap<u64, (Instant, String, bool)>>,
+    pending: Mutex<HashMap<u64, (Instant, String, u32, bool)>>,
 }
 
 impl Waiting {
-    fn add(&self, command: String) -> u64 {
+    fn add(&self, command: String, pid: u32) -> u64 {
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(ticket, (Instant::now(), command, false));
+            .insert(ticket, (Instant::now(), command, pid, false));
         ticket
     }
 
@@ -254,8 +254,9 @@ impl Waiting {
             .remove(&ticket);
     }
 
-    fn start_reporter(self: &Arc<Self>) {
+    fn start_reporter(self: &Arc<Self>, resolved: &Resolved) {
         let this = Arc::clone(self);
+        let resolved = resolved.clone();
 
         // A failure to start it only costs the [WAIT] hint.
         let _ = std::thread::Builder::new()
@@ -263,14 +264,24 @@ impl Waiting {
             .spawn(move || {
                 loop {
                     std::thread::sleep(Duration::from_millis(250));
-                    let mut pending = this.pending.lock().unwrap_or_else(PoisonError::into_inner);
-                    for (started, command, told) in pending.values_mut() {
-                        if !*told && started.elapsed() >= Duration::from_secs(1) {
-                            *told = true;
-                            eprintln!(
-                                "rampart: [WAIT] Waiting for approval of: {command} -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard"
-                            );
-                        }
+                    let due: Vec<(String, u32)> = {
+                        let mut pending =
+                            this.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                        pending
+                            .values_mut()
+                            .filter(|(started, _, _, told)| {
+                                !*told && started.elapsed() >= Duration::from_secs(1)
+                            })
+                            .map(|(_, command, pid, told)| {
+                                *told = true;
+                                (command.clone(), *pid)
+                            })
+                            .collect()
+                    };
+                    // Outside the lock: the lookup is a request to the server.
+                    for (command, pid) in due {
+                        let _ =
+                            crate::wait_line::announce(&resolved, Some(i64::from(pid)), &command);
                     }
                 }
             });

@@ -234,3 +234,30 @@ pub fn audit_ids(home: &Path) -> std::collections::HashSet<String> {
     }
     ids
 }
+
+/// A `[WAIT]` line with its approval id replaced by `ID` and its seconds left by `N`, so
+/// a test can assert the rest of it exactly.
+pub fn mask_wait(line: &str) -> String {
+    let Some(start) = line.find(", approval ") else {
+        return line.to_owned();
+    };
+    let id_start = start + ", approval ".len();
+    let Some(id_len) = line[id_start..].find(", ") else {
+        return line.to_owned();
+    };
+    let id = &line[id_start..id_start + id_len];
+    let rest = &line[id_start + id_len + 2..];
+    let Some(secs) = rest.find("s left)") else {
+        return line.to_owned();
+    };
+    if id.is_empty() || rest[..secs].parse::<u64>().is_err() {
+        return line.to_owned();
+    }
+    format!(
+        "{}, approval ID, Ns left){}",
+        &line[..start],
+        &rest[secs + "s left)".len()..]
+    )
+    .replace(&format!("'rampart approve {id}'"), "'rampart approve ID'")
+    .replace(&format!("'rampart deny {id}'"), "'rampart deny ID'")
+}

@@ -108,7 +108,7 @@ route_table! {
     get "/dashboard/favicon.svg" Public => crate::dashboard::favicon_svg;
     post "/v1/preflight/{tool}" Agent => preflight;
     post "/v1/test" Token => test;
-    get "/v1/approvals" Token => list_approvals;
+    get "/v1/approvals" Agent => list_approvals;
     get "/v1/approvals/{id}" Agent => get_approval;
     post "/v1/approvals/{id}/resolve" Token => resolve_approval;
     get "/v1/audit/events" Token => audit_events;
@@ -944,8 +944,50 @@ async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
     .into_response()
 }
 
-async fn list_approvals(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(serde_json::json!({ "approvals": state.approvals.pending() })).into_response()
+#[derive(Deserialize)]
+struct ApprovalsQuery {
+    pid: Option<String>,
+}
+
+/// `?pid=N` narrows the list to the asks of one process: the library and the launchers
+/// use it to learn the id of the ask they are waiting on, so the wait line can say what to
+/// type. An agent credential sees only its own agent and session. Each entry carries
+/// `expires_in_s`, the whole seconds left, so a caller needs no clock agreement.
+async fn list_approvals(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Query(query): Query<ApprovalsQuery>,
+) -> Response {
+    let pid = match query.pid.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(pid)) => Some(pid),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "pid must be a number"),
+    };
+    let now = jiff::Timestamp::now();
+    let list: Vec<serde_json::Value> = state
+        .approvals
+        .pending()
+        .into_iter()
+        .filter(|a| pid.is_none() || a.pid == pid)
+        .filter(|a| match &caller {
+            Caller::Agent(who) => a.agent == who.agent && a.session == who.session,
+            _ => true,
+        })
+        .filter_map(|a| {
+            let left = a
+                .expires_at
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .map(|t| t.duration_since(now).as_secs().max(0))
+                .unwrap_or(0);
+            let mut v = serde_json::to_value(a).ok()?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("expires_in_s".into(), left.into());
+            }
+            Some(v)
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "approvals": list })).into_response()
 }
 
 async fn get_approval(

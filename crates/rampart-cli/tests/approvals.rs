@@ -1,0 +1,177 @@
+//! Approvals that reach a person (issue 15): the `[WAIT]` line on the controlling
+//! terminal with the approval id to type, whatever the agent does with its stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::util::{Home, Server, mask_wait};
+
+const POLICY: &str = r#"version: "1"
+default_action: allow
+policies:
+  - name: test-ask
+    match:
+      tool: ["exec"]
+    rules:
+      - action: ask
+        when:
+          command_contains: ["askme"]
+        message: "askme needs a person"
+"#;
+
+fn library() -> PathBuf {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/build/librampart.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run `make -C preload` first (these tests need the real library)",
+        lib.display()
+    );
+    lib.canonicalize().unwrap()
+}
+
+/// The real Python binary: pyenv shims are bash scripts that would add execs of their own.
+fn python() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 must be installed");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
+fn harness() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/agents/pty_harness.py")
+        .display()
+        .to_string()
+}
+
+struct Setup {
+    home: Home,
+    server: Server,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        library();
+        let home = Home::new();
+        home.policy("custom.yaml", POLICY);
+        let server = Server::start(&home, &[]);
+        Setup { home, server }
+    }
+
+    /// Runs `rampart preload … -- CMD` on a pseudo-terminal (`pty_harness.py`), which
+    /// answers the first wait line it sees with `answer`; returns the harness's report.
+    fn on_terminal(&self, answer: &str, cmd: &[&str]) -> Value {
+        let out = Command::new(python())
+            .env_clear()
+            .env("RAMPART_HOME", self.home.path())
+            .env("HOME", self.home.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .env("PTY_RAMPART", env!("CARGO_BIN_EXE_rampart"))
+            .env("PTY_ANSWER", answer)
+            .arg(harness())
+            .arg(env!("CARGO_BIN_EXE_rampart"))
+            .args(["preload", "--url"])
+            .arg(format!("http://127.0.0.1:{}", self.server.port))
+            .args(["--token", &self.server.token, "--no-autostart"])
+            .args(["--ask-timeout", "30s", "--"])
+            .args(cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "harness failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// The agent: spawns `/bin/echo askme` (spelled apart so its own command line is not an
+/// ask) with the child's stderr discarded, as agents do.
+const AGENT: &str = "import subprocess, sys\n\
+try:\n    r = subprocess.run(['/bin/echo', 'ask' + 'me'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n    print('ran', r.returncode, r.stdout.decode().strip())\n\
+except PermissionError as e:\n    print('refused', e.errno)\n";
+
+fn tty_lines(report: &Value) -> Vec<String> {
+    report["tty"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(mask_wait)
+        .collect()
+}
+
+const WAIT_ECHO: &str = "rampart: [WAIT] Waiting for approval of: /bin/echo askme (agent preload, approval ID, Ns left) -- type 'rampart approve ID' or 'rampart deny ID', or see the dashboard";
+
+#[test]
+fn wait_line_reaches_the_terminal_while_the_agent_discards_stderr() {
+    let s = Setup::new();
+    let report = s.on_terminal("approve", &[python(), "-c", AGENT]);
+    let id = report["answered"]
+        .as_str()
+        .expect("no approval id on the terminal");
+    assert_eq!(report["stdout"], "ran 0 askme\n", "{report:#}");
+    // Nothing on the agent's stderr: the wait went to the terminal only.
+    assert_eq!(report["stderr"], "", "{report:#}");
+    assert_eq!(
+        tty_lines(&report),
+        [
+            WAIT_ECHO.to_owned(),
+            format!(
+                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+            ),
+        ],
+        "{report:#}"
+    );
+    let raw = report["tty"].as_str().unwrap();
+    assert!(raw.contains(&format!("'rampart approve {id}' or 'rampart deny {id}'")));
+}
+
+#[test]
+fn a_denied_wait_ends_with_one_line_on_the_terminal() {
+    let s = Setup::new();
+    let report = s.on_terminal("deny", &[python(), "-c", AGENT]);
+    let id = report["answered"]
+        .as_str()
+        .expect("no approval id on the terminal");
+    assert_eq!(report["stdout"], "refused 1\n", "{report:#}");
+    assert_eq!(
+        tty_lines(&report),
+        [
+            WAIT_ECHO.to_owned(),
+            format!(
+                "rampart: [WAIT] Approval {id}: denied by someone (cli) (refused): /bin/echo askme"
+            ),
+        ],
+        "{report:#}"
+    );
+}
+
+#[test]
+fn the_launchers_own_check_of_cmd_announces_its_wait_on_the_terminal() {
+    let s = Setup::new();
+    let report = s.on_terminal("approve", &["/bin/echo", "askme"]);
+    let id = report["answered"]
+        .as_str()
+        .expect("no approval id on the terminal");
+    assert_eq!(report["stdout"], "askme\n", "{report:#}");
+    assert_eq!(report["stderr"], "", "{report:#}");
+    assert_eq!(
+        tty_lines(&report),
+        [
+            WAIT_ECHO.to_owned(),
+            format!(
+                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+            ),
+        ],
+        "{report:#}"
+    );
+}
