@@ -68,6 +68,30 @@ impl Setup {
     /// Runs `rampart preload … -- CMD` on a pseudo-terminal (`pty_harness.py`), which
     /// answers the first wait line it sees with `answer`; returns the harness's report.
     fn on_terminal(&self, answer: &str, cmd: &[&str]) -> Value {
+        self.on_terminal_as(None, answer, cmd)
+    }
+
+    /// `on_terminal`, the launcher (and so the agent) run as `user` (a uid) when given:
+    /// through `setpriv`, with a home of its own; the harness stays root so that it can
+    /// answer with the admin token, as the person at the terminal would.
+    fn on_terminal_as(&self, user: Option<&Path>, answer: &str, cmd: &[&str]) -> Value {
+        let mut launcher: Vec<String> = Vec::new();
+        if let Some(home) = user {
+            launcher.extend(
+                [
+                    "setpriv",
+                    "--reuid",
+                    "1000",
+                    "--regid",
+                    "1000",
+                    "--clear-groups",
+                    "/usr/bin/env",
+                ]
+                .map(str::to_owned),
+            );
+            launcher.push(format!("RAMPART_HOME={}", home.display()));
+            launcher.push(format!("HOME={}", home.display()));
+        }
         let out = Command::new(python())
             .env_clear()
             .env("RAMPART_HOME", self.home.path())
@@ -77,6 +101,7 @@ impl Setup {
             .env("PTY_RAMPART", env!("CARGO_BIN_EXE_rampart"))
             .env("PTY_ANSWER", answer)
             .arg(harness())
+            .args(&launcher)
             .arg(env!("CARGO_BIN_EXE_rampart"))
             .args(["preload", "--url"])
             .arg(format!("http://127.0.0.1:{}", self.server.port))
@@ -163,6 +188,55 @@ fn the_launchers_own_check_of_cmd_announces_its_wait_on_the_terminal() {
         .as_str()
         .expect("no approval id on the terminal");
     assert_eq!(report["stdout"], "askme\n", "{report:#}");
+    assert_eq!(report["stderr"], "", "{report:#}");
+    assert_eq!(
+        tty_lines(&report),
+        [
+            WAIT_ECHO.to_owned(),
+            format!(
+                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+            ),
+        ],
+        "{report:#}"
+    );
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file we just created is our effective uid.
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+#[test]
+fn as_an_ordinary_user_the_wait_line_reaches_the_terminal() {
+    if !is_root() {
+        println!(
+            "SKIPPED as_an_ordinary_user_the_wait_line_reaches_the_terminal: needs root to become uid 1000"
+        );
+        return;
+    }
+    let s = Setup::new();
+    let user_home = tempfile::Builder::new()
+        .prefix("rampart-user-")
+        .tempdir()
+        .unwrap();
+    let status = Command::new("chown")
+        .args(["1000:1000"])
+        .arg(user_home.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The system Python: the test's own may live under root's home.
+    let report = s.on_terminal_as(
+        Some(user_home.path()),
+        "approve",
+        &["/usr/bin/python3", "-c", AGENT],
+    );
+    let id = report["answered"]
+        .as_str()
+        .expect("no approval id on the terminal");
+    assert_eq!(report["stdout"], "ran 0 askme\n", "{report:#}");
     assert_eq!(report["stderr"], "", "{report:#}");
     assert_eq!(
         tty_lines(&report),
