@@ -3,6 +3,7 @@
 //! decision matrix (`rampart_contract::verdict::permit`): fail closed on everything but
 //! "nobody answered".
 
+use rampart_contract::values;
 pub use rampart_contract::verdict::Permit;
 use rampart_contract::verdict::{Outcome, permit};
 
@@ -500,15 +501,21 @@ fn decide(cfg: &Config, call: &Call, v: Verdict) -> Permit {
             let decision = decision.unwrap_or(if allowed { b"allow" } else { b"deny" });
             debug_decision(&|s| json::put_unescaped(s, decision));
             if p == Permit::Refuse {
-                deny_line(
-                    &|s: &mut dyn Sink| match message.filter(|m| !m.is_empty()) {
+                // An ask the server could not hold (we asked it not to wait): say why.
+                let at_once = decision == b"ask" && cfg.ask_timeout_ms == 0;
+                deny_line(&|s: &mut dyn Sink| {
+                    match message.filter(|m| !m.is_empty()) {
                         Some(m) => json::put_unescaped(s, m),
                         None => {
                             s.put(b"decision ");
                             json::put_unescaped(s, decision);
                         }
-                    },
-                );
+                    }
+                    if at_once {
+                        s.put(values::REFUSED_AT_ONCE.as_bytes());
+                        s.put(values::no_person(cfg.ci).as_bytes());
+                    }
+                });
             }
         }
         Verdict::Failed {

@@ -433,11 +433,24 @@ pub fn ask(resolved: &Resolved, call: &ExecCall, ran_unchecked: Option<u64>) -> 
             .filter(|m| !m.is_empty())
             .map(str::to_owned)
     };
-    let why = match (field("message"), field("decision")) {
+    let mut why = match (field("message"), field("decision")) {
         (Some(message), _) => printable(&message),
         (None, Some(decision)) => format!("decision {}", printable(&decision)),
         (None, None) => "denied by policy".to_owned(),
     };
+    // An ask the server was asked not to hold (ask timeout 0, CI): say why, as the library.
+    if !allowed
+        && enforce
+        && request.wait_ms.is_none()
+        && field("decision").as_deref() == Some("ask")
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let ci = std::env::var_os("CI");
+        why.push_str(values::REFUSED_AT_ONCE);
+        why.push_str(values::no_person(values::ci(
+            ci.as_deref().map(|v| v.as_bytes()),
+        )));
+    }
     decided(Checked::Answer { allowed }, why)
 }
 

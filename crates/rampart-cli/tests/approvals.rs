@@ -125,6 +125,11 @@ const AGENT: &str = "import subprocess, sys\n\
 try:\n    r = subprocess.run(['/bin/echo', 'ask' + 'me'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n    print('ran', r.returncode, r.stdout.decode().strip())\n\
 except PermissionError as e:\n    print('refused', e.errno)\n";
 
+/// `AGENT` with the child's stderr left alone, so the library's refusal line shows.
+const AGENT_STDERR: &str = "import subprocess, sys\n\
+try:\n    r = subprocess.run(['/bin/echo', 'ask' + 'me'], stdout=subprocess.PIPE)\n    print('ran', r.returncode, r.stdout.decode().strip())\n\
+except PermissionError as e:\n    print('refused', e.errno)\n";
+
 fn tty_lines(report: &Value) -> Vec<String> {
     report["tty"]
         .as_str()
@@ -248,4 +253,146 @@ fn as_an_ordinary_user_the_wait_line_reaches_the_terminal() {
         ],
         "{report:#}"
     );
+}
+
+impl Setup {
+    /// `rampart LAUNCHER --url … --token … --no-autostart FLAGS -- CMD` with a fixed small
+    /// environment plus `env`, stdin closed; its output.
+    fn launch(
+        &self,
+        launcher: &str,
+        env: &[(&str, &str)],
+        flags: &[&str],
+        cmd: &[&str],
+    ) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .env_clear()
+            .env("RAMPART_HOME", self.home.path())
+            .env("HOME", self.home.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .envs(env.iter().copied())
+            .arg(launcher)
+            .arg("--url")
+            .arg(format!("http://127.0.0.1:{}", self.server.port))
+            .args(["--token", &self.server.token, "--no-autostart"])
+            .args(flags)
+            .arg("--")
+            .args(cmd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn no_approval_was_ever_created(&self) {
+        let r = self.server.call("GET", "/v1/approvals", None);
+        assert_eq!(r.json().unwrap()["approvals"], serde_json::json!([]));
+        let audit = self.server.call("GET", "/v1/audit/events?limit=100", None);
+        let events = audit.json().unwrap();
+        for e in events["events"].as_array().unwrap() {
+            assert!(e.get("approval").is_none_or(Value::is_null), "{e:#}");
+        }
+    }
+}
+
+const CI_REFUSAL: &str = "rampart: [ERROR] Policy denied: askme needs a person -- an ask, refused at once: no person to ask in CI (CI=true; --ask-timeout or RAMPART_ASK_TIMEOUT makes it wait)";
+const ZERO_REFUSAL: &str = "rampart: [ERROR] Policy denied: askme needs a person -- an ask, refused at once: no person to ask (the ask timeout is 0)";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn in_ci_the_library_refuses_an_ask_at_once_and_says_why() {
+    let s = Setup::new();
+    let started = std::time::Instant::now();
+    let out = s.launch(
+        "preload",
+        &[("CI", "true")],
+        &[],
+        &[python(), "-c", AGENT_STDERR],
+    );
+    let took = started.elapsed();
+    assert_eq!(text(&out.stdout), "refused 1\n", "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), format!("{CI_REFUSAL}\n"));
+    // Loose on purpose: the default would have held it for two minutes.
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    s.no_approval_was_ever_created();
+}
+
+#[test]
+fn in_ci_the_library_alone_does_not_wait() {
+    let s = Setup::new();
+    let out = Command::new(python())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("CI", "true")
+        .env("LD_PRELOAD", library())
+        .env("RAMPART_URL", format!("http://127.0.0.1:{}", s.server.port))
+        .env("RAMPART_TOKEN", &s.server.token)
+        .args(["-c", AGENT_STDERR])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "refused 1\n", "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), format!("{CI_REFUSAL}\n"));
+    s.no_approval_was_ever_created();
+}
+
+#[test]
+fn in_ci_the_launcher_refuses_an_asked_cmd_at_once() {
+    let s = Setup::new();
+    let out = s.launch("preload", &[("CI", "true")], &[], &["/bin/echo", "askme"]);
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(text(&out.stderr), format!("{CI_REFUSAL}\n"));
+    assert_eq!(out.status.code(), Some(126));
+    s.no_approval_was_ever_created();
+}
+
+#[test]
+fn ask_timeout_0_refuses_at_once_anywhere() {
+    let s = Setup::new();
+    // The library, under `preload`.
+    let out = s.launch(
+        "preload",
+        &[],
+        &["--ask-timeout", "0"],
+        &[python(), "-c", AGENT_STDERR],
+    );
+    assert_eq!(text(&out.stdout), "refused 1\n", "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), format!("{ZERO_REFUSAL}\n"));
+    // The launcher's own check of CMD.
+    let out = s.launch(
+        "preload",
+        &[],
+        &["--ask-timeout", "0"],
+        &["/bin/echo", "askme"],
+    );
+    assert_eq!(text(&out.stderr), format!("{ZERO_REFUSAL}\n"));
+    assert_eq!(out.status.code(), Some(126));
+    // An explicit --ask-timeout wins over CI: this one waits (and times out).
+    let out = s.launch(
+        "preload",
+        &[("CI", "true")],
+        &["--ask-timeout", "1ms"],
+        &["/bin/echo", "askme"],
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "rampart: [ERROR] Policy denied: approval timed out\n"
+    );
+}
+
+#[test]
+fn in_ci_supervise_refuses_an_ask_at_once() {
+    let s = Setup::new();
+    let out = s.launch(
+        "supervise",
+        &[("CI", "true")],
+        &[],
+        &[python(), "-c", AGENT],
+    );
+    assert_eq!(text(&out.stdout), "refused 1\n", "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), format!("{CI_REFUSAL}\n"));
+    s.no_approval_was_ever_created();
 }
