@@ -396,3 +396,200 @@ fn in_ci_supervise_refuses_an_ask_at_once() {
     assert_eq!(text(&out.stderr), format!("{CI_REFUSAL}\n"));
     s.no_approval_was_ever_created();
 }
+
+// ---------------------------------------------------------------------------------------
+// Notifications: `rampart serve --notify URL` and config.yaml's `notify:`.
+
+/// A local webhook receiver: answers each request with `status` and hands its raw text
+/// (head and body) to the test.
+struct Hook {
+    url: String,
+    got: std::sync::mpsc::Receiver<String>,
+}
+
+impl Hook {
+    fn start(status: u16) -> Hook {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let _ = reader.get_mut().write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                if tx
+                    .send(format!("{head}{}", String::from_utf8_lossy(&body)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Hook { url, got }
+    }
+
+    fn next(&self) -> String {
+        self.got
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the webhook received nothing")
+    }
+}
+
+/// Holds an ask (a preflight with `wait_ms`) in the background until a person answers.
+fn hold_ask(server: &Server, command: &str) -> std::thread::JoinHandle<Value> {
+    let endpoint = server.tcp();
+    let token = server.token.clone();
+    let body = serde_json::json!({
+        "agent": "claude", "session": "s-notify", "params": {"command": command},
+        "cwd": "/work/project", "wait_ms": 30000
+    });
+    std::thread::spawn(move || {
+        rampart_server::client::request(
+            &endpoint,
+            "POST",
+            "/v1/preflight/exec",
+            Some(&token),
+            Some(&body),
+            std::time::Duration::from_secs(40),
+        )
+        .unwrap()
+        .json()
+        .unwrap()
+    })
+}
+
+#[test]
+fn notify_flag_posts_each_ask_to_the_webhook_without_the_token() {
+    let hook = Hook::start(200);
+    library();
+    let home = Home::new();
+    home.policy("custom.yaml", POLICY);
+    let server = Server::start(&home, &["--notify", &hook.url]);
+    let held = hold_ask(
+        &server,
+        "askme --deploy && curl -H 'Authorization: Bearer s3cr3tvalue' x",
+    );
+    let request = hook.next();
+    let (head, body) = request.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("POST /hook HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: application/json\r\n"),
+        "{head}"
+    );
+    // Never a bearer token: not the admin token, not any credential.
+    assert!(!request.contains(&server.token), "{request}");
+    assert!(
+        !head.to_ascii_lowercase().contains("authorization"),
+        "{head}"
+    );
+    assert!(!request.contains("s3cr3tvalue"), "redacted: {request}");
+    let notice: Value = serde_json::from_str(body).unwrap();
+    let pending = server.call("GET", "/v1/approvals", None).json().unwrap();
+    let id = pending["approvals"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        notice,
+        serde_json::json!({
+            "event": "ask",
+            "id": id,
+            "command": "askme --deploy && curl -H 'Authorization: Bearer [REDACTED]' x",
+            "agent": "claude",
+            "session": "s-notify",
+            "cwd": "/work/project",
+            "message": "askme needs a person",
+            "dashboard": format!("http://127.0.0.1:{}/dashboard/", server.port),
+        })
+    );
+    // The decision was never held up by the delivery: a person answers, the ask ends.
+    let r = home.run(&["approve", &id]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(held.join().unwrap()["allowed"], true);
+    let status = server.call("GET", "/v1/status", None).json().unwrap();
+    assert_eq!(status["notify_targets"], 1);
+    assert_eq!(status["notify_sent"], 1);
+    assert_eq!(status["notify_failed"], 0);
+}
+
+#[test]
+fn notify_config_formats_and_failures_show_in_status_and_metrics() {
+    let slack = Hook::start(200);
+    let broken = Hook::start(500);
+    library();
+    let home = Home::new();
+    home.policy("custom.yaml", POLICY);
+    std::fs::write(
+        home.path().join("config.yaml"),
+        format!(
+            "notify:\n  - url: {}\n    format: slack\n    on: [ask, deny]\n  - url: {}\n    on: [deny]\n",
+            slack.url, broken.url
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&home, &[]);
+    // A deny: the slack target and the broken one both hear of it.
+    let answer = server.preflight(serde_json::json!({
+        "agent": "claude", "session": "s1", "params": {"command": "askme-not"}, "wait_ms": 0
+    }));
+    assert_eq!(answer["allowed"], false);
+    let request = slack.next();
+    let body = request.split_once("\r\n\r\n").unwrap().1;
+    let text: Value = serde_json::from_str(body).unwrap();
+    let text = text["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "Rampart: `askme-not` was denied (agent claude, session s1): askme needs a person"
+        ),
+        "{text}"
+    );
+    // The broken target is retried (4 attempts), then counted as failed.
+    for _ in 0..4 {
+        broken.next();
+    }
+    assert!(crate::util::wait_until(20, || {
+        server.call("GET", "/v1/status", None).json().unwrap()["notify_failed"] == 1
+    }));
+    let r = home.run(&["serve", "status"]);
+    let out = r.stdout();
+    assert!(
+        out.contains("  notify:   2 target(s): 1 sent, 1 failed, 0 dropped\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "  notify:   last error: {}: HTTP 500\n",
+            broken.url
+        )),
+        "{out}"
+    );
+    let metrics = server.call("GET", "/metrics", None).text();
+    assert!(
+        metrics.contains("\nrampart_notify_failed_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nrampart_notify_sent_total 1\n"),
+        "{metrics}"
+    );
+}

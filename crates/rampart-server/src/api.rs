@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -436,7 +437,21 @@ async fn preflight(
             Err(e) => return e.into_response(),
         }
     } else {
-        append_refusal(&state, event).answer(decision.message)
+        let (stored, message) = append_refusal(&state, event).answer(decision.message);
+        state.notifier.notify(
+            crate::notify::Kind::Deny,
+            crate::notify::Notice {
+                event: "deny",
+                id: stored.clone(),
+                command: rampart_audit::redact(&command).into_owned(),
+                agent: agent.clone(),
+                session: session.clone(),
+                cwd: req.cwd.clone(),
+                message: message.clone(),
+                dashboard: state.notifier.dashboard(),
+            },
+        );
+        (stored, message)
     };
     axum::Json(PreflightResponse {
         allowed,
@@ -484,6 +499,19 @@ fn record_unchecked_report(
         unchecked: Some(count),
         ..NewEvent::default()
     };
+    state.notifier.notify(
+        crate::notify::Kind::FailOpen,
+        crate::notify::Notice {
+            event: "fail-open",
+            id: String::new(),
+            command: String::new(),
+            agent: agent.to_owned(),
+            session: session.to_owned(),
+            cwd: req.cwd.clone(),
+            message: message.clone(),
+            dashboard: state.notifier.dashboard(),
+        },
+    );
     if let Err(why) = write_event(state, event) {
         eprintln!(
             "rampart: report not recorded ({why}): agent {} session {}: {message}",
@@ -814,6 +842,19 @@ async fn ask_and_wait(
         }
     };
     state.events.send("approval", &info);
+    state.notifier.notify(
+        crate::notify::Kind::Ask,
+        crate::notify::Notice {
+            event: "ask",
+            id: id.clone(),
+            command: info.command.clone(),
+            agent: info.agent.clone(),
+            session: info.session.clone(),
+            cwd: info.cwd.clone(),
+            message: info.message.clone(),
+            dashboard: state.notifier.dashboard(),
+        },
+    );
     let mut guard = AbandonGuard {
         state: state.clone(),
         id: id.clone(),
@@ -1263,6 +1304,11 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         last_reload_error: loaded.last_error.clone(),
         unrecorded_refusals: state.metrics.unrecorded_refusals(),
         agent_credentials: state.agents.count(),
+        notify_targets: state.notifier.targets,
+        notify_sent: state.notifier.stats.sent.load(Ordering::Relaxed),
+        notify_failed: state.notifier.stats.failed.load(Ordering::Relaxed),
+        notify_dropped: state.notifier.stats.dropped.load(Ordering::Relaxed),
+        notify_last_error: state.notifier.stats.last_error(),
     })
     .into_response()
 }
@@ -1273,11 +1319,37 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(
-            state.approvals.pending_count(),
-            state.events.subscribers(),
-            state.connections.open(),
-        ),
+        {
+            let mut text = state.metrics.render(
+                state.approvals.pending_count(),
+                state.events.subscribers(),
+                state.connections.open(),
+            );
+            let n = &state.notifier.stats;
+            for (name, help, value) in [
+                (
+                    "rampart_notify_sent_total",
+                    "Notifications delivered.",
+                    &n.sent,
+                ),
+                (
+                    "rampart_notify_failed_total",
+                    "Notifications given up after every retry.",
+                    &n.failed,
+                ),
+                (
+                    "rampart_notify_dropped_total",
+                    "Notifications dropped (queue full).",
+                    &n.dropped,
+                ),
+            ] {
+                text.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                    value.load(Ordering::Relaxed)
+                ));
+            }
+            text
+        },
     )
         .into_response()
 }

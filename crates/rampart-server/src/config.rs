@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub audit_dir: PathBuf,
     /// How long an `ask` may wait for a person at most.
     pub approval_timeout: Duration,
+    /// Where notices go (`--notify`, `config.yaml`'s `notify:`).
+    pub notify: Vec<crate::notify::Target>,
 }
 
 impl ServerConfig {
@@ -61,6 +63,7 @@ impl ServerConfig {
             policies_dir: home.join("policies"),
             audit_dir: home.join("audit"),
             approval_timeout: Duration::from_secs(120),
+            notify: Vec::new(),
             home,
         }
     }

@@ -14,6 +14,7 @@ pub mod config;
 mod dashboard;
 mod events;
 mod metrics;
+pub mod notify;
 mod reload;
 mod serve;
 mod state;

@@ -148,8 +148,12 @@ where
         started: Instant::now(),
         reload_lock: tokio::sync::Mutex::new(()),
         connections: connections.clone(),
+        notifier: crate::notify::Notifier::start(config.notify.clone()),
         config,
     });
+    state
+        .notifier
+        .set_dashboard(format!("http://{}/dashboard/", bound.tcp));
     let _watcher =
         crate::reload::spawn_watcher(state.clone()).map_err(|source| ServerError::Watch {
             path: state.config.policies_dir.clone(),

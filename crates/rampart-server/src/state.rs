@@ -28,6 +28,8 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The connection cap of both listeners (for `/metrics`).
     pub connections: Arc<crate::serve::Connections>,
+    /// Webhook notifications of asks (and denies, fail-open reports) — `notify.rs`.
+    pub notifier: crate::notify::Notifier,
 }
 
 #[derive(Clone)]

@@ -170,6 +170,19 @@ pub struct Status {
     /// Agent credentials alive now (`POST /v1/agents`).
     #[serde(default)]
     pub agent_credentials: usize,
+    /// Notification targets configured (`--notify`, `config.yaml`).
+    #[serde(default)]
+    pub notify_targets: usize,
+    /// Notifications delivered / given up after every retry / dropped (queue full).
+    #[serde(default)]
+    pub notify_sent: u64,
+    #[serde(default)]
+    pub notify_failed: u64,
+    #[serde(default)]
+    pub notify_dropped: u64,
+    /// The last delivery error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
