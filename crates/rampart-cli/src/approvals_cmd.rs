@@ -55,22 +55,35 @@ fn who() -> String {
     format!("{user} (cli)")
 }
 
-pub fn resolve(id: &str, approved: bool, message: Option<&str>) -> Result<Outcome> {
-    let body = serde_json::json!({
+pub fn resolve(
+    id: &str,
+    approved: bool,
+    message: Option<&str>,
+    for_session: bool,
+) -> Result<Outcome> {
+    let mut body = serde_json::json!({
         "approved": approved,
         "message": message,
         "resolved_by": who(),
     });
+    if for_session {
+        body["scope"] = "session".into();
+    }
     let (_, response) = call("POST", &format!("/v1/approvals/{id}/resolve"), Some(&body))?;
     match response.status {
         200 => {
             let info: ApprovalInfo =
                 serde_json::from_value(response.json().map_err(anyhow::Error::msg)?)?;
             outln!(
-                "{} {}: {}",
+                "{} {}: {}{}",
                 if approved { "Approved" } else { "Denied" },
                 show(&info.id),
-                show(&info.command)
+                show(&info.command),
+                if for_session {
+                    " (and the same command for the rest of this session)"
+                } else {
+                    ""
+                }
             );
             Ok(Outcome::Success)
         }

@@ -84,6 +84,10 @@ enum Command {
         /// A note recorded with the decision
         #[arg(long, short)]
         message: Option<String>,
+        /// Also approve the same command text in the same agent and session from now on
+        /// (until the server stops)
+        #[arg(long)]
+        for_session: bool,
     },
     /// Refuse a pending ask (the waiting command fails with EPERM)
     Deny {
@@ -129,8 +133,14 @@ fn main() -> ExitCode {
         Command::Test(args) => policy_cmd::test(&args),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Pending => approvals_cmd::pending(),
-        Command::Approve { id, message } => approvals_cmd::resolve(&id, true, message.as_deref()),
-        Command::Deny { id, message } => approvals_cmd::resolve(&id, false, message.as_deref()),
+        Command::Approve {
+            id,
+            message,
+            for_session,
+        } => approvals_cmd::resolve(&id, true, message.as_deref(), for_session),
+        Command::Deny { id, message } => {
+            approvals_cmd::resolve(&id, false, message.as_deref(), false)
+        }
         Command::Token { command } => token_cmd::run(command),
         Command::Policy {
             command: PolicyCommand::Lint(args),

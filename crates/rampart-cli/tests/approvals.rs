@@ -593,3 +593,241 @@ fn notify_config_formats_and_failures_show_in_status_and_metrics() {
         "{metrics}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// One approval per command.
+
+/// Every audit event of the home, oldest first.
+fn audit_events(home: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(home.join("audit"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A fake program in `dir` that records its argv (one line) in `dir/NAME.log`.
+fn fake_program(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$0 $*\" >> '{}'\n",
+            dir.join(format!("{name}.log")).display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Waits for the one pending ask and approves it (`extra`: more flags for `approve`).
+fn approve_the_ask(s: &Setup, extra: &[&str]) -> String {
+    let mut id = None;
+    let found = crate::util::wait_until(20, || {
+        let v = s.server.call("GET", "/v1/approvals", None).json().unwrap();
+        id = v["approvals"][0]["id"].as_str().map(str::to_owned);
+        id.is_some()
+    });
+    assert!(found, "no ask became pending");
+    let id = id.unwrap();
+    let mut args = vec!["approve", id.as_str()];
+    args.extend_from_slice(extra);
+    let r = s.home.run(&args);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    id
+}
+
+#[test]
+fn approving_bash_c_wget_lets_its_wget_run_with_no_second_ask() {
+    library();
+    let home = Home::new();
+    home.policy("seed.yaml", crate::util::SEED_POLICY);
+    let server = Server::start(&home, &[]);
+    let s = Setup { home, server };
+    let bin = tempfile::tempdir().unwrap();
+    fake_program(bin.path(), "wget");
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let running = std::thread::spawn({
+        let (home, port, token, path) = (
+            s.home.path().to_owned(),
+            s.server.port,
+            s.server.token.clone(),
+            path.clone(),
+        );
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_rampart"))
+                .env_clear()
+                .env("RAMPART_HOME", &home)
+                .env("HOME", &home)
+                .env("PATH", &path)
+                .args(["preload", "--url", &format!("http://127.0.0.1:{port}")])
+                .args(["--token", &token, "--no-autostart", "--ask-timeout", "20s"])
+                .args([
+                    "--",
+                    "bash",
+                    "-c",
+                    "wget http://example.invalid/x; wget http://example.invalid/x",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    });
+    let id = approve_the_ask(&s, &[]);
+    let out = running.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    // Both wget runs happened, without a second ask.
+    let log = std::fs::read_to_string(bin.path().join("wget.log")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let events = audit_events(s.home.path());
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["approval"]["id"] == id.as_str())
+        .collect();
+    // The bash -c itself (approved by the person), then each wget, audited against it.
+    assert_eq!(asked.len(), 3, "{events:#?}");
+    assert_eq!(
+        asked[0]["command"],
+        "bash -c 'wget http://example.invalid/x; wget http://example.invalid/x'"
+    );
+    for wget in &asked[1..] {
+        assert_eq!(wget["decision"], "allow", "{wget:#}");
+        assert_eq!(wget["command"], "wget http://example.invalid/x");
+        assert!(
+            wget["message"].as_str().unwrap().starts_with(&format!(
+                "covered by approval {id} (this command, approved by "
+            )),
+            "{wget:#}"
+        );
+    }
+    // No other ask was ever made.
+    assert_eq!(
+        events.iter().filter(|e| !e["approval"].is_null()).count(),
+        3,
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn a_path_walk_retrying_the_same_argv_is_not_a_new_ask() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    // Three PATH entries hold `askme-tool`; the first two are not executable, so Python's
+    // PATH walk tries (and the library checks) each in turn.
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for d in &dirs[..2] {
+        let p = d.path().join("askme-tool");
+        std::fs::write(&p, "#!/bin/sh\nexit 9\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    fake_program(dirs[2].path(), "askme-tool");
+    let path = dirs
+        .iter()
+        .map(|d| d.path().display().to_string())
+        .chain(["/usr/bin".to_owned(), "/bin".to_owned()])
+        .collect::<Vec<_>>()
+        .join(":");
+    // Spelled apart: the agent's own command line is not an ask.
+    let agent = "import subprocess\nprint(subprocess.run(['ask' + 'me-tool', 'go']).returncode)\n";
+    let running = std::thread::spawn({
+        let (home, port, token, python) = (
+            s.home.path().to_owned(),
+            s.server.port,
+            s.server.token.clone(),
+            python().to_owned(),
+        );
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_rampart"))
+                .env_clear()
+                .env("RAMPART_HOME", &home)
+                .env("HOME", &home)
+                .env("PATH", &path)
+                .args(["preload", "--url", &format!("http://127.0.0.1:{port}")])
+                .args(["--token", &token, "--no-autostart", "--ask-timeout", "20s"])
+                .args(["--", &python, "-c", agent])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    });
+    let id = approve_the_ask(&s, &[]);
+    let out = running.join().unwrap();
+    assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+    let log = std::fs::read_to_string(dirs[2].path().join("askme-tool.log")).unwrap();
+    assert!(log.ends_with("askme-tool go\n"), "{log}");
+    let events = audit_events(s.home.path());
+    let approvals: Vec<&Value> = events.iter().filter(|e| !e["approval"].is_null()).collect();
+    assert!(
+        approvals.iter().all(|e| e["approval"]["id"] == id.as_str()),
+        "one ask for the whole walk: {approvals:#?}"
+    );
+    // Three candidates checked: the person's answer, then two retries it covered.
+    assert_eq!(approvals.len(), 3, "{approvals:#?}");
+}
+
+#[test]
+fn approval_for_this_session_covers_the_same_command_later() {
+    let s = Setup::new();
+    let ask = |pid: i64| {
+        serde_json::json!({
+            "agent": "claude", "session": "s-sess", "params": {"command": "askme --deploy"},
+            "pid": pid, "wait_ms": 20000
+        })
+    };
+    let held = {
+        let (endpoint, token, body) = (s.server.tcp(), s.server.token.clone(), ask(999_999));
+        std::thread::spawn(move || {
+            rampart_server::client::request(
+                &endpoint,
+                "POST",
+                "/v1/preflight/exec",
+                Some(&token),
+                Some(&body),
+                std::time::Duration::from_secs(30),
+            )
+            .unwrap()
+            .json()
+            .unwrap()
+        })
+    };
+    let id = approve_the_ask(&s, &["--for-session"]);
+    assert_eq!(held.join().unwrap()["allowed"], true);
+    // Later, another process of the session: no ask, audited against the approval.
+    let again = s.server.preflight(ask(999_998));
+    assert_eq!(again["allowed"], true, "{again:#}");
+    assert_eq!(again["approval_id"], id.as_str());
+    assert!(
+        again["message"].as_str().unwrap().starts_with(&format!(
+            "covered by approval {id} (this session, approved by "
+        )),
+        "{again:#}"
+    );
+    // Another command, or another session, is asked about as ever.
+    let mut other = ask(999_998);
+    other["params"]["command"] = "askme --other".into();
+    other["wait_ms"] = 0.into();
+    assert_eq!(s.server.preflight(other)["allowed"], false);
+    let mut elsewhere = ask(999_998);
+    elsewhere["session"] = "s-other".into();
+    elsewhere["wait_ms"] = 0.into();
+    assert_eq!(s.server.preflight(elsewhere)["allowed"], false);
+    // Deny has no session scope.
+    let r = s.server.call(
+        "POST",
+        "/v1/approvals/01J00000000000000000000000/resolve",
+        Some(serde_json::json!({"approved": true, "scope": "forever"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}

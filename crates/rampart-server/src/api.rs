@@ -416,6 +416,15 @@ async fn preflight(
     state.metrics.decision(decision.action, eval_us);
 
     let wait_ms = req.wait_ms.unwrap_or(0);
+    // An approval already given covers this ask (approvals.rs `Grants`).
+    if decision.action == Action::Ask
+        && enforce
+        && let Some(grant) = covering_grant(&state, &req, &agent, &session, &command)
+    {
+        return granted(
+            &state, &req, &tool, &agent, &session, &command, decision, eval_us, grant,
+        );
+    }
     if decision.action == Action::Ask && enforce && wait_ms > 0 {
         return ask_and_wait(
             state, req, tool, agent, session, command, decision, eval_us, wait_ms,
@@ -810,6 +819,7 @@ async fn ask_and_wait(
         resolved_by: None,
         resolution_message: None,
         resolved_at: None,
+        scope: None,
     };
     let mut rx = match state.approvals.create(info.clone()) {
         Ok(rx) => rx,
@@ -877,6 +887,9 @@ async fn ask_and_wait(
     };
     guard.armed = false;
     let outcome = outcome.unwrap_or(Outcome::Expired);
+    if let Outcome::Approved { by, .. } = &outcome {
+        add_grants(&state, &req, &agent, &session, &command, &id, by);
+    }
 
     let (action, message, resolved_by, approved, note) = match &outcome {
         Outcome::Approved { by, message } => (
@@ -943,6 +956,132 @@ async fn ask_and_wait(
         audit_id,
         policy_decision: None,
         approval_id: Some(id),
+    })
+    .into_response()
+}
+
+fn pieces_of(command: &str) -> Vec<String> {
+    let normalized = rampart_policy::shell::normalize_checked(command);
+    // A command the normaliser gave up on grants nothing by its pieces.
+    if normalized.truncated {
+        return Vec::new();
+    }
+    normalized.pieces.into_iter().map(|p| p.text).collect()
+}
+
+/// An approval covers its command and the programs that command runs itself for a short
+/// while in its process tree; "for this session" also the same text in the session.
+fn add_grants(
+    state: &AppState,
+    req: &PreflightRequest,
+    agent: &str,
+    session: &str,
+    command: &str,
+    id: &str,
+    by: &str,
+) {
+    let grant = crate::approvals::Grant {
+        id: id.to_owned(),
+        by: by.to_owned(),
+        agent: agent.to_owned(),
+        session: session.to_owned(),
+        command: command.to_owned(),
+        pieces: pieces_of(command),
+        pid: req.pid,
+        until: Some(Instant::now() + crate::approvals::TREE_WINDOW),
+    };
+    if req.pid.is_some() {
+        state.grants.add(grant.clone());
+    }
+    let for_session = state
+        .approvals
+        .get(id)
+        .is_some_and(|i| i.scope.as_deref() == Some("session"));
+    if for_session {
+        state.grants.add(crate::approvals::Grant {
+            pid: None,
+            until: None,
+            ..grant
+        });
+    }
+}
+
+fn covering_grant(
+    state: &AppState,
+    req: &PreflightRequest,
+    agent: &str,
+    session: &str,
+    command: &str,
+) -> Option<crate::approvals::Grant> {
+    let pieces = pieces_of(command);
+    state.grants.covering(&crate::approvals::Asking {
+        agent,
+        session,
+        command,
+        pieces: &pieces,
+        pid: req.pid,
+        ppid: req.ppid,
+    })
+}
+
+/// An ask an earlier approval covers: allowed, audited against that approval's id.
+#[allow(clippy::too_many_arguments)]
+fn granted(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    command: &str,
+    decision: Decision,
+    eval_us: u64,
+    grant: crate::approvals::Grant,
+) -> Response {
+    let scope = if grant.pid.is_none() {
+        "this session"
+    } else {
+        "this command"
+    };
+    let allowed = Decision {
+        action: Action::Allow,
+        message: format!(
+            "covered by approval {} ({scope}, approved by {})",
+            grant.id, grant.by
+        ),
+        matched_policies: decision.matched_policies,
+        rule: decision.rule,
+    };
+    let approval = rampart_audit::Approval {
+        id: grant.id.clone(),
+        approved: true,
+        resolved_by: grant.by.clone(),
+        message: format!("covered by approval {} ({scope})", grant.id),
+        resolved_at: now_rfc3339(),
+    };
+    let event = new_event(
+        req,
+        tool,
+        agent,
+        session,
+        command,
+        &allowed,
+        eval_us,
+        Some(approval),
+        true,
+    );
+    let audit_id = match append(state, event) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    axum::Json(PreflightResponse {
+        allowed: true,
+        decision: Action::Allow.as_str().to_owned(),
+        message: allowed.message,
+        matched_policies: allowed.matched_policies,
+        eval_duration_us: eval_us,
+        audit_id,
+        policy_decision: None,
+        approval_id: Some(grant.id),
     })
     .into_response()
 }
@@ -1127,6 +1266,19 @@ async fn resolve_approval(
     // The note goes into the audit trail, the stream and the waiting agent's answer:
     // redacted like a command.
     let req_message = req.message.map(|m| rampart_audit::redact(&m).into_owned());
+    match req.scope.as_deref() {
+        None | Some("command") => {}
+        Some("session") if req.approved => state.approvals.set_scope(&id, "session"),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "scope `{}` is not one of: command, session (approvals only)",
+                    printable_cut(other)
+                ),
+            );
+        }
+    }
     let outcome = if req.approved {
         Outcome::Approved {
             by,

@@ -143,6 +143,7 @@ where
         agents: crate::agents::Agents::load(&config.home),
         audit,
         approvals: Approvals::default(),
+        grants: crate::approvals::Grants::default(),
         events: Events::new(),
         metrics: Metrics::default(),
         started: Instant::now(),

@@ -21,6 +21,8 @@ pub struct AppState {
     pub agents: crate::agents::Agents,
     pub audit: AuditLog,
     pub approvals: Approvals,
+    /// What given approvals still cover (`approvals::Grants`).
+    pub grants: crate::approvals::Grants,
     pub events: Events,
     pub metrics: Metrics,
     pub started: Instant,

@@ -124,6 +124,9 @@ pub struct ApprovalInfo {
     pub resolution_message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<String>,
+    /// `session` when approved "for this session" (same command text, same session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// `POST /v1/approvals/{id}/resolve`.
@@ -134,6 +137,11 @@ pub struct ResolveRequest {
     pub message: Option<String>,
     #[serde(default)]
     pub resolved_by: Option<String>,
+    /// `session`: the approval also covers the same command text in the same agent and
+    /// session from now on (until the server stops). Absent: this command (and the
+    /// programs it runs itself, briefly).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// `POST /v1/policy/reload` (also sent as the SSE `reload` event).
