@@ -138,6 +138,23 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     if !event.policy.is_empty() {
         line.push_str(&format!(" [{}]", show(&event.policy)));
     }
+    // An ask's resolution, so `audit search --decision ask` says how each one ended.
+    if let Some(a) = &event.approval {
+        let how = if a.resolved_by == "timeout" {
+            "timed out".to_owned()
+        } else if a.approved {
+            format!("approved by {}", show(&a.resolved_by))
+        } else {
+            format!("denied by {}", show(&a.resolved_by))
+        };
+        line.push_str(&format!(" (ask {}: {how})", show(&a.id)));
+    } else if event.decision == "ask" {
+        line.push_str(if event.mode.as_deref() == Some("monitor") {
+            " (ask: monitor mode, ran without asking)"
+        } else {
+            " (ask: refused at once, nobody asked)"
+        });
+    }
     line
 }
 

@@ -831,3 +831,84 @@ fn approval_for_this_session_covers_the_same_command_later() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+// ---------------------------------------------------------------------------------------
+// Findable and countable.
+
+#[test]
+fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
+    let s = Setup::new();
+    let body = |command: &str, wait_ms: u64| {
+        serde_json::json!({
+            "agent": "claude", "session": "s-find", "params": {"command": command},
+            "pid": 999_990, "wait_ms": wait_ms
+        })
+    };
+    let hold = |command: &str| {
+        let (endpoint, token, body) =
+            (s.server.tcp(), s.server.token.clone(), body(command, 20000));
+        std::thread::spawn(move || {
+            rampart_server::client::request(
+                &endpoint,
+                "POST",
+                "/v1/preflight/exec",
+                Some(&token),
+                Some(&body),
+                std::time::Duration::from_secs(30),
+            )
+            .unwrap()
+            .json()
+            .unwrap()
+        })
+    };
+    let held = hold("askme one");
+    let approved = approve_the_ask(&s, &[]);
+    assert_eq!(held.join().unwrap()["allowed"], true);
+    let held = hold("askme two");
+    let mut denied = None;
+    assert!(crate::util::wait_until(20, || {
+        let v = s.server.call("GET", "/v1/approvals", None).json().unwrap();
+        denied = v["approvals"][0]["id"].as_str().map(str::to_owned);
+        denied.is_some()
+    }));
+    let denied = denied.unwrap();
+    assert_eq!(s.home.run(&["deny", &denied]).code(), 0);
+    assert_eq!(held.join().unwrap()["allowed"], false);
+    let timed_out = s.server.preflight(body("askme three", 1));
+    assert_eq!(timed_out["message"], "approval timed out");
+    let timed_out = timed_out["approval_id"].as_str().unwrap().to_owned();
+    assert_eq!(s.server.preflight(body("askme four", 0))["allowed"], false);
+    assert_eq!(s.server.preflight(body("ls", 0))["allowed"], true);
+
+    let r = s.home.run(&["audit", "search", "--decision", "ask"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let tails: Vec<String> = r
+        .stdout()
+        .lines()
+        .map(|l| l.split_once("  claude  s-find  ").unwrap().1.to_owned())
+        .collect();
+    assert_eq!(
+        tails,
+        [
+            "askme four  — askme needs a person [test-ask] (ask: refused at once, nobody asked)"
+                .to_owned(),
+            format!("askme three  — approval timed out [test-ask] (ask {timed_out}: timed out)"),
+            format!(
+                "askme two  — denied by someone (cli) [test-ask] (ask {denied}: denied by someone (cli))"
+            ),
+            format!(
+                "askme one  — approved by someone (cli) [test-ask] (ask {approved}: approved by someone (cli))"
+            ),
+        ],
+        "{}",
+        r.stdout()
+    );
+    // The seed's lines add up to Total; the asks are counted by outcome, and apart.
+    let r = s.home.run(&["audit", "stats"]);
+    assert_eq!(
+        r.stdout(),
+        "Agent: claude\n  Total: 5\n  Allowed: 2\n  Denied: 3\n  Logged: 0\n  Asked: 4\n",
+        "{}",
+        r.stderr()
+    );
+}
