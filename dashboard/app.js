@@ -621,6 +621,13 @@ function queueRender() {
   });
 }
 
+// A tile shows its whole number: long ones get a smaller size (and may still wrap at a
+// narrow width), never an ellipsis.
+function tileValue(text) {
+  const size = text.length > 9 ? 'xl' : text.length > 6 ? 'l' : '';
+  return el('span', { class: 'tile-value', 'data-size': size, text });
+}
+
 function renderStats() {
   const stats = state.stats;
   if (!stats) return;
@@ -628,7 +635,7 @@ function renderStats() {
     el('span', { class: 'tile-label' },
       key ? el('span', { class: 'icon', 'aria-hidden': 'true', text: DECISIONS[key].icon }) : null,
       label),
-    el('span', { class: 'tile-value', text: number(stats.totals[field]) })));
+    tileValue(number(stats.totals[field]))));
   $('totals').replaceChildren(...tiles);
   const rows = Object.entries(stats.agents || {})
     .sort((a, b) => b[1].total - a[1].total || a[0].localeCompare(b[0]))

@@ -494,6 +494,8 @@ test('tiles show full numbers past 1,000', async () => {
     }
   }
   await page.setViewportSize(viewport);
+  await page.evaluate(() => loadStats());
+  await page.waitForFunction((w) => document.querySelector('[data-field="total"] .tile-value')?.textContent !== '1,234,567', null, { timeout: 5000 });
   // Allowed + denied + logged add up to the total.
   const c = stats.json.totals;
   assert.equal(c.allowed + c.denied + c.logged, c.total, JSON.stringify(c));
