@@ -76,7 +76,12 @@ enum Command {
         command: audit_cmd::AuditCommand,
     },
     /// List asks waiting for a person
-    Pending,
+    Pending {
+        /// Keep watching: show asks as they come and answer each with `a N [message]`
+        /// or `d N [message]` (then Enter); `q` quits. Plain lines: works over ssh
+        #[arg(long)]
+        watch: bool,
+    },
     /// Let a pending ask run
     Approve {
         /// The approval id (from `rampart pending` or the ask's message)
@@ -132,7 +137,8 @@ fn main() -> ExitCode {
         Command::Supervise(args) => supervise_cmd::run(args),
         Command::Test(args) => policy_cmd::test(&args),
         Command::Audit { command } => audit_cmd::run(command),
-        Command::Pending => approvals_cmd::pending(),
+        Command::Pending { watch: false } => approvals_cmd::pending(),
+        Command::Pending { watch: true } => approvals_cmd::watch(),
         Command::Approve {
             id,
             message,

@@ -643,7 +643,15 @@ fn approve_the_ask(s: &Setup, extra: &[&str]) -> String {
     let id = id.unwrap();
     let mut args = vec!["approve", id.as_str()];
     args.extend_from_slice(extra);
-    let r = s.home.run(&args);
+    // `who` is "$USER (cli)": fixed here whatever the test runner's user is called.
+    let r = crate::util::Run(
+        s.home
+            .cmd()
+            .args(&args)
+            .env("USER", "someone")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(r.code(), 0, "{}", r.stderr());
     id
 }
@@ -872,7 +880,14 @@ fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
         denied.is_some()
     }));
     let denied = denied.unwrap();
-    assert_eq!(s.home.run(&["deny", &denied]).code(), 0);
+    let r = s
+        .home
+        .cmd()
+        .args(["deny", &denied])
+        .env("USER", "someone")
+        .output()
+        .unwrap();
+    assert!(r.status.success());
     assert_eq!(held.join().unwrap()["allowed"], false);
     let timed_out = s.server.preflight(body("askme three", 1));
     assert_eq!(timed_out["message"], "approval timed out");
@@ -911,4 +926,94 @@ fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
         "{}",
         r.stderr()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// `rampart pending --watch`.
+
+#[test]
+fn pending_watch_shows_asks_as_they_come_and_answers_them() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = Setup::new();
+    let mut watch = s
+        .home
+        .cmd()
+        .args(["pending", "--watch"])
+        .env("USER", "someone")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = watch.stdin.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("pending --watch printed nothing more")
+    };
+    assert_eq!(
+        next(),
+        "Watching for asks. Answer with `a N [message]` or `d N [message]`; `q` quits."
+    );
+    let hold = |command: &str| {
+        let (endpoint, token) = (s.server.tcp(), s.server.token.clone());
+        let body = serde_json::json!({
+            "agent": "claude", "session": "s-watch", "params": {"command": command},
+            "wait_ms": 20000
+        });
+        std::thread::spawn(move || {
+            rampart_server::client::request(
+                &endpoint,
+                "POST",
+                "/v1/preflight/exec",
+                Some(&token),
+                Some(&body),
+                std::time::Duration::from_secs(30),
+            )
+            .unwrap()
+            .json()
+            .unwrap()
+        })
+    };
+    let first = hold("askme first");
+    let line = next();
+    let (number, rest) = line.split_once(' ').unwrap();
+    assert_eq!(number, "[1]");
+    let (id, rest) = rest.split_once("  ").unwrap();
+    let rest = rest.split_once("s left  ").unwrap().1;
+    assert_eq!(rest, "claude  s-watch  askme first  — askme needs a person");
+    // A word is not an answer.
+    writeln!(stdin, "approve").unwrap();
+    assert_eq!(
+        next(),
+        "? `a N [message]` approves ask N, `d N [message]` denies it, `q` quits"
+    );
+    writeln!(stdin, "a 1 looks fine").unwrap();
+    assert_eq!(next(), format!("Approved {id}: askme first"));
+    let answer = first.join().unwrap();
+    assert_eq!(answer["allowed"], true);
+    assert_eq!(answer["message"], "approved by someone (cli): looks fine");
+    assert_eq!(next(), format!("[1] {id} is no longer pending"));
+
+    let second = hold("askme second");
+    let line = next();
+    assert!(line.starts_with("[2] "), "{line}");
+    let id2 = line[4..].split_once("  ").unwrap().0.to_owned();
+    writeln!(stdin, "d not today").unwrap();
+    assert_eq!(next(), format!("Denied {id2}: askme second"));
+    let answer = second.join().unwrap();
+    assert_eq!(answer["allowed"], false);
+    assert_eq!(answer["message"], "denied by someone (cli): not today");
+    writeln!(stdin, "q").unwrap();
+    let status = watch.wait().unwrap();
+    assert!(status.success());
 }
