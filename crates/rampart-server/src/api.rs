@@ -447,19 +447,21 @@ async fn preflight(
         }
     } else {
         let (stored, message) = append_refusal(&state, event).answer(decision.message);
-        state.notifier.notify(
-            crate::notify::Kind::Deny,
-            crate::notify::Notice {
-                event: "deny",
-                id: stored.clone(),
-                command: rampart_audit::redact(&command).into_owned(),
-                agent: agent.clone(),
-                session: session.clone(),
-                cwd: req.cwd.clone(),
-                message: message.clone(),
-                dashboard: state.notifier.dashboard(),
-            },
-        );
+        if state.notifier.wants(crate::notify::Kind::Deny) {
+            state.notifier.notify(
+                crate::notify::Kind::Deny,
+                crate::notify::Notice {
+                    event: "deny",
+                    id: stored.clone(),
+                    command: rampart_audit::redact(&command).into_owned(),
+                    agent: agent.clone(),
+                    session: session.clone(),
+                    cwd: req.cwd.clone(),
+                    message: message.clone(),
+                    dashboard: state.notifier.dashboard(),
+                },
+            );
+        }
         (stored, message)
     };
     axum::Json(PreflightResponse {

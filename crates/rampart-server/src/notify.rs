@@ -256,6 +256,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Notifier {
     tx: Option<mpsc::Sender<(Kind, Notice)>>,
+    /// The kinds some target wants: others are never queued (a flood of denies cannot
+    /// crowd out the asks).
+    wanted: Vec<Kind>,
     pub targets: usize,
     pub stats: Arc<Stats>,
     /// `http://127.0.0.1:PORT/dashboard/`, known once the listener is bound.
@@ -267,6 +270,8 @@ impl Notifier {
     pub fn start(targets: Vec<Target>) -> Notifier {
         let stats = Arc::new(Stats::default());
         let n = targets.len();
+        let mut wanted: Vec<Kind> = targets.iter().flat_map(|t| t.on.iter().copied()).collect();
+        wanted.dedup();
         let tx = (!targets.is_empty()).then(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
             tokio::spawn(worker(Arc::new(targets), rx, stats.clone()));
@@ -274,6 +279,7 @@ impl Notifier {
         });
         Notifier {
             tx,
+            wanted,
             targets: n,
             stats,
             dashboard: OnceLock::new(),
@@ -288,9 +294,15 @@ impl Notifier {
         self.dashboard.get().cloned().unwrap_or_default()
     }
 
+    /// Whether some target wants this kind (callers skip building the notice if not).
+    pub fn wants(&self, kind: Kind) -> bool {
+        self.tx.is_some() && self.wanted.contains(&kind)
+    }
+
     /// Queues a notice; never waits.
     pub fn notify(&self, kind: Kind, notice: Notice) {
         if let Some(tx) = &self.tx
+            && self.wanted.contains(&kind)
             && tx.try_send((kind, notice)).is_err()
         {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
