@@ -170,7 +170,7 @@ impl Decider for ServerDecider {
         }
         let ticket = self.waiting.add(call.command.clone(), exec.pid);
         let asked = self.ask(&call);
-        self.waiting.remove(ticket);
+        self.waiting.remove(ticket, &asked);
         // CMD's own exec proves the configuration, as under `rampart preload`: anything
         // but an answer, or fail-open's "nobody answered", stops the run with one line.
         let unusable = !matches!(
@@ -235,6 +235,8 @@ struct Waiting {
     reporter: OnceLock<()>,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, (Instant, String, u32, bool)>>,
+    /// Waits announced (on the terminal, when there is one): their resolution line is due.
+    told: Mutex<HashMap<u64, crate::wait_line::Told>>,
 }
 
 impl Waiting {
@@ -247,11 +249,24 @@ impl Waiting {
         ticket
     }
 
-    fn remove(&self, ticket: u64) {
-        self.pending
+    fn remove(&self, ticket: u64, asked: &preload_cmd::Asked) {
+        let entry = self
+            .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&ticket);
+        let told = self
+            .told
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ticket);
+        if let (Some((_, command, _, _)), Some(told)) = (entry, told) {
+            let allowed = match asked.outcome {
+                Checked::Answer { allowed } => Some(allowed),
+                _ => None,
+            };
+            told.resolved(allowed, &asked.why, &command);
+        }
     }
 
     fn start_reporter(self: &Arc<Self>, resolved: &Resolved) {
@@ -264,24 +279,34 @@ impl Waiting {
             .spawn(move || {
                 loop {
                     std::thread::sleep(Duration::from_millis(250));
-                    let due: Vec<(String, u32)> = {
+                    let due: Vec<(u64, String, u32)> = {
                         let mut pending =
                             this.pending.lock().unwrap_or_else(PoisonError::into_inner);
                         pending
-                            .values_mut()
-                            .filter(|(started, _, _, told)| {
+                            .iter_mut()
+                            .filter(|(_, (started, _, _, told))| {
                                 !*told && started.elapsed() >= Duration::from_secs(1)
                             })
-                            .map(|(_, command, pid, told)| {
+                            .map(|(ticket, (_, command, pid, told))| {
                                 *told = true;
-                                (command.clone(), *pid)
+                                (*ticket, command.clone(), *pid)
                             })
                             .collect()
                     };
                     // Outside the lock: the lookup is a request to the server.
-                    for (command, pid) in due {
-                        let _ =
+                    for (ticket, command, pid) in due {
+                        let told =
                             crate::wait_line::announce(&resolved, Some(i64::from(pid)), &command);
+                        // Answered meanwhile: its resolution line is lost, nothing else.
+                        // Checked and stored under the pending lock, so `remove` either
+                        // finds it or it is never stored.
+                        let pending = this.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                        if pending.contains_key(&ticket) {
+                            this.told
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .insert(ticket, told);
+                        }
                     }
                 }
             });

@@ -71,10 +71,20 @@ impl Setup {
         self.on_terminal_as(None, answer, cmd)
     }
 
+    fn on_terminal_as(&self, user: Option<&Path>, answer: &str, cmd: &[&str]) -> Value {
+        self.on_terminal_with("preload", user, answer, cmd)
+    }
+
     /// `on_terminal`, the launcher (and so the agent) run as `user` (a uid) when given:
     /// through `setpriv`, with a home of its own; the harness stays root so that it can
     /// answer with the admin token, as the person at the terminal would.
-    fn on_terminal_as(&self, user: Option<&Path>, answer: &str, cmd: &[&str]) -> Value {
+    fn on_terminal_with(
+        &self,
+        how: &str,
+        user: Option<&Path>,
+        answer: &str,
+        cmd: &[&str],
+    ) -> Value {
         let mut launcher: Vec<String> = Vec::new();
         if let Some(home) = user {
             launcher.extend(
@@ -103,7 +113,7 @@ impl Setup {
             .arg(harness())
             .args(&launcher)
             .arg(env!("CARGO_BIN_EXE_rampart"))
-            .args(["preload", "--url"])
+            .args([how, "--url"])
             .arg(format!("http://127.0.0.1:{}", self.server.port))
             .args(["--token", &self.server.token, "--no-autostart"])
             .args(["--ask-timeout", "30s", "--"])
@@ -1016,4 +1026,25 @@ fn pending_watch_shows_asks_as_they_come_and_answers_them() {
     writeln!(stdin, "q").unwrap();
     let status = watch.wait().unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn under_supervise_the_wait_line_reaches_the_terminal() {
+    let s = Setup::new();
+    let report = s.on_terminal_with("supervise", None, "approve", &[python(), "-c", AGENT]);
+    let id = report["answered"]
+        .as_str()
+        .expect("no approval id on the terminal");
+    assert_eq!(report["stdout"], "ran 0 askme\n", "{report:#}");
+    assert_eq!(report["stderr"], "", "{report:#}");
+    assert_eq!(
+        tty_lines(&report),
+        [
+            WAIT_ECHO.to_owned(),
+            format!(
+                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+            ),
+        ],
+        "{report:#}"
+    );
 }
