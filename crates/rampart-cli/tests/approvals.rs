@@ -853,6 +853,14 @@ fn approval_for_this_session_covers_the_same_command_later() {
 // ---------------------------------------------------------------------------------------
 // Findable and countable.
 
+/// `(ask ID: pending, 17s left)` → `(ask ID: pending, Ns left)`.
+fn mask_left(line: &str) -> String {
+    match line.rsplit_once(", ") {
+        Some((head, tail)) if tail.ends_with("s left)") => format!("{head}, Ns left)"),
+        _ => line.to_owned(),
+    }
+}
+
 #[test]
 fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
     let s = Setup::new();
@@ -905,16 +913,30 @@ fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
     assert_eq!(s.server.preflight(body("askme four", 0))["allowed"], false);
     assert_eq!(s.server.preflight(body("ls", 0))["allowed"], true);
 
+    // And one still waiting: not in the trail yet, listed by the server.
+    let waiting = hold("askme five");
+    let mut pending = None;
+    assert!(crate::util::wait_until(20, || {
+        let v = s.server.call("GET", "/v1/approvals", None).json().unwrap();
+        pending = v["approvals"][0]["id"].as_str().map(str::to_owned);
+        pending.is_some()
+    }));
+    let pending = pending.unwrap();
+
     let r = s.home.run(&["audit", "search", "--decision", "ask"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let tails: Vec<String> = r
         .stdout()
         .lines()
         .map(|l| l.split_once("  claude  s-find  ").unwrap().1.to_owned())
+        .map(|l| mask_left(&l))
         .collect();
     assert_eq!(
         tails,
         [
+            format!(
+                "askme five  — askme needs a person [test-ask] (ask {pending}: pending, Ns left)"
+            ),
             "askme four  — askme needs a person [test-ask] (ask: refused at once, nobody asked)"
                 .to_owned(),
             format!("askme three  — approval timed out [test-ask] (ask {timed_out}: timed out)"),
@@ -928,11 +950,20 @@ fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
         "{}",
         r.stdout()
     );
+    let r = s
+        .home
+        .cmd()
+        .args(["deny", &pending])
+        .env("USER", "someone")
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+    assert_eq!(waiting.join().unwrap()["allowed"], false);
     // The seed's lines add up to Total; the asks are counted by outcome, and apart.
     let r = s.home.run(&["audit", "stats"]);
     assert_eq!(
         r.stdout(),
-        "Agent: claude\n  Total: 5\n  Allowed: 2\n  Denied: 3\n  Logged: 0\n  Asked: 4\n",
+        "Agent: claude\n  Total: 6\n  Allowed: 2\n  Denied: 4\n  Logged: 0\n  Asked: 5\n",
         "{}",
         r.stderr()
     );
