@@ -1079,3 +1079,38 @@ fn under_supervise_the_wait_line_reaches_the_terminal() {
         "{report:#}"
     );
 }
+
+#[test]
+fn desktop_notifications_run_notify_send_where_a_session_bus_exists() {
+    library();
+    let bin = tempfile::tempdir().unwrap();
+    fake_program(bin.path(), "notify-send");
+    let home = Home::new();
+    home.policy("custom.yaml", POLICY);
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "notify:\n  - format: desktop\n    on: [deny]\n",
+    )
+    .unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let server = Server::start_with_env(
+        &home,
+        &[],
+        &[
+            ("PATH", &path),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent"),
+        ],
+    );
+    let answer = server.preflight(serde_json::json!({
+        "agent": "claude", "session": "s-desk", "params": {"command": "askme-now"}, "wait_ms": 0
+    }));
+    assert_eq!(answer["allowed"], false);
+    let log = bin.path().join("notify-send.log");
+    assert!(crate::util::wait_until(20, || log.exists()));
+    let line = std::fs::read_to_string(&log).unwrap();
+    let args = line.split_once(' ').unwrap().1;
+    assert!(
+        args.starts_with("--app-name=Rampart -- Rampart: deny Rampart: `askme-now` was denied (agent claude, session s-desk): askme needs a person"),
+        "{args}"
+    );
+}

@@ -79,11 +79,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(home: &Home, extra: &[&str]) -> Server {
+        Server::start_with_env(home, extra, &[])
+    }
+
+    /// `start` with more environment variables for the server.
+    pub fn start_with_env(home: &Home, extra: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = home
             .cmd()
             .args(["serve", "--port", "0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

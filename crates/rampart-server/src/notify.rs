@@ -9,7 +9,8 @@
 //! token or an agent credential. What failed is counted for `serve status` and `/metrics`.
 //!
 //! `http://` is posted directly; `https://` (Slack, Discord, ntfy.sh) through `curl`,
-//! because the server links no TLS stack.
+//! because the server links no TLS stack. `format: desktop` (no `url`) runs `notify-send`
+//! where a session bus exists.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,8 @@ pub enum Format {
     Discord,
     /// The text as a plain body with a `Title` header (ntfy topic URL).
     Ntfy,
+    /// A desktop notification (`notify-send`) where a session bus exists; no `url`.
+    Desktop,
 }
 
 impl Format {
@@ -40,6 +43,7 @@ impl Format {
             "slack" => Some(Format::Slack),
             "discord" => Some(Format::Discord),
             "ntfy" => Some(Format::Ntfy),
+            "desktop" => Some(Format::Desktop),
             _ => None,
         }
     }
@@ -122,18 +126,21 @@ pub fn load_config(path: &Path) -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
     for (i, entry) in list.iter().enumerate() {
         let n = i + 1;
-        let url = entry
-            .as_mapping_get("url")
-            .and_then(Yaml::as_str)
-            .ok_or_else(|| at(format!("notify entry {n} has no `url`")))?;
-        check_url(url).map_err(at)?;
         let format = match entry.as_mapping_get("format") {
             None => Format::Json,
             Some(f) => f.as_str().and_then(Format::parse).ok_or_else(|| {
                 at(format!(
-                    "notify entry {n}: `format` must be json, slack, discord or ntfy"
+                    "notify entry {n}: `format` must be json, slack, discord, ntfy or desktop"
                 ))
             })?,
+        };
+        let url = match entry.as_mapping_get("url").and_then(Yaml::as_str) {
+            Some(url) => {
+                check_url(url).map_err(at)?;
+                url
+            }
+            None if format == Format::Desktop => "",
+            None => return Err(at(format!("notify entry {n} has no `url`"))),
         };
         let on = match entry.as_mapping_get("on") {
             None => vec![Kind::Ask],
@@ -213,7 +220,9 @@ impl Notice {
                 "application/json",
                 json(serde_json::json!({ "content": self.text() })),
             ),
-            Format::Ntfy => ("text/plain; charset=utf-8", self.text().into_bytes()),
+            Format::Ntfy | Format::Desktop => {
+                ("text/plain; charset=utf-8", self.text().into_bytes())
+            }
         }
     }
 }
@@ -318,12 +327,22 @@ async fn worker(
     while let Some((kind, notice)) = rx.recv().await {
         for target in targets.iter().filter(|t| t.on.contains(&kind)) {
             let (content_type, body) = notice.body(target.format);
-            let (url, stats) = (target.url.clone(), stats.clone());
+            let (url, stats, format) = (target.url.clone(), stats.clone(), target.format);
             let title = format!("Rampart: {}", kind.as_str());
             tokio::spawn(async move {
                 let mut wait = FIRST_BACKOFF;
+                let url = if format == Format::Desktop {
+                    "desktop".to_owned()
+                } else {
+                    url
+                };
                 for attempt in 1..=ATTEMPTS {
-                    match post(&url, content_type, &title, &body).await {
+                    let sent = if format == Format::Desktop {
+                        desktop(&title, &body).await
+                    } else {
+                        post(&url, content_type, &title, &body).await
+                    };
+                    match sent {
                         Ok(()) => {
                             stats.sent.fetch_add(1, Ordering::Relaxed);
                             return;
@@ -412,6 +431,32 @@ async fn post(url: &str, content_type: &str, title: &str, body: &[u8]) -> Result
         .map_err(|_| "no answer in time".to_owned())?
 }
 
+/// `notify-send TITLE TEXT` where a session bus exists (`DBUS_SESSION_BUS_ADDRESS`).
+async fn desktop(title: &str, body: &[u8]) -> Result<(), String> {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty()) {
+        return Err("no session bus (DBUS_SESSION_BUS_ADDRESS is not set)".to_owned());
+    }
+    let (title, text) = (title.to_owned(), String::from_utf8_lossy(body).into_owned());
+    let run = move || -> Result<(), String> {
+        let out = std::process::Command::new("notify-send")
+            .args(["--app-name=Rampart", "--", &title, &text])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run notify-send ({e})"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "notify-send failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 async fn post_with_curl(
     url: &str,
     content_type: &str,
@@ -489,7 +534,7 @@ mod tests {
         assert_eq!(
             load_config(&path),
             Err(format!(
-                "{}: notify entry 1: `format` must be json, slack, discord or ntfy",
+                "{}: notify entry 1: `format` must be json, slack, discord, ntfy or desktop",
                 path.display()
             ))
         );
