@@ -107,6 +107,19 @@ function badge(decision) {
     el('span', { text: decision || d.label }));
 }
 
+// Monitor mode refuses nothing: its deny (and ask) events ran. They are shown as what
+// they would have been, never as red denials.
+function wouldBe(ev) {
+  return ev.mode === 'monitor' && (ev.decision === 'deny' || ev.decision === 'ask');
+}
+
+function eventBadge(ev) {
+  if (!wouldBe(ev)) return badge(ev.decision);
+  return el('span', { class: 'badge d-would', 'data-decision': 'would', title: 'monitor mode: it ran' },
+    el('span', { class: 'icon', 'aria-hidden': 'true', text: '○' }),
+    el('span', { text: `would ${ev.decision}` }));
+}
+
 function timeText(ts) {
   const date = new Date(ts);
   if (Number.isNaN(date.getTime())) return ts || '';
@@ -279,7 +292,10 @@ function matchesFilters(ev) {
   const f = state.filters;
   if (f.agent && ev.agent !== f.agent) return false;
   if (f.session && ev.session !== f.session) return false;
-  if (f.decision && decisionKey(ev.decision) !== f.decision && ev.decision !== f.decision) return false;
+  // The ask filter also finds asks a person (or the timeout) resolved: they are stored
+  // with their final decision and an `approval`, as the server's filter does.
+  const resolvedAsk = f.decision === 'ask' && ev.approval;
+  if (f.decision && !resolvedAsk && decisionKey(ev.decision) !== f.decision && ev.decision !== f.decision) return false;
   if (f.q) {
     const q = f.q.toLowerCase();
     if (!String(ev.command || '').toLowerCase().includes(q) &&
@@ -299,11 +315,14 @@ function rowFor(ev, fresh) {
   }
   if (ev.message) meta.append(el('span', { class: 'message', text: visible(ev.message) }));
   if (ev.approval) {
-    meta.append(el('span', { class: 'approval-note', text: ev.approval.approved ? 'approved' : 'denied' }));
+    const how = ev.approval.resolved_by === 'timeout'
+      ? 'ask timed out'
+      : `ask ${ev.approval.approved ? 'approved' : 'denied'} by ${visible(ev.approval.resolved_by)}`;
+    meta.append(el('span', { class: 'approval-note', text: how }));
   }
-  const row = el('li', { class: `row${fresh ? ' fresh' : ''}`, 'data-id': ev.id, 'data-decision': decisionKey(ev.decision), tabindex: '0' },
+  const row = el('li', { class: `row${fresh ? ' fresh' : ''}`, 'data-id': ev.id, 'data-decision': wouldBe(ev) ? 'would' : decisionKey(ev.decision), tabindex: '0' },
     el('time', { class: 'ts', datetime: ev.ts, title: ev.ts, text: timeText(ev.ts) }),
-    badge(ev.decision),
+    eventBadge(ev),
     el('div', { class: 'body' },
       ev.decision === 'unchecked'
         ? el('span', { class: 'command unchecked-report', text: `${number(ev.unchecked || 1)} exec(s) ran unchecked${ev.pid ? ` in pid ${ev.pid}` : ''}` })
@@ -565,7 +584,9 @@ function addCount(counts, ev) {
     return;
   }
   counts.total += 1;
-  const key = decisionKey(ev.decision);
+  // As the server counts: allowed + denied + logged = total; an ask refused at once
+  // (nobody to ask) is denied, allowed in monitor mode.
+  const key = ev.decision === 'ask' ? (ev.mode === 'monitor' ? 'allow' : 'deny') : decisionKey(ev.decision);
   if (key === 'allow') counts.allowed += 1;
   else if (key === 'deny') counts.denied += 1;
   else if (key === 'log') counts.logged += 1;
@@ -603,6 +624,13 @@ function queueRender() {
   });
 }
 
+// A tile shows its whole number: long ones get a smaller size (and may still wrap at a
+// narrow width), never an ellipsis.
+function tileValue(text) {
+  const size = text.length > 9 ? 'xl' : text.length > 6 ? 'l' : '';
+  return el('span', { class: 'tile-value', 'data-size': size, text });
+}
+
 function renderStats() {
   const stats = state.stats;
   if (!stats) return;
@@ -610,7 +638,7 @@ function renderStats() {
     el('span', { class: 'tile-label' },
       key ? el('span', { class: 'icon', 'aria-hidden': 'true', text: DECISIONS[key].icon }) : null,
       label),
-    el('span', { class: 'tile-value', text: number(stats.totals[field]) })));
+    tileValue(number(stats.totals[field]))));
   $('totals').replaceChildren(...tiles);
   const rows = Object.entries(stats.agents || {})
     .sort((a, b) => b[1].total - a[1].total || a[0].localeCompare(b[0]))
@@ -712,6 +740,7 @@ function addApproval(info) {
   if (!info || info.status !== 'pending' || state.approvals.has(info.id)) return;
   const note = el('input', { type: 'text', class: 'note', placeholder: 'Optional message', 'aria-label': 'Message recorded with the decision', spellcheck: 'false' });
   const approve = el('button', { type: 'button', class: 'approve', text: '✓ Approve' });
+  const forSession = el('button', { type: 'button', class: 'approve session-wide', text: '✓ For this session', title: 'Approve, and the same command in this session from now on' });
   const deny = el('button', { type: 'button', class: 'deny', text: '✕ Deny' });
   const left = el('span', { class: 'left' });
   const meta = el('div', { class: 'meta' },
@@ -728,14 +757,15 @@ function addApproval(info) {
         (info.matched_policies || []).length ? el('span', { class: 'policy', text: info.matched_policies.join(', ') }) : null,
         info.message ? el('span', { class: 'message', text: visible(info.message) }) : null)
       : null,
-    el('div', { class: 'actions' }, note, approve, deny));
-  const resolve = async (approved) => {
+    el('div', { class: 'actions' }, note, approve, forSession, deny));
+  const resolve = async (approved, scope) => {
     approve.disabled = true;
+    forSession.disabled = true;
     deny.disabled = true;
     try {
       const message = note.value.trim();
       const r = await request('POST', `/v1/approvals/${encodeURIComponent(info.id)}/resolve`, {
-        approved, message: message || undefined, resolved_by: 'dashboard',
+        approved, message: message || undefined, resolved_by: 'dashboard', scope,
       });
       if (r.status === 410 || r.status === 404) {
         toast((r.data && r.data.error) || 'Already resolved.', 'info');
@@ -749,11 +779,13 @@ function addApproval(info) {
     } catch (error) {
       if (error instanceof AuthError) return;
       approve.disabled = false;
+      forSession.disabled = false;
       deny.disabled = false;
       toast(`Could not resolve: ${error.message}`, 'error');
     }
   };
   approve.addEventListener('click', () => resolve(true));
+  forSession.addEventListener('click', () => resolve(true, 'session'));
   deny.addEventListener('click', () => resolve(false));
   note.addEventListener('keydown', (event) => {
     if (event.key === 'Enter') resolve(true);

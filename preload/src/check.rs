@@ -3,6 +3,7 @@
 //! decision matrix (`rampart_contract::verdict::permit`): fail closed on everything but
 //! "nobody answered".
 
+use rampart_contract::values;
 pub use rampart_contract::verdict::Permit;
 use rampart_contract::verdict::{Outcome, permit};
 
@@ -10,7 +11,7 @@ use crate::config::{self, Config, Mode};
 use crate::http::{self, Fail, RESPONSE_MAX};
 use crate::json;
 use crate::path::{self, PATH_MAX};
-use crate::sink::{BufWriter, JsonEsc, Printable, Sink, put_json_str, put_shell_word};
+use crate::sink::{BufWriter, JsonEsc, Printable, Sink, SliceWriter, put_json_str, put_shell_word};
 use crate::sys::{self, CArray};
 use crate::unchecked;
 
@@ -155,9 +156,14 @@ impl Body<'_> {
 /// prefix goes through `printable`: commands, names, messages and URLs are shown with
 /// control and bidi characters escaped, so they cannot rewrite what the user sees.
 fn stderr_line(prefix: &[u8], mid: &dyn Fn(&mut dyn Sink), suffix: &[u8]) {
+    line_to(2, prefix, mid, suffix);
+}
+
+/// `stderr_line` to any descriptor (the controlling terminal for `[WAIT]`).
+fn line_to(fd: core::ffi::c_int, prefix: &[u8], mid: &dyn Fn(&mut dyn Sink), suffix: &[u8]) {
     let mut buf = [0u8; 512];
     let mut w = BufWriter::new(&mut buf, |c: &[u8]| {
-        sys::write_all(2, c);
+        sys::write_all(fd, c);
         true
     });
     w.put(prefix);
@@ -215,14 +221,50 @@ pub fn check(call: &Call) -> Permit {
         ran_unchecked,
     };
     let mut buf = [0u8; RESPONSE_MAX];
+    // The ask's id, learnt while waiting (`GET /v1/approvals?pid=`), so the wait line can
+    // say exactly what to type; copied out of the scratch buffer into a fixed array.
+    let mut id_buf = [0u8; 64];
+    let mut id_len = 0usize;
+    let mut tty = -1;
     let mut on_wait = || {
-        if wait_ms > 0 {
-            stderr_line(
+        if wait_ms == 0 {
+            return;
+        }
+        tty = sys::open_tty();
+        let out = if tty >= 0 { tty } else { 2 };
+        let mut left = 0u64;
+        if let Some(p) = pending_ask(cfg, pid, &mut id_buf) {
+            (id_len, left) = p;
+        }
+        let id = id_buf.get(..id_len).unwrap_or(&[]);
+        if id.is_empty() {
+            line_to(
+                out,
                 b"rampart: [WAIT] Waiting for approval of: ",
                 &|s: &mut dyn Sink| call.put_command(s),
                 b" -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard",
             );
+            return;
         }
+        line_to(
+            out,
+            b"rampart: [WAIT] Waiting for approval of: ",
+            &|s: &mut dyn Sink| {
+                call.put_command(s);
+                s.put(b" (agent ");
+                s.put(cfg.s(cfg.agent));
+                s.put(b", approval ");
+                s.put(id);
+                s.put(b", ");
+                put_num(s, left.min(i64::MAX as u64) as i64);
+                s.put(b"s left) -- type 'rampart approve ");
+                s.put(id);
+                s.put(b"' or 'rampart deny ");
+                s.put(id);
+                s.put(b"', or see the dashboard");
+            },
+            b"",
+        );
     };
     let result = http::post(
         cfg,
@@ -248,6 +290,13 @@ pub fn check(call: &Call) -> Permit {
         },
         verdict => verdict,
     };
+    if tty >= 0 {
+        // The terminal that saw the wait line also sees how it ended (stderr keeps only
+        // the `[ERROR]` line of a refusal, as before).
+        let id = id_buf.get(..id_len).unwrap_or(&[]);
+        resolved_line(tty, id, call, &verdict);
+        sys::close(tty);
+    }
     if matches!(verdict, Verdict::Answer { .. }) && ran_unchecked > 0 {
         // The server read a well-formed request carrying the count: it is reported.
         unchecked::reported(ran_unchecked);
@@ -257,6 +306,63 @@ pub fn check(call: &Call) -> Permit {
 
 /// The reason for a 401 when `RAMPART_TOKEN` is empty (the library used by hand).
 const NO_TOKEN: &[u8] = b"RAMPART_TOKEN is not set (`rampart preload` sets it; by hand: export RAMPART_TOKEN=\"$(rampart token show)\"), and the policy server refused the request without it";
+
+/// Looks up the id and seconds left of the ask this process waits on; copies the id into
+/// `id_buf`. `None` on any failure: the wait line then keeps its generic text.
+fn pending_ask(cfg: &Config, pid: i32, id_buf: &mut [u8; 64]) -> Option<(usize, u64)> {
+    let mut path = [0u8; 64];
+    let mut w = SliceWriter::new(&mut path);
+    w.put(b"/v1/approvals?pid=");
+    put_num(&mut w, i64::from(pid));
+    let n = w.len;
+    let mut buf = [0u8; 4096];
+    let resp = http::get(cfg, path.get(..n)?, &mut buf).ok()?;
+    if resp.status != 200 {
+        return None;
+    }
+    let body = buf.get(resp.body_start..resp.body_start.saturating_add(resp.body_len))?;
+    let p = json::newest_pending(body)?;
+    // Ids are ULIDs; anything else (or longer) is not printed as a command to type.
+    if p.id.is_empty() || p.id.len() > id_buf.len() || !p.id.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    id_buf.get_mut(..p.id.len())?.copy_from_slice(p.id);
+    Some((p.id.len(), p.expires_in_s))
+}
+
+/// The one line on the terminal when a wait announced there ends.
+fn resolved_line(tty: core::ffi::c_int, id: &[u8], call: &Call, v: &Verdict) {
+    line_to(
+        tty,
+        b"rampart: [WAIT] ",
+        &|s: &mut dyn Sink| {
+            s.put(b"Approval");
+            if !id.is_empty() {
+                s.put(b" ");
+                s.put(id);
+            }
+            s.put(b": ");
+            match v {
+                Verdict::Answer {
+                    allowed, message, ..
+                } => {
+                    match message.filter(|m| !m.is_empty()) {
+                        Some(m) => json::put_unescaped(s, m),
+                        None => s.put(if *allowed { b"approved" } else { b"denied" }),
+                    }
+                    s.put(if *allowed {
+                        b" (runs): "
+                    } else {
+                        b" (refused): "
+                    });
+                }
+                _ => s.put(b"no answer from the policy server: "),
+            }
+            call.put_command(s);
+        },
+        b"",
+    );
+}
 
 /// What an answer (or the failure to get one) means, before mode and fail-open apply.
 fn classify(result: Result<http::Response, Fail>, buf: &[u8]) -> Verdict<'_> {
@@ -411,15 +517,21 @@ fn decide(cfg: &Config, call: &Call, v: Verdict) -> Permit {
             let decision = decision.unwrap_or(if allowed { b"allow" } else { b"deny" });
             debug_decision(&|s| json::put_unescaped(s, decision));
             if p == Permit::Refuse {
-                deny_line(
-                    &|s: &mut dyn Sink| match message.filter(|m| !m.is_empty()) {
+                // An ask the server could not hold (we asked it not to wait): say why.
+                let at_once = decision == b"ask" && cfg.ask_timeout_ms == 0;
+                deny_line(&|s: &mut dyn Sink| {
+                    match message.filter(|m| !m.is_empty()) {
                         Some(m) => json::put_unescaped(s, m),
                         None => {
                             s.put(b"decision ");
                             json::put_unescaped(s, decision);
                         }
-                    },
-                );
+                    }
+                    if at_once {
+                        s.put(values::REFUSED_AT_ONCE.as_bytes());
+                        s.put(values::no_person(cfg.ci).as_bytes());
+                    }
+                });
             }
         }
         Verdict::Failed {

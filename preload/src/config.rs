@@ -113,6 +113,8 @@ pub struct Config {
     pub unchecked_at_load: u64,
     pub debug: bool,
     pub ask_timeout_ms: u64,
+    /// `CI=true`: no person to ask (the ask timeout then defaults to 0).
+    pub ci: bool,
     pub target: Target,
     pub url: Str,
     pub token: Str,
@@ -148,6 +150,7 @@ impl Config {
             unchecked_at_load: 0,
             debug: false,
             ask_timeout_ms: values::DEFAULT_ASK_TIMEOUT_MS,
+            ci: false,
             target: Target::Invalid(UrlError::Unsupported),
             url: Str { off: 0, len: 0 },
             token: Str { off: 0, len: 0 },
@@ -292,7 +295,12 @@ pub unsafe fn init(envp: *const *const c_char) {
     // instructions. The first entry of a name wins, as with getenv.
     let mut ours: [&'static [u8]; 32] = [b""; 32];
     let mut n_ours = 0usize;
+    // `CI` too (one more prefix test per entry): in CI there is no person to ask.
+    let mut ci: Option<&'static [u8]> = None;
     for i in 0..env.len() {
+        if ci.is_none() && sys::has_prefix(env.raw(i), b"CI=") {
+            ci = env.get(i).get(3..);
+        }
         if n_ours < ours.len()
             && sys::has_prefix(env.raw(i), b"RAMPART_")
             && let Some(slot) = ours.get_mut(n_ours)
@@ -320,9 +328,10 @@ pub unsafe fn init(envp: *const *const c_char) {
     cfg.fail_open = values::fail_open(var(b"RAMPART_FAIL_OPEN"));
     cfg.protect = values::protect(var(b"RAMPART_PROTECT"));
     cfg.debug = values::debug(var(b"RAMPART_DEBUG"));
+    cfg.ci = values::ci(ci);
     cfg.ask_timeout_ms = var(b"RAMPART_ASK_TIMEOUT")
         .and_then(values::duration_ms)
-        .unwrap_or(values::DEFAULT_ASK_TIMEOUT_MS);
+        .unwrap_or(values::default_ask_timeout_ms(cfg.ci));
     cfg.unchecked_at_load = var(UNCHECKED_KEY).map_or(0, parse_count);
     let agent = var(b"RAMPART_AGENT")
         .filter(|a| !a.is_empty())

@@ -336,12 +336,22 @@ pub fn post(
         };
         let reused = known_ino.is_some();
         let limits = (answer_ms, overall);
-        let r = exchange(cfg, fd, path, counter.0, body, limits, buf, &mut || {
-            if !waited {
-                waited = true;
-                on_wait();
-            }
-        });
+        let r = exchange(
+            cfg,
+            fd,
+            b"POST ",
+            path,
+            counter.0,
+            body,
+            limits,
+            buf,
+            &mut || {
+                if !waited {
+                    waited = true;
+                    on_wait();
+                }
+            },
+        );
         match r {
             Ok((resp, keep)) => {
                 // A fresh connection may be kept only where storing it cannot touch a
@@ -370,15 +380,40 @@ pub fn post(
     Err(Fail::Closed)
 }
 
+/// Sends one `GET` on a fresh connection (never cached: it runs while the caller's own
+/// request holds the other one) and reads the answer into `buf`, within the connect and
+/// answer timeouts. Used to learn the id of an ask this process is waiting on.
+pub fn get(cfg: &Config, path: &[u8], buf: &mut [u8]) -> Result<Response, Fail> {
+    let now = sys::now_ms();
+    let fd = connect(cfg, now.saturating_add(CONNECT_TIMEOUT_MS))?;
+    let overall = now
+        .saturating_add(CONNECT_TIMEOUT_MS)
+        .saturating_add(ANSWER_TIMEOUT_MS);
+    let r = exchange(
+        cfg,
+        fd,
+        b"GET ",
+        path,
+        0,
+        &|_: &mut dyn Sink| {},
+        (ANSWER_TIMEOUT_MS, overall),
+        buf,
+        &mut || {},
+    );
+    close(fd);
+    r.map(|(resp, _)| resp).map_err(|(f, _)| f)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn exchange(
     cfg: &Config,
     fd: c_int,
+    method: &[u8],
     path: &[u8],
     content_length: usize,
     body: &dyn Fn(&mut dyn Sink),
     (answer_ms, cap): (i64, i64),
-    buf: &mut [u8; RESPONSE_MAX],
+    buf: &mut [u8],
     on_wait: &mut dyn FnMut(),
 ) -> Result<(Response, bool), (Fail, bool)> {
     // `answer_ms` from now, for sending and reading together, and never past `cap`.
@@ -396,7 +431,7 @@ fn exchange(
             }
         });
         let mut num = [0u8; 20];
-        w.put(b"POST ");
+        w.put(method);
         w.put(path);
         w.put(b" HTTP/1.1\r\nHost: ");
         w.put(cfg.s(cfg.host));

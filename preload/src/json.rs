@@ -228,6 +228,99 @@ pub fn scan(body: &[u8]) -> Option<Answer<'_>> {
     Some(a)
 }
 
+/// One pending ask as `GET /v1/approvals?pid=N` lists it: its id (raw JSON string
+/// contents) and the whole seconds left before it times out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pending<'a> {
+    pub id: &'a [u8],
+    pub expires_in_s: u64,
+}
+
+/// The newest entry of a `{"approvals":[{...},...]}` answer (ids are time-ordered ULIDs,
+/// listed oldest first). `None` when malformed, empty, or an entry lacks a string `id`.
+pub fn newest_pending(body: &[u8]) -> Option<Pending<'_>> {
+    let mut p = Parser { s: body, i: 0 };
+    let mut newest = None;
+    p.eat(b'{')?;
+    loop {
+        let key = p.string()?;
+        p.eat(b':')?;
+        p.ws();
+        if key == b"approvals" {
+            p.eat(b'[')?;
+            p.ws();
+            if p.peek()? == b']' {
+                p.i += 1;
+            } else {
+                loop {
+                    newest = Some(p.pending_entry()?);
+                    p.ws();
+                    match p.peek()? {
+                        b',' => p.i += 1,
+                        b']' => {
+                            p.i += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        } else {
+            p.value(1)?;
+        }
+        p.ws();
+        match p.peek()? {
+            b',' => p.i += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    newest
+}
+
+impl<'a> Parser<'a> {
+    fn pending_entry(&mut self) -> Option<Pending<'a>> {
+        let (mut id, mut left) = (None, 0u64);
+        self.eat(b'{')?;
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            self.ws();
+            match key {
+                b"id" => id = Some(self.string()?),
+                b"expires_in_s" => {
+                    let start = self.i;
+                    self.number()?;
+                    let digits = self.s.get(start..self.i)?;
+                    left = 0;
+                    for &d in digits {
+                        if !d.is_ascii_digit() {
+                            return None;
+                        }
+                        left = left.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+                    }
+                }
+                _ => {
+                    self.value(2)?;
+                }
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        Some(Pending {
+            id: id?,
+            expires_in_s: left,
+        })
+    }
+}
+
 /// Writes the decoded text of a raw JSON string (as returned by `scan`) to `out`. Control
 /// characters are shown as spaces so a message cannot forge extra terminal lines.
 pub fn put_unescaped(out: &mut dyn Sink, raw: &[u8]) {
@@ -269,6 +362,25 @@ pub fn put_unescaped(out: &mut dyn Sink, raw: &[u8]) {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_pending_reads_the_last_entry() {
+        let body = br#"{"approvals":[{"id":"01A","command":"x \"id\":\"no\"","expires_in_s":5},{"status":"pending","id":"01B","pid":7,"expires_in_s":118,"matched_policies":["p"]}]}"#;
+        assert_eq!(
+            newest_pending(body),
+            Some(Pending {
+                id: b"01B",
+                expires_in_s: 118
+            })
+        );
+        assert_eq!(newest_pending(br#"{"approvals":[]}"#), None);
+        assert_eq!(newest_pending(br#"{"approvals":[{"pid":1}]}"#), None);
+        assert_eq!(newest_pending(br#"{"approvals":[{"id":"1","#), None);
+        assert_eq!(
+            newest_pending(br#"{"approvals":[{"id":"1","expires_in_s":-3}]}"#),
+            None
+        );
+    }
 
     #[test]
     fn reads_the_contract_answer() {

@@ -166,6 +166,26 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The controlling terminal, opened for writing, or -1 when there is none (`ENXIO`): the
+/// `[WAIT]` line goes there so the person who started the agent sees it even when the
+/// agent discards or captures its stderr. `O_NOCTTY` never acquires one; `O_CLOEXEC`
+/// keeps it out of the program about to start. The caller closes it.
+pub fn open_tty() -> c_int {
+    // SAFETY: the path is a NUL-terminated literal; open has no other preconditions.
+    unsafe {
+        libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_WRONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    }
+}
+
+/// Closes a descriptor this library opened (errors ignored: nothing to report them to).
+pub fn close(fd: c_int) {
+    // SAFETY: closing a descriptor we own.
+    unsafe { libc::close(fd) };
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {

@@ -423,6 +423,84 @@ test('filters, search and pause', async () => {
   await row('printenv HOME').waitFor({ timeout: 1000 });
 });
 
+test('the ask filter finds asks whatever their outcome', async () => {
+  await page.selectOption('#f-decision', 'ask');
+  // The approved and the denied deploy (stored as allow and deny, with their approval).
+  await row('/bin/echo deploy staging').first().waitFor({ timeout: 3000 });
+  await row('/bin/echo deploy production').first().waitFor({ timeout: 3000 });
+  const texts = await page.locator('#feed li.row').allInnerTexts();
+  assert.ok(texts.every((t) => /ask (approved|denied) by|ask timed out|\bask\b/.test(t)), texts.join('\n---\n'));
+  assert.ok(texts.some((t) => /ask approved by dashboard/.test(t)), texts.join('\n---\n'));
+  assert.ok(texts.some((t) => /ask denied by dashboard/.test(t)), texts.join('\n---\n'));
+  await page.selectOption('#f-decision', '');
+  await page.waitForFunction(() => document.querySelectorAll('#feed li.row').length >= 100, null, { timeout: 3000 });
+});
+
+test('"For this session" approves the same command for the rest of the session', async () => {
+  const command = '/bin/echo deploy canary';
+  const waiting = agent.run(command);
+  const pending = card(command);
+  await pending.waitFor({ timeout: 2000 });
+  await pending.getByRole('button', { name: /For this session/ }).click();
+  assert.equal((await waiting).decision, 'allow');
+  await pending.waitFor({ state: 'detached', timeout: 2000 });
+  // Again, later: no card, allowed at once, audited against the approval.
+  const again = await agent.run(command);
+  assert.equal(again.decision, 'allow', again.detail);
+  assert.equal(await card(command).count(), 0);
+  await page.locator('#feed li.row[data-decision="allow"]', { hasText: command })
+    .filter({ hasText: 'covered by approval' }).first().waitFor({ timeout: 1000 });
+});
+
+test('monitor-mode events show as "would deny", not as red denials', async () => {
+  const command = 'rm -rf /tmp/rampart-browser-monitor-target';
+  const r = await api('POST', '/v1/preflight/exec', {
+    agent: 'monitor-bot', session: 'monitor', params: { command }, enforce: false,
+  });
+  assert.equal(r.status, 200);
+  const shown = page.locator('#feed li.row', { hasText: command }).first();
+  await shown.waitFor({ timeout: 1000 });
+  assert.equal(await shown.getAttribute('data-decision'), 'would');
+  const badge = shown.locator('.badge');
+  assert.equal((await badge.innerText()).replace(/\s+/g, ' ').trim(), '○ would deny');
+  assert.equal(await badge.evaluate((b) => b.classList.contains('d-deny')), false);
+});
+
+test('tiles show full numbers past 1,000', async () => {
+  // Enough decisions for four digits, in parallel batches.
+  for (let i = 0; i < 20; i += 1) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => api('POST', '/v1/preflight/exec', {
+      agent: 'bulk-bot', session: 'bulk', params: { command: `ls bulk-${i}-${j}` }, enforce: true,
+    })));
+  }
+  const stats = await api('GET', '/v1/audit/stats');
+  const total = stats.json.totals.total;
+  assert.ok(total >= 1000, String(total));
+  const want = total.toLocaleString('en-US');
+  await page.waitForFunction((w) => document.querySelector('[data-field="total"] .tile-value')?.textContent === w, want, { timeout: 5000 });
+  // A long-running server's counts (seven digits, as the page would get them from
+  // /v1/audit/stats): at every width the page supports, no tile cuts its number.
+  await page.evaluate(() => {
+    Object.assign(state.stats.totals, { total: 1234567, allowed: 1200000, denied: 34567, logged: 0, asked: 1234 });
+    renderStats();
+  });
+  await page.waitForFunction(() => document.querySelector('[data-field="total"] .tile-value')?.textContent === '1,234,567');
+  const viewport = page.viewportSize();
+  for (const width of [1400, 1100, 900, 700, 480, 360]) {
+    await page.setViewportSize({ width, height: viewport.height });
+    for (const field of ['total', 'allowed']) {
+      const cut = await page.locator(`[data-field="${field}"] .tile-value`).evaluate((el) => el.scrollWidth > el.clientWidth);
+      assert.equal(cut, false, `${field} tile cuts its number at ${width}px`);
+    }
+  }
+  await page.setViewportSize(viewport);
+  await page.evaluate(() => loadStats());
+  await page.waitForFunction((w) => document.querySelector('[data-field="total"] .tile-value')?.textContent !== '1,234,567', null, { timeout: 5000 });
+  // Allowed + denied + logged add up to the total.
+  const c = stats.json.totals;
+  assert.equal(c.allowed + c.denied + c.logged, c.total, JSON.stringify(c));
+});
+
 test('policy panel: files, reload and try a command', async () => {
   assert.match(await page.locator('#policy-files').innerText(), /browser-test\.yaml/);
   await page.click('#reload');

@@ -27,7 +27,8 @@ pub struct Query {
     pub agent: Option<String>,
     /// Exact match.
     pub session: Option<String>,
-    /// Exact match: `allow`, `deny`, `ask` or `log`.
+    /// Exact match: `allow`, `deny`, `ask` or `log`; `ask` also finds the asks a person
+    /// (or the timeout) resolved, stored with their final decision and an `approval`.
     pub decision: Option<String>,
     /// Exact match.
     pub tool: Option<String>,
@@ -47,7 +48,8 @@ impl Query {
         let exact = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         exact(&self.agent, &event.agent)
             && exact(&self.session, &event.session)
-            && exact(&self.decision, &event.decision)
+            && (exact(&self.decision, &event.decision)
+                || (self.decision.as_deref() == Some("ask") && event.approval.is_some()))
             && exact(&self.tool, &event.tool)
             && self
                 .before
@@ -184,8 +186,11 @@ fn scan_newest_first(
     Ok(())
 }
 
-/// Events by outcome. An `ask` that a person resolved is stored with its final decision
-/// and an `approval`: it counts as asked *and* as allowed or denied. A report of execs
+/// Events by outcome: allowed + denied + logged = total. An `ask` that a person resolved
+/// is stored with its final decision and an `approval`: it counts as asked *and* as
+/// allowed or denied. One refused at once (no person to ask) keeps decision `ask`: it
+/// counts as asked and as denied (allowed in monitor mode, where nothing is refused).
+/// A report of execs
 /// that ran unchecked (decision `unchecked`) is no decision: it is not in `total`, and
 /// `unchecked` adds up the execs it reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -217,6 +222,8 @@ impl Counts {
             "allow" => self.allowed += 1,
             "deny" => self.denied += 1,
             "log" | "watch" => self.logged += 1,
+            "ask" if event.mode.as_deref() == Some("monitor") => self.allowed += 1,
+            "ask" => self.denied += 1,
             _ => {}
         }
         if event.decision == "ask" || event.approval.is_some() {

@@ -887,12 +887,13 @@ fn stats_count_exactly() {
         unchecked: 0,
     };
 
+    // Allowed + denied + logged = total: the unresolved ask counts as denied (issue 15).
     let all = stats(dir.path(), None, None).unwrap();
-    assert_eq!(all.totals, counts(8, 4, 2, 1, 2));
+    assert_eq!(all.totals, counts(8, 4, 3, 1, 2));
     assert_eq!(all.agents.len(), 2);
-    assert_eq!(all.agents["claude"], counts(5, 3, 1, 0, 2));
+    assert_eq!(all.agents["claude"], counts(5, 3, 2, 0, 2));
     assert_eq!(all.agents["codex"], counts(3, 1, 1, 1, 0));
-    assert_eq!(all.tools["exec"], counts(7, 3, 2, 1, 2));
+    assert_eq!(all.tools["exec"], counts(7, 3, 3, 1, 2));
     assert_eq!(all.tools["read"], counts(1, 1, 0, 0, 0));
 
     let codex_day2 = stats(dir.path(), Some(at("2026-11-27T00:00:00Z")), Some("codex")).unwrap();

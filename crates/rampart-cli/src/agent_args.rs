@@ -76,9 +76,10 @@ pub struct AgentArgs {
     /// Session id [default: $RAMPART_SESSION, else preload-<pid of this command>]
     #[arg(long)]
     pub session: Option<String>,
-    /// How long an `ask` waits for a person (500ms, 30s, 2m, 1h; 0 = do not wait)
-    #[arg(long, default_value = "2m", value_parser = parse_duration_ms)]
-    pub ask_timeout: u64,
+    /// How long an `ask` waits for a person (500ms, 30s, 2m, 1h; 0 = refuse asks at once)
+    /// [default: 2m; 0 when CI=true: no person to ask]
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub ask_timeout: Option<u64>,
     /// Print the library's [DEBUG] lines (also: RAMPART_DEBUG=1)
     #[arg(long)]
     pub debug: bool,
@@ -207,7 +208,11 @@ impl AgentArgs {
                 use std::os::unix::ffi::OsStrExt;
                 values::debug(debug_env.as_deref().map(|v| v.as_bytes()))
             },
-            ask_timeout_ms: self.ask_timeout,
+            ask_timeout_ms: self.ask_timeout.unwrap_or_else(|| {
+                use std::os::unix::ffi::OsStrExt;
+                let ci = std::env::var_os("CI");
+                values::default_ask_timeout_ms(values::ci(ci.as_deref().map(|v| v.as_bytes())))
+            }),
             autostart: !self.no_autostart,
         })
     }
@@ -553,7 +558,8 @@ mod tests {
     #[test]
     fn defaults_are_the_contract_s() {
         let flags = Flags::try_parse_from(["rampart"]).unwrap().agent;
-        assert_eq!(flags.ask_timeout, values::DEFAULT_ASK_TIMEOUT_MS);
+        // None: the contract's default applies (2m, 0 in CI), as in the library.
+        assert_eq!(flags.ask_timeout, None);
         assert_eq!(flags.agent, None);
         assert_eq!(flags.fail_open, None);
         assert_eq!(Mode::from(flags.mode), Mode::Enforce);

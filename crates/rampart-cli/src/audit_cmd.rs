@@ -167,6 +167,23 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
     if let Some(id) = &event.part_of {
         line.push_str(&format!(" (part of {})", show(id)));
     }
+    // An ask's resolution, so `audit search --decision ask` says how each one ended.
+    if let Some(a) = &event.approval {
+        let how = if a.resolved_by == "timeout" {
+            "timed out".to_owned()
+        } else if a.approved {
+            format!("approved by {}", show(&a.resolved_by))
+        } else {
+            format!("denied by {}", show(&a.resolved_by))
+        };
+        line.push_str(&format!(" (ask {}: {how})", show(&a.id)));
+    } else if event.decision == "ask" {
+        line.push_str(if event.mode.as_deref() == Some("monitor") {
+            " (ask: monitor mode, ran without asking)"
+        } else {
+            " (ask: refused at once, nobody asked)"
+        });
+    }
     line
 }
 
@@ -205,7 +222,16 @@ fn search(args: &SearchArgs) -> Result<Outcome> {
     };
     let events = rampart_audit::read_events(&args.dir.resolve()?, &query)?;
     let colour = !args.json && std::io::stdout().is_terminal();
-    if events.is_empty() {
+    // Asks still waiting are not in the trail yet (an ask is recorded when it ends): the
+    // running server lists them, newest first like the events below.
+    let mut pending = 0usize;
+    if args.decision.as_deref() == Some("ask") && !args.json {
+        for line in pending_asks(args) {
+            outln!("{line}");
+            pending += 1;
+        }
+    }
+    if events.is_empty() && pending == 0 {
         // Said on stderr under --json, so the output stays one JSON object per line.
         if args.json {
             eprintln!("rampart: no matching audit events");
@@ -222,6 +248,60 @@ fn search(args: &SearchArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The server's pending asks matching the search, as lines like `format_event`'s; none
+/// when no server answers (the trail alone is then searched).
+fn pending_asks(args: &SearchArgs) -> Vec<String> {
+    let show = |text: &str| rampart_server::printable_string(text.as_bytes());
+    let Ok((_, response)) = crate::serve_cmd::call("GET", "/v1/approvals", None) else {
+        return Vec::new();
+    };
+    let Ok(mut value) = response.json() else {
+        return Vec::new();
+    };
+    let list: Vec<rampart_server::wire::ApprovalInfo> =
+        serde_json::from_value(value["approvals"].take()).unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let lower = |t: &str| t.to_ascii_lowercase();
+    list.iter()
+        .rev()
+        .filter(|a| args.agent.as_ref().is_none_or(|x| x == &a.agent))
+        .filter(|a| args.session.as_ref().is_none_or(|x| x == &a.session))
+        .filter(|a| args.tool.as_ref().is_none_or(|x| x == &a.tool))
+        .filter(|a| {
+            args.text.as_ref().is_none_or(|t| {
+                lower(&a.command).contains(&lower(t)) || lower(&a.message).contains(&lower(t))
+            })
+        })
+        .take(args.limit)
+        .map(|a| {
+            let left = a
+                .expires_at
+                .parse::<jiff::Timestamp>()
+                .map(|t| (t.as_second() - now.as_second()).max(0))
+                .unwrap_or(0);
+            let time = a
+                .created_at
+                .get(..19)
+                .unwrap_or(&a.created_at)
+                .replace('T', " ");
+            let policy = a
+                .matched_policies
+                .first()
+                .map(|p| format!(" [{}]", show(p)))
+                .unwrap_or_default();
+            format!(
+                "{}  ask    {}  {}  {}  — {}{policy} (ask {}: pending, {left}s left)",
+                show(&time),
+                show(&a.agent),
+                show(&a.session),
+                show(&a.command),
+                show(&a.message),
+                show(&a.id),
+            )
+        })
+        .collect()
 }
 
 /// `1247` → `1,247`.

@@ -36,6 +36,7 @@ mod serve_cmd;
 mod show;
 mod supervise_cmd;
 mod token_cmd;
+mod wait_line;
 
 use std::process::ExitCode;
 
@@ -75,7 +76,12 @@ enum Command {
         command: audit_cmd::AuditCommand,
     },
     /// List asks waiting for a person
-    Pending,
+    Pending {
+        /// Keep watching: show asks as they come and answer each with `a N [message]`
+        /// or `d N [message]` (then Enter); `q` quits. Plain lines: works over ssh
+        #[arg(long)]
+        watch: bool,
+    },
     /// Let a pending ask run
     Approve {
         /// The approval id (from `rampart pending` or the ask's message)
@@ -83,6 +89,10 @@ enum Command {
         /// A note recorded with the decision
         #[arg(long, short)]
         message: Option<String>,
+        /// Also approve the same command text in the same agent and session from now on
+        /// (until the server stops)
+        #[arg(long)]
+        for_session: bool,
     },
     /// Refuse a pending ask (the waiting command fails with EPERM)
     Deny {
@@ -239,9 +249,16 @@ fn main() -> ExitCode {
         Command::Supervise(args) => supervise_cmd::run(args),
         Command::Test(args) => policy_cmd::test(&args),
         Command::Audit { command } => audit_cmd::run(command),
-        Command::Pending => approvals_cmd::pending(),
-        Command::Approve { id, message } => approvals_cmd::resolve(&id, true, message.as_deref()),
-        Command::Deny { id, message } => approvals_cmd::resolve(&id, false, message.as_deref()),
+        Command::Pending { watch: false } => approvals_cmd::pending(),
+        Command::Pending { watch: true } => approvals_cmd::watch(),
+        Command::Approve {
+            id,
+            message,
+            for_session,
+        } => approvals_cmd::resolve(&id, true, message.as_deref(), for_session),
+        Command::Deny { id, message } => {
+            approvals_cmd::resolve(&id, false, message.as_deref(), false)
+        }
         Command::Token { command } => token_cmd::run(command),
         Command::Policy {
             command: PolicyCommand::Lint(args),

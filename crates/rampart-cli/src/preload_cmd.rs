@@ -285,22 +285,36 @@ pub fn check(resolved: &Resolved, command: &[OsString]) -> Asked {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let exe = argv.first().and_then(|p| which(p)).unwrap_or_default();
-    ask(
+    let command = command_string(&argv, &exe);
+    let pid = i64::from(std::process::id());
+    // CMD's own held ask is announced like the library's (`wait_line`).
+    let timer = (resolved.mode == Mode::Enforce && resolved.ask_timeout_ms > 0)
+        .then(|| crate::wait_line::Timer::start(resolved, Some(pid), &command))
+        .flatten();
+    let asked = ask(
         resolved,
         &ExecCall {
-            command: command_string(&argv, &exe),
+            command: command.clone(),
             argv,
             exe,
             cwd: std::env::current_dir()
                 .ok()
                 .map(|d| d.to_string_lossy().into_owned()),
-            pid: Some(i64::from(std::process::id())),
+            pid: Some(pid),
             ppid: Some(i64::from(std::os::unix::process::parent_id())),
             via: "rampart-preload",
             unchecked: None,
         },
         None,
-    )
+    );
+    if let Some(timer) = timer {
+        let allowed = match asked.outcome {
+            Checked::Answer { allowed } => Some(allowed),
+            _ => None,
+        };
+        timer.finish(allowed, &asked.why, &command);
+    }
+    asked
 }
 
 /// One exec to be checked: what the library sends about it (DESIGN.md §5, §6).
@@ -475,11 +489,24 @@ pub fn ask(resolved: &Resolved, call: &ExecCall, ran_unchecked: Option<u64>) -> 
             .filter(|m| !m.is_empty())
             .map(str::to_owned)
     };
-    let why = match (field("message"), field("decision")) {
+    let mut why = match (field("message"), field("decision")) {
         (Some(message), _) => printable(&message),
         (None, Some(decision)) => format!("decision {}", printable(&decision)),
         (None, None) => "denied by policy".to_owned(),
     };
+    // An ask the server was asked not to hold (ask timeout 0, CI): say why, as the library.
+    if !allowed
+        && enforce
+        && request.wait_ms.is_none()
+        && field("decision").as_deref() == Some("ask")
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let ci = std::env::var_os("CI");
+        why.push_str(values::REFUSED_AT_ONCE);
+        why.push_str(values::no_person(values::ci(
+            ci.as_deref().map(|v| v.as_bytes()),
+        )));
+    }
     decided(Checked::Answer { allowed }, why)
 }
 

@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// How often --policy-repo is fetched
     #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
     policy_repo_interval: Duration,
+    /// Post each `ask` (JSON) to this webhook URL; repeatable. More targets, formats
+    /// (slack, discord, ntfy) and events (deny, fail-open): `notify:` in
+    /// $RAMPART_HOME/config.yaml
+    #[arg(long = "notify", value_name = "URL", value_parser = parse_notify)]
+    notify: Vec<String>,
+}
+
+fn parse_notify(url: &str) -> Result<String, String> {
+    rampart_server::notify::Target::from_flag(url).map(|_| url.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +114,13 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
     config.addr = args.addr;
     config.mode = args.mode;
     config.approval_timeout = args.approval_timeout;
+    config.notify = rampart_server::notify::load_config(&config.home.join("config.yaml"))
+        .map_err(anyhow::Error::msg)?;
+    for url in &args.notify {
+        config
+            .notify
+            .push(rampart_server::notify::Target::from_flag(url).map_err(anyhow::Error::msg)?);
+    }
     if let Some(socket) = args.socket {
         config.socket = socket;
     }
@@ -260,6 +276,9 @@ fn background(home: &Path, args: &ServeArgs) -> Result<Outcome> {
     }
     if let Some(branch) = &args.policy_repo_branch {
         cmd.arg("--policy-repo-branch").arg(branch);
+    }
+    for url in &args.notify {
+        cmd.arg("--notify").arg(url);
     }
     // The server never runs under the preload library (it would check its own work).
     cmd.env_remove("LD_PRELOAD")
@@ -504,6 +523,21 @@ fn status() -> Result<Outcome> {
             outln!(
                 "  fetch:    {} (the adopted policy stays)",
                 rampart_server::printable_string(e.as_bytes())
+            );
+        }
+    }
+    if s.notify_targets > 0 {
+        outln!(
+            "  notify:   {} target(s): {} sent, {} failed, {} dropped",
+            s.notify_targets,
+            s.notify_sent,
+            s.notify_failed,
+            s.notify_dropped
+        );
+        if let Some(err) = &s.notify_last_error {
+            outln!(
+                "  notify:   last error: {}",
+                rampart_server::printable_string(err.as_bytes())
             );
         }
     }

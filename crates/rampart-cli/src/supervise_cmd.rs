@@ -166,11 +166,11 @@ impl Decider for ServerDecider {
             // Started on first use, after the fork: the supervisor forks single-threaded.
             self.waiting
                 .reporter
-                .get_or_init(|| self.waiting.start_reporter());
+                .get_or_init(|| self.waiting.start_reporter(&self.resolved));
         }
-        let ticket = self.waiting.add(shown.clone());
+        let ticket = self.waiting.add(call.command.clone(), exec.pid);
         let asked = self.ask(&call);
-        self.waiting.remove(ticket);
+        self.waiting.remove(ticket, &asked);
         // CMD's own exec proves the configuration, as under `rampart preload`: anything
         // but an answer, or fail-open's "nobody answered", stops the run with one line.
         let unusable = !matches!(
@@ -234,28 +234,44 @@ impl Decider for ServerDecider {
 struct Waiting {
     reporter: OnceLock<()>,
     next: AtomicU64,
-    pending: Mutex<HashMap<u64, (Instant, String, bool)>>,
+    pending: Mutex<HashMap<u64, (Instant, String, u32, bool)>>,
+    /// Waits announced (on the terminal, when there is one): their resolution line is due.
+    told: Mutex<HashMap<u64, crate::wait_line::Told>>,
 }
 
 impl Waiting {
-    fn add(&self, command: String) -> u64 {
+    fn add(&self, command: String, pid: u32) -> u64 {
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(ticket, (Instant::now(), command, false));
+            .insert(ticket, (Instant::now(), command, pid, false));
         ticket
     }
 
-    fn remove(&self, ticket: u64) {
-        self.pending
+    fn remove(&self, ticket: u64, asked: &preload_cmd::Asked) {
+        let entry = self
+            .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&ticket);
+        let told = self
+            .told
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ticket);
+        if let (Some((_, command, _, _)), Some(told)) = (entry, told) {
+            let allowed = match asked.outcome {
+                Checked::Answer { allowed } => Some(allowed),
+                _ => None,
+            };
+            told.resolved(allowed, &asked.why, &command);
+        }
     }
 
-    fn start_reporter(self: &Arc<Self>) {
+    fn start_reporter(self: &Arc<Self>, resolved: &Resolved) {
         let this = Arc::clone(self);
+        let resolved = resolved.clone();
 
         // A failure to start it only costs the [WAIT] hint.
         let _ = std::thread::Builder::new()
@@ -263,13 +279,33 @@ impl Waiting {
             .spawn(move || {
                 loop {
                     std::thread::sleep(Duration::from_millis(250));
-                    let mut pending = this.pending.lock().unwrap_or_else(PoisonError::into_inner);
-                    for (started, command, told) in pending.values_mut() {
-                        if !*told && started.elapsed() >= Duration::from_secs(1) {
-                            *told = true;
-                            eprintln!(
-                                "rampart: [WAIT] Waiting for approval of: {command} -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard"
-                            );
+                    let due: Vec<(u64, String, u32)> = {
+                        let mut pending =
+                            this.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                        pending
+                            .iter_mut()
+                            .filter(|(_, (started, _, _, told))| {
+                                !*told && started.elapsed() >= Duration::from_secs(1)
+                            })
+                            .map(|(ticket, (_, command, pid, told))| {
+                                *told = true;
+                                (*ticket, command.clone(), *pid)
+                            })
+                            .collect()
+                    };
+                    // Outside the lock: the lookup is a request to the server.
+                    for (ticket, command, pid) in due {
+                        let told =
+                            crate::wait_line::announce(&resolved, Some(i64::from(pid)), &command);
+                        // Answered meanwhile: its resolution line is lost, nothing else.
+                        // Checked and stored under the pending lock, so `remove` either
+                        // finds it or it is never stored.
+                        let pending = this.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                        if pending.contains_key(&ticket) {
+                            this.told
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .insert(ticket, told);
                         }
                     }
                 }

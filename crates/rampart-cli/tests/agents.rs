@@ -132,8 +132,18 @@ fn an_agent_cannot_approve_its_own_ask_nor_forge_who_approved_it() {
         r.error_text(),
         format!("agent credentials cannot call POST {resolve}: it needs the admin token")
     );
+    // Listing: its own session's asks only (the library learns its ask's id so).
     let r = call_as(&endpoint, &token, "GET", "/v1/approvals", None);
-    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().unwrap()["approvals"][0]["id"], json!(id));
+    let (stranger, _) = register(&server, "preload", "s3", bound.pid());
+    let r = call_as(&endpoint, &stranger, "GET", "/v1/approvals", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().unwrap()["approvals"], json!([]));
+    let r = call_as(&endpoint, &token, "GET", "/v1/approvals?pid=1", None);
+    assert_eq!(r.json().unwrap()["approvals"], json!([]));
+    let r = call_as(&endpoint, &token, "GET", "/v1/approvals?pid=x", None);
+    assert_eq!(r.status, 400, "{}", r.text());
     // The CLI with the credential in RAMPART_TOKEN (as the agent's environment has it).
     let run = crate::util::Run(
         home.cmd()
@@ -486,7 +496,8 @@ fn every_admin_route_refuses_an_agent_credential() {
         .iter()
         .filter(|r| r.access == Access::Token)
         .collect();
-    assert!(admin_routes.len() >= 12, "{admin_routes:?}");
+    // 11: `GET /v1/approvals` lists an agent's own session's asks (issue 15).
+    assert!(admin_routes.len() >= 11, "{admin_routes:?}");
     for endpoint in [server.tcp(), server.unix()] {
         for route in &admin_routes {
             let path = concrete_path(route);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agents;
+mod approvals;
 mod dashboard;
 mod export;
 mod fail_closed;

@@ -736,8 +736,15 @@ print(run(["/bin/echo", "forbidden" + "-step"])[0], flush=True)
     );
     // The [WAIT] line comes after the first second, so it is there only when the kill
     // came later; once at most.
-    let wait = "rampart: [WAIT] Waiting for approval of: /bin/echo askme-step -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard";
-    let lines: Vec<&str> = stderr.lines().collect();
+    // Its approval id is looked up while the server still runs, so it is masked.
+    let wait = "rampart: [WAIT] Waiting for approval of: /bin/echo askme-step (agent preload, approval ID, Ns left) -- type 'rampart approve ID' or 'rampart deny ID', or see the dashboard";
+    let old_wait = "rampart: [WAIT] Waiting for approval of: /bin/echo askme-step -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard";
+    let masked: Vec<String> = stderr.lines().map(crate::util::mask_wait).collect();
+    let lines: Vec<&str> = masked
+        .iter()
+        .map(String::as_str)
+        .filter(|l| *l != old_wait)
+        .collect();
     assert!(
         lines.iter().filter(|l| **l == wait).count() <= 1,
         "{stderr}"

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Home, Run, SEED_POLICY, Server, wait_until};
+use crate::util::{Home, Run, SEED_POLICY, Server, mask_wait, wait_until};
 
 const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents");
 const CUSTOM_AGENT_POLICY: &str =
@@ -904,7 +904,9 @@ fn custom_agent_and_session_follow_the_seed_policy() {
 // ---------------------------------------------------------------------------------------
 // 10. ask: approve, deny, time out.
 
-const WAIT_LINE: &str = "rampart: [WAIT] Waiting for approval of: curl --version -- see 'rampart pending', then 'rampart approve <id>' or 'rampart deny <id>', or the dashboard";
+/// Without a controlling terminal the wait line goes to stderr, with the approval id to
+/// type (masked here by `mask_wait`).
+const WAIT_LINE: &str = "rampart: [WAIT] Waiting for approval of: curl --version (agent preload, approval ID, Ns left) -- type 'rampart approve ID' or 'rampart deny ID', or see the dashboard";
 
 fn pending_id(s: &Setup) -> String {
     let mut id = None;
@@ -940,7 +942,8 @@ fn ask_approved_runs_the_command() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let r = running.wait(20);
     assert_eq!(r.stdout(), "exit status 0\n", "{}", r.stderr());
-    assert_eq!(lines(&r.stderr()), [WAIT_LINE]);
+    let err: Vec<String> = lines(&r.stderr()).into_iter().map(mask_wait).collect();
+    assert_eq!(err, [WAIT_LINE]);
     assert!(no_pending(&s));
     let events = s.events();
     let curl: Vec<&Value> = events
@@ -964,7 +967,7 @@ fn ask_denied_by_a_person_is_eperm_and_asked_once() {
     let err = r.stderr();
     let err_lines = lines(&err);
     assert_eq!(err_lines.len(), 2, "asked once for one spawn: {err}");
-    assert_eq!(err_lines[0], WAIT_LINE);
+    assert_eq!(mask_wait(err_lines[0]), WAIT_LINE);
     assert!(
         err_lines[1].starts_with("rampart: [ERROR] Policy denied: denied by "),
         "{err}"
@@ -983,8 +986,9 @@ fn ask_times_out_into_eperm() {
         20,
     );
     assert_eq!(r.stdout(), "PermissionError errno 1\n", "{}", r.stderr());
+    let err: Vec<String> = lines(&r.stderr()).into_iter().map(mask_wait).collect();
     assert_eq!(
-        lines(&r.stderr()),
+        err,
         [
             WAIT_LINE,
             "rampart: [ERROR] Policy denied: approval timed out"

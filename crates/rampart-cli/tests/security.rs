@@ -173,6 +173,7 @@ fn the_only_public_routes_are_healthz_and_the_dashboard_files() {
         agent_routes,
         [
             ("POST", "/v1/preflight/{tool}"),
+            ("GET", "/v1/approvals"),
             ("GET", "/v1/approvals/{id}"),
             ("DELETE", "/v1/agents/self"),
         ]

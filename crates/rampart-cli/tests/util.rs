@@ -51,7 +51,9 @@ impl Home {
             }
         }
         cmd.env("RAMPART_HOME", self.path())
-            .env_remove("LD_PRELOAD");
+            .env_remove("LD_PRELOAD")
+            // CI=true makes asks refuse at once (issue 15); tests that want that set it.
+            .env_remove("CI");
         cmd
     }
 
@@ -87,16 +89,26 @@ pub struct Server {
 
 impl Server {
     pub fn start(home: &Home, extra: &[&str]) -> Server {
-        Server::start_on(home, 0, extra)
+        Server::start_on_with_env(home, 0, extra, &[])
     }
 
     /// [`Server::start`] on a given port (a restart on the port a killed server had).
     pub fn start_on(home: &Home, port: u16, extra: &[&str]) -> Server {
+        Server::start_on_with_env(home, port, extra, &[])
+    }
+
+    /// `start` with more environment variables for the server.
+    pub fn start_with_env(home: &Home, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_on_with_env(home, 0, extra, env)
+    }
+
+    fn start_on_with_env(home: &Home, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = home
             .cmd()
             .args(["serve", "--port", &port.to_string()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -273,4 +285,31 @@ pub fn clean(mut cmd: Command) -> Command {
         }
     }
     cmd
+}
+
+/// A `[WAIT]` line with its approval id replaced by `ID` and its seconds left by `N`, so
+/// a test can assert the rest of it exactly.
+pub fn mask_wait(line: &str) -> String {
+    let Some(start) = line.find(", approval ") else {
+        return line.to_owned();
+    };
+    let id_start = start + ", approval ".len();
+    let Some(id_len) = line[id_start..].find(", ") else {
+        return line.to_owned();
+    };
+    let id = &line[id_start..id_start + id_len];
+    let rest = &line[id_start + id_len + 2..];
+    let Some(secs) = rest.find("s left)") else {
+        return line.to_owned();
+    };
+    if id.is_empty() || rest[..secs].parse::<u64>().is_err() {
+        return line.to_owned();
+    }
+    format!(
+        "{}, approval ID, Ns left){}",
+        &line[..start],
+        &rest[secs + "s left)".len()..]
+    )
+    .replace(&format!("'rampart approve {id}'"), "'rampart approve ID'")
+    .replace(&format!("'rampart deny {id}'"), "'rampart deny ID'")
 }

@@ -89,8 +89,48 @@ pub fn duration_ms(v: &[u8]) -> Option<u64> {
     n.checked_mul(unit)
 }
 
+/// `CI`: CI runners (GitHub Actions, GitLab CI, CircleCI, ...) set `CI=true`; there is no
+/// person there to answer an `ask`. `true`/`1`/`yes` (any case) count.
+pub fn ci(v: Option<&[u8]>) -> bool {
+    v.is_some_and(|v| {
+        [&b"true"[..], b"1", b"yes"]
+            .iter()
+            .any(|t| v.eq_ignore_ascii_case(t))
+    })
+}
+
+/// The ask timeout when none is given (no `--ask-timeout`, no `RAMPART_ASK_TIMEOUT`):
+/// 0 in CI, so an `ask` is refused at once rather than holding the job for minutes.
+pub fn default_ask_timeout_ms(ci: bool) -> u64 {
+    if ci { 0 } else { DEFAULT_ASK_TIMEOUT_MS }
+}
+
+/// Why an `ask` was refused at once, completing the refusal line
+/// `rampart: [ERROR] Policy denied: MESSAGE -- an ask, refused at once: WHY`.
+pub fn no_person(ci: bool) -> &'static str {
+    if ci {
+        "no person to ask in CI (CI=true; --ask-timeout or RAMPART_ASK_TIMEOUT makes it wait)"
+    } else {
+        "no person to ask (the ask timeout is 0)"
+    }
+}
+
+/// The text between the server's message and [`no_person`] in that refusal line.
+pub const REFUSED_AT_ONCE: &str = " -- an ask, refused at once: ";
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ci_means_no_person_to_ask() {
+        assert!(super::ci(Some(b"true")) && super::ci(Some(b"TRUE")) && super::ci(Some(b"1")));
+        assert!(!super::ci(None) && !super::ci(Some(b"false")) && !super::ci(Some(b"")));
+        assert_eq!(super::default_ask_timeout_ms(true), 0);
+        assert_eq!(
+            super::default_ask_timeout_ms(false),
+            super::DEFAULT_ASK_TIMEOUT_MS
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -109,7 +110,7 @@ route_table! {
     get "/dashboard/favicon.svg" Public => crate::dashboard::favicon_svg;
     post "/v1/preflight/{tool}" Agent => preflight;
     post "/v1/test" Token => test;
-    get "/v1/approvals" Token => list_approvals;
+    get "/v1/approvals" Agent => list_approvals;
     get "/v1/approvals/{id}" Agent => get_approval;
     post "/v1/approvals/{id}/resolve" Token => resolve_approval;
     get "/v1/audit/events" Token => audit_events;
@@ -421,6 +422,15 @@ async fn preflight(
     state.metrics.decision(decision.action, eval_us);
 
     let wait_ms = req.wait_ms.unwrap_or(0);
+    // An approval already given covers this ask (approvals.rs `Grants`).
+    if decision.action == Action::Ask
+        && enforce
+        && let Some(grant) = covering_grant(&state, &req, &agent, &session, &command)
+    {
+        return granted(
+            &state, &req, &tool, &agent, &session, &command, decision, eval_us, grant,
+        );
+    }
     if decision.action == Action::Ask && enforce && wait_ms > 0 {
         return ask_and_wait(
             state, req, tool, agent, session, command, decision, eval_us, wait_ms,
@@ -455,7 +465,23 @@ async fn preflight(
             Err(e) => return e.into_response(),
         }
     } else {
-        append_refusal(&state, event).answer(decision.message)
+        let (stored, message) = append_refusal(&state, event).answer(decision.message);
+        if state.notifier.wants(crate::notify::Kind::Deny) {
+            state.notifier.notify(
+                crate::notify::Kind::Deny,
+                crate::notify::Notice {
+                    event: "deny",
+                    id: stored.clone(),
+                    command: rampart_audit::redact(&command).into_owned(),
+                    agent: agent.clone(),
+                    session: session.clone(),
+                    cwd: req.cwd.clone(),
+                    message: message.clone(),
+                    dashboard: state.notifier.dashboard(),
+                },
+            );
+        }
+        (stored, message)
     };
     axum::Json(PreflightResponse {
         allowed,
@@ -503,6 +529,19 @@ fn record_unchecked_report(
         unchecked: Some(count),
         ..NewEvent::default()
     };
+    state.notifier.notify(
+        crate::notify::Kind::FailOpen,
+        crate::notify::Notice {
+            event: "fail-open",
+            id: String::new(),
+            command: String::new(),
+            agent: agent.to_owned(),
+            session: session.to_owned(),
+            cwd: req.cwd.clone(),
+            message: message.clone(),
+            dashboard: state.notifier.dashboard(),
+        },
+    );
     if let Err(why) = write_event(state, event) {
         eprintln!(
             "rampart: report not recorded ({why}): agent {} session {}: {message}",
@@ -826,6 +865,7 @@ async fn ask_and_wait(
         resolved_by: None,
         resolution_message: None,
         resolved_at: None,
+        scope: None,
     };
     let mut rx = match state.approvals.create(info.clone()) {
         Ok(rx) => rx,
@@ -858,6 +898,19 @@ async fn ask_and_wait(
         }
     };
     state.events.send("approval", &info);
+    state.notifier.notify(
+        crate::notify::Kind::Ask,
+        crate::notify::Notice {
+            event: "ask",
+            id: id.clone(),
+            command: info.command.clone(),
+            agent: info.agent.clone(),
+            session: info.session.clone(),
+            cwd: info.cwd.clone(),
+            message: info.message.clone(),
+            dashboard: state.notifier.dashboard(),
+        },
+    );
     let mut guard = AbandonGuard {
         state: state.clone(),
         id: id.clone(),
@@ -880,6 +933,9 @@ async fn ask_and_wait(
     };
     guard.armed = false;
     let outcome = outcome.unwrap_or(Outcome::Expired);
+    if let Outcome::Approved { by, .. } = &outcome {
+        add_grants(&state, &req, &agent, &session, &command, &id, by);
+    }
 
     let (action, message, resolved_by, approved, note) = match &outcome {
         Outcome::Approved { by, message } => (
@@ -950,6 +1006,132 @@ async fn ask_and_wait(
     .into_response()
 }
 
+fn pieces_of(command: &str) -> Vec<String> {
+    let normalized = rampart_policy::shell::normalize_checked(command);
+    // A command the normaliser gave up on grants nothing by its pieces.
+    if normalized.truncated {
+        return Vec::new();
+    }
+    normalized.pieces.into_iter().map(|p| p.text).collect()
+}
+
+/// An approval covers its command and the programs that command runs itself for a short
+/// while in its process tree; "for this session" also the same text in the session.
+fn add_grants(
+    state: &AppState,
+    req: &PreflightRequest,
+    agent: &str,
+    session: &str,
+    command: &str,
+    id: &str,
+    by: &str,
+) {
+    let grant = crate::approvals::Grant {
+        id: id.to_owned(),
+        by: by.to_owned(),
+        agent: agent.to_owned(),
+        session: session.to_owned(),
+        command: command.to_owned(),
+        pieces: pieces_of(command),
+        pid: req.pid,
+        until: Some(Instant::now() + crate::approvals::TREE_WINDOW),
+    };
+    if req.pid.is_some() {
+        state.grants.add(grant.clone());
+    }
+    let for_session = state
+        .approvals
+        .get(id)
+        .is_some_and(|i| i.scope.as_deref() == Some("session"));
+    if for_session {
+        state.grants.add(crate::approvals::Grant {
+            pid: None,
+            until: None,
+            ..grant
+        });
+    }
+}
+
+fn covering_grant(
+    state: &AppState,
+    req: &PreflightRequest,
+    agent: &str,
+    session: &str,
+    command: &str,
+) -> Option<crate::approvals::Grant> {
+    let pieces = pieces_of(command);
+    state.grants.covering(&crate::approvals::Asking {
+        agent,
+        session,
+        command,
+        pieces: &pieces,
+        pid: req.pid,
+        ppid: req.ppid,
+    })
+}
+
+/// An ask an earlier approval covers: allowed, audited against that approval's id.
+#[allow(clippy::too_many_arguments)]
+fn granted(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    command: &str,
+    decision: Decision,
+    eval_us: u64,
+    grant: crate::approvals::Grant,
+) -> Response {
+    let scope = if grant.pid.is_none() {
+        "this session"
+    } else {
+        "this command"
+    };
+    let allowed = Decision {
+        action: Action::Allow,
+        message: format!(
+            "covered by approval {} ({scope}, approved by {})",
+            grant.id, grant.by
+        ),
+        matched_policies: decision.matched_policies,
+        rule: decision.rule,
+    };
+    let approval = rampart_audit::Approval {
+        id: grant.id.clone(),
+        approved: true,
+        resolved_by: grant.by.clone(),
+        message: format!("covered by approval {} ({scope})", grant.id),
+        resolved_at: now_rfc3339(),
+    };
+    let event = new_event(
+        req,
+        tool,
+        agent,
+        session,
+        command,
+        &allowed,
+        eval_us,
+        Some(approval),
+        true,
+    );
+    let audit_id = match append(state, event) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    axum::Json(PreflightResponse {
+        allowed: true,
+        decision: Action::Allow.as_str().to_owned(),
+        message: allowed.message,
+        matched_policies: allowed.matched_policies,
+        eval_duration_us: eval_us,
+        audit_id,
+        policy_decision: None,
+        approval_id: Some(grant.id),
+    })
+    .into_response()
+}
+
 fn with_note(text: String, note: &Option<String>) -> String {
     match note.as_deref().map(str::trim) {
         Some(n) if !n.is_empty() => format!("{text}: {n}"),
@@ -997,8 +1179,50 @@ async fn test(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
     .into_response()
 }
 
-async fn list_approvals(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(serde_json::json!({ "approvals": state.approvals.pending() })).into_response()
+#[derive(Deserialize)]
+struct ApprovalsQuery {
+    pid: Option<String>,
+}
+
+/// `?pid=N` narrows the list to the asks of one process: the library and the launchers
+/// use it to learn the id of the ask they are waiting on, so the wait line can say what to
+/// type. An agent credential sees only its own agent and session. Each entry carries
+/// `expires_in_s`, the whole seconds left, so a caller needs no clock agreement.
+async fn list_approvals(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Query(query): Query<ApprovalsQuery>,
+) -> Response {
+    let pid = match query.pid.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(pid)) => Some(pid),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "pid must be a number"),
+    };
+    let now = jiff::Timestamp::now();
+    let list: Vec<serde_json::Value> = state
+        .approvals
+        .pending()
+        .into_iter()
+        .filter(|a| pid.is_none() || a.pid == pid)
+        .filter(|a| match &caller {
+            Caller::Agent(who) => a.agent == who.agent && a.session == who.session,
+            _ => true,
+        })
+        .filter_map(|a| {
+            let left = a
+                .expires_at
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .map(|t| t.duration_since(now).as_secs().max(0))
+                .unwrap_or(0);
+            let mut v = serde_json::to_value(a).ok()?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("expires_in_s".into(), left.into());
+            }
+            Some(v)
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "approvals": list })).into_response()
 }
 
 async fn get_approval(
@@ -1097,6 +1321,19 @@ async fn resolve_approval(
     // The note goes into the audit trail, the stream and the waiting agent's answer:
     // redacted like a command.
     let req_message = req.message.map(|m| rampart_audit::redact(&m).into_owned());
+    match req.scope.as_deref() {
+        None | Some("command") => {}
+        Some("session") if req.approved => state.approvals.set_scope(&id, "session"),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "scope `{}` is not one of: command, session (approvals only)",
+                    printable_cut(other)
+                ),
+            );
+        }
+    }
     let outcome = if req.approved {
         Outcome::Approved {
             by,
@@ -1276,6 +1513,11 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         agent_credentials: state.agents.count(),
         exports: state.exports.status(),
         policy_repo: state.policy_repo.status(),
+        notify_targets: state.notifier.targets,
+        notify_sent: state.notifier.stats.sent.load(Ordering::Relaxed),
+        notify_failed: state.notifier.stats.failed.load(Ordering::Relaxed),
+        notify_dropped: state.notifier.stats.dropped.load(Ordering::Relaxed),
+        notify_last_error: state.notifier.stats.last_error(),
     })
     .into_response()
 }
@@ -1286,11 +1528,38 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(
-            state.approvals.pending_count(),
-            state.events.subscribers(),
-            state.connections.open(),
-        ) + &crate::export::render_metrics(&state.exports.status()),
+        {
+            let mut text = state.metrics.render(
+                state.approvals.pending_count(),
+                state.events.subscribers(),
+                state.connections.open(),
+            );
+            let n = &state.notifier.stats;
+            for (name, help, value) in [
+                (
+                    "rampart_notify_sent_total",
+                    "Notifications delivered.",
+                    &n.sent,
+                ),
+                (
+                    "rampart_notify_failed_total",
+                    "Notifications given up after every retry.",
+                    &n.failed,
+                ),
+                (
+                    "rampart_notify_dropped_total",
+                    "Notifications dropped (queue full).",
+                    &n.dropped,
+                ),
+            ] {
+                text.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                    value.load(Ordering::Relaxed)
+                ));
+            }
+            text.push_str(&crate::export::render_metrics(&state.exports.status()));
+            text
+        },
     )
         .into_response()
 }

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub exports: Vec<crate::export::ExportSpec>,
     /// `--policy-repo`: a git repository whose `*.yaml` are loaded alongside local files.
     pub policy_repo: Option<crate::policy_repo::RepoConfig>,
+    /// Where notices go (`--notify`, `config.yaml`'s `notify:`).
+    pub notify: Vec<crate::notify::Target>,
 }
 
 impl ServerConfig {
@@ -67,6 +69,7 @@ impl ServerConfig {
             approval_timeout: Duration::from_secs(120),
             exports: Vec::new(),
             policy_repo: None,
+            notify: Vec::new(),
             home,
         }
     }

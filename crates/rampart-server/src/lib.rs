@@ -15,6 +15,7 @@ mod dashboard;
 mod events;
 pub mod export;
 mod metrics;
+pub mod notify;
 pub mod policy_repo;
 mod program;
 mod reload;

@@ -147,6 +147,7 @@ where
         agents: crate::agents::Agents::load(&config.home),
         audit,
         approvals: Approvals::default(),
+        grants: crate::approvals::Grants::default(),
         events: Events::new(),
         metrics: Metrics::default(),
         started: Instant::now(),
@@ -155,8 +156,12 @@ where
         exports,
         policy_repo: crate::policy_repo::RepoState::default(),
         shells: Default::default(),
+        notifier: crate::notify::Notifier::start(config.notify.clone()),
         config,
     });
+    state
+        .notifier
+        .set_dashboard(format!("http://{}/dashboard/", bound.tcp));
     crate::policy_repo::start(state.clone())?;
     let _watcher =
         crate::reload::spawn_watcher(state.clone()).map_err(|source| ServerError::Watch {

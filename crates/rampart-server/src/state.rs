@@ -21,6 +21,8 @@ pub struct AppState {
     pub agents: crate::agents::Agents,
     pub audit: AuditLog,
     pub approvals: Approvals,
+    /// What given approvals still cover (`approvals::Grants`).
+    pub grants: crate::approvals::Grants,
     pub events: Events,
     pub metrics: Metrics,
     pub started: Instant,
@@ -34,6 +36,8 @@ pub struct AppState {
     pub policy_repo: crate::policy_repo::RepoState,
     /// Allowed `system()`/`popen()` calls whose shell's exec is part of them.
     pub shells: crate::shells::Shells,
+    /// Webhook notifications of asks (and denies, fail-open reports) — `notify.rs`.
+    pub notifier: crate::notify::Notifier,
 }
 
 #[derive(Clone)]

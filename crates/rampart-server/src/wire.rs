@@ -124,6 +124,9 @@ pub struct ApprovalInfo {
     pub resolution_message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<String>,
+    /// `session` when approved "for this session" (same command text, same session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// `POST /v1/approvals/{id}/resolve`.
@@ -134,6 +137,11 @@ pub struct ResolveRequest {
     pub message: Option<String>,
     #[serde(default)]
     pub resolved_by: Option<String>,
+    /// `session`: the approval also covers the same command text in the same agent and
+    /// session from now on (until the server stops). Absent: this command (and the
+    /// programs it runs itself, briefly).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// `POST /v1/policy/reload` (also sent as the SSE `reload` event).
@@ -176,6 +184,19 @@ pub struct Status {
     /// `--policy-repo`: adopted and refused commits.
     #[serde(default)]
     pub policy_repo: Option<crate::policy_repo::RepoStatus>,
+    /// Notification targets configured (`--notify`, `config.yaml`).
+    #[serde(default)]
+    pub notify_targets: usize,
+    /// Notifications delivered / given up after every retry / dropped (queue full).
+    #[serde(default)]
+    pub notify_sent: u64,
+    #[serde(default)]
+    pub notify_failed: u64,
+    #[serde(default)]
+    pub notify_dropped: u64,
+    /// The last delivery error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -140,11 +140,12 @@ fn run_exchange(fd: c_int, answer_ms: i64) -> (Read, Duration) {
     let r = exchange(
         &cfg,
         fd,
+        b"POST ",
         b"/v1/preflight/exec",
         2,
         &|s: &mut dyn Sink| s.put(b"{}"),
         (answer_ms, i64::MAX),
-        &mut buf,
+        &mut buf[..],
         &mut || {},
     );
     let took = start.elapsed();
@@ -418,11 +419,12 @@ fn exchange_reads_an_answer_sent_before_the_request_was_read() {
     let r = exchange(
         &cfg,
         fd,
+        b"POST ",
         b"/v1/preflight/exec",
         big.len(),
         &|s: &mut dyn Sink| s.put(&big),
         (10_000, i64::MAX),
-        &mut buf,
+        &mut buf[..],
         &mut || {},
     );
     close(fd);
