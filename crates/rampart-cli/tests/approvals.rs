@@ -110,6 +110,8 @@ impl Setup {
             .env("LC_ALL", "C")
             .env("PTY_RAMPART", env!("CARGO_BIN_EXE_rampart"))
             .env("PTY_ANSWER", answer)
+            // `who` is "$USER (rampart approve)": fixed whatever the runner's user is.
+            .env("USER", "someone")
             .arg(harness())
             .args(&launcher)
             .arg(env!("CARGO_BIN_EXE_rampart"))
@@ -166,7 +168,7 @@ fn wait_line_reaches_the_terminal_while_the_agent_discards_stderr() {
         [
             WAIT_ECHO.to_owned(),
             format!(
-                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+                "rampart: [WAIT] Approval {id}: approved by someone (rampart approve) (runs): /bin/echo askme"
             ),
         ],
         "{report:#}"
@@ -188,7 +190,7 @@ fn a_denied_wait_ends_with_one_line_on_the_terminal() {
         [
             WAIT_ECHO.to_owned(),
             format!(
-                "rampart: [WAIT] Approval {id}: denied by someone (cli) (refused): /bin/echo askme"
+                "rampart: [WAIT] Approval {id}: denied by someone (rampart deny) (refused): /bin/echo askme"
             ),
         ],
         "{report:#}"
@@ -209,7 +211,7 @@ fn the_launchers_own_check_of_cmd_announces_its_wait_on_the_terminal() {
         [
             WAIT_ECHO.to_owned(),
             format!(
-                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+                "rampart: [WAIT] Approval {id}: approved by someone (rampart approve) (runs): /bin/echo askme"
             ),
         ],
         "{report:#}"
@@ -258,7 +260,7 @@ fn as_an_ordinary_user_the_wait_line_reaches_the_terminal() {
         [
             WAIT_ECHO.to_owned(),
             format!(
-                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+                "rampart: [WAIT] Approval {id}: approved by someone (rampart approve) (runs): /bin/echo askme"
             ),
         ],
         "{report:#}"
@@ -653,7 +655,7 @@ fn approve_the_ask(s: &Setup, extra: &[&str]) -> String {
     let id = id.unwrap();
     let mut args = vec!["approve", id.as_str()];
     args.extend_from_slice(extra);
-    // `who` is "$USER (cli)": fixed here whatever the test runner's user is called.
+    // `who` is "$USER (rampart approve)": fixed here whatever the test runner's user is called.
     let r = crate::util::Run(
         s.home
             .cmd()
@@ -941,10 +943,10 @@ fn audit_search_decision_ask_finds_every_ask_and_stats_add_up() {
                 .to_owned(),
             format!("askme three  — approval timed out [test-ask] (ask {timed_out}: timed out)"),
             format!(
-                "askme two  — denied by someone (cli) [test-ask] (ask {denied}: denied by someone (cli))"
+                "askme two  — denied by someone (rampart deny) [test-ask] (ask {denied}: denied by someone (rampart deny))"
             ),
             format!(
-                "askme one  — approved by someone (cli) [test-ask] (ask {approved}: approved by someone (cli))"
+                "askme one  — approved by someone (rampart approve) [test-ask] (ask {approved}: approved by someone (rampart approve))"
             ),
         ],
         "{}",
@@ -1042,7 +1044,10 @@ fn pending_watch_shows_asks_as_they_come_and_answers_them() {
     assert_eq!(next(), format!("Approved {id}: askme first"));
     let answer = first.join().unwrap();
     assert_eq!(answer["allowed"], true);
-    assert_eq!(answer["message"], "approved by someone (cli): looks fine");
+    assert_eq!(
+        answer["message"],
+        "approved by someone (rampart approve): looks fine"
+    );
     assert_eq!(next(), format!("[1] {id} is no longer pending"));
 
     let second = hold("askme second");
@@ -1053,7 +1058,10 @@ fn pending_watch_shows_asks_as_they_come_and_answers_them() {
     assert_eq!(next(), format!("Denied {id2}: askme second"));
     let answer = second.join().unwrap();
     assert_eq!(answer["allowed"], false);
-    assert_eq!(answer["message"], "denied by someone (cli): not today");
+    assert_eq!(
+        answer["message"],
+        "denied by someone (rampart deny): not today"
+    );
     writeln!(stdin, "q").unwrap();
     let status = watch.wait().unwrap();
     assert!(status.success());
@@ -1073,7 +1081,7 @@ fn under_supervise_the_wait_line_reaches_the_terminal() {
         [
             WAIT_ECHO.to_owned(),
             format!(
-                "rampart: [WAIT] Approval {id}: approved by someone (cli) (runs): /bin/echo askme"
+                "rampart: [WAIT] Approval {id}: approved by someone (rampart approve) (runs): /bin/echo askme"
             ),
         ],
         "{report:#}"
