@@ -99,8 +99,9 @@ enum Command {
     },
     /// Check the installation: server, token, policies, library, audit, socket
     Doctor,
-    /// Create $RAMPART_HOME with the standard profile and a commented custom.yaml starter
-    Init,
+    /// Create $RAMPART_HOME with a shipped profile (standard unless --profile says) and a
+    /// commented custom.yaml starter
+    Init(policy_cmd::InitArgs),
     /// Print (and try to open) the live dashboard's URL, logged in
     Dashboard,
 }
@@ -192,7 +193,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "doctor",
         "Exit status: 0 every check passed, 1 a check failed.\n\nExample:\n  rampart doctor",
     ),
-    ("init", "Example:\n  RAMPART_HOME=/tmp/try rampart init"),
+    (
+        "init",
+        "Examples:\n  RAMPART_HOME=/tmp/try rampart init\n  rampart init --profile paranoid       # replaces the profile in force, keeps custom.yaml",
+    ),
     (
         "dashboard",
         "Example:\n  rampart dashboard                     # prints the URL, opens it when there is a desktop",
@@ -250,7 +254,7 @@ fn main() -> ExitCode {
             command: PolicyCommand::Show,
         } => policy_cmd::show(),
         Command::Doctor => doctor_cmd::run(),
-        Command::Init => policy_cmd::init(),
+        Command::Init(args) => policy_cmd::init(&args),
         Command::Dashboard => dashboard_cmd::run(),
     };
     match result {

@@ -212,6 +212,121 @@ fn init_writes_a_starter_and_keeps_existing_files() {
     );
 }
 
+/// `rampart init --profile` (issue 16): the shipped profiles can be listed and chosen; a
+/// second profile copied next to the first says which file to remove; `--profile` over an
+/// installed profile replaces it (an edited one is kept as `.bak`), custom.yaml stays.
+#[test]
+fn init_profile_lists_chooses_and_replaces_profiles() {
+    let home = Home::new();
+    let dir = home.policies();
+    let d = dir.display().to_string();
+    let list = |installed: &str| {
+        let mark = |n: &str| if n == installed { '*' } else { ' ' };
+        format!(
+            "{} standard  everyday development runs; destroying, credential reading and switching Rampart off are refused (the default)\n\
+             {} paranoid  only read-only developer commands run; everything else is refused\n\
+             {} yolo      nothing is blocked or waits; every command is recorded\n",
+            mark("standard"),
+            mark("paranoid"),
+            mark("yolo")
+        )
+    };
+    let run = home.run(&["init", "--list"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        list("")
+            + &format!(
+                "(none installed in {d}; with no policy file there the embedded standard profile applies)\n"
+            )
+    );
+
+    let run = home.run(&["init"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "created {d}/standard.yaml\ncreated {d}/custom.yaml\n\
+             Edit {d}/custom.yaml and check it with `rampart policy lint`.\n"
+        )
+    );
+    assert_eq!(
+        home.run(&["init", "--list"]).stdout(),
+        list("standard") + &format!("(* installed in {d})\n")
+    );
+
+    // Copying a second profile in by hand: nothing loads, and the error names both
+    // places and the file to remove.
+    let paranoid = include_str!("../../../policies/paranoid.yaml");
+    std::fs::write(dir.join("paranoid.yaml"), paranoid).unwrap();
+    let run = home.run(&["test", "ls"]);
+    assert_eq!(run.code(), 2);
+    let line = |n: usize, needle: &str| {
+        let text = if n == 0 {
+            paranoid.to_owned()
+        } else {
+            std::fs::read_to_string(dir.join("standard.yaml")).unwrap()
+        };
+        1 + text.lines().position(|l| l == needle).unwrap()
+    };
+    let (p, s) = (
+        line(0, "  - name: block-destructive-deletes"),
+        line(1, "  - name: block-destructive-deletes"),
+    );
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: loading policies: policy `block-destructive-deletes` is defined twice: \
+             {d}/paranoid.yaml:{p} and {d}/standard.yaml:{s}; remove one of them, e.g. `rm {d}/standard.yaml`\n"
+        )
+    );
+    std::fs::remove_file(dir.join("paranoid.yaml")).unwrap();
+
+    // --profile replaces the installed profile; the user's custom.yaml is kept.
+    std::fs::write(dir.join("custom.yaml"), "# mine\n").unwrap();
+    let run = home.run(&["init", "--profile", "paranoid"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "removed {d}/standard.yaml (replaced by paranoid)\ncreated {d}/paranoid.yaml\n\
+             kept    {d}/custom.yaml (already exists)\n\
+             Edit {d}/custom.yaml and check it with `rampart policy lint`.\n"
+        )
+    );
+    assert_eq!(home.run(&["policy", "lint"]).code(), 0);
+    assert_eq!(home.run(&["test", "git status"]).code(), 0);
+    assert_eq!(home.run(&["test", "make"]).code(), 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("custom.yaml")).unwrap(),
+        "# mine\n"
+    );
+
+    // An edited profile is not thrown away; plain init keeps whatever profile is there.
+    std::fs::write(dir.join("paranoid.yaml"), format!("{paranoid}# edited\n")).unwrap();
+    let run = home.run(&["init", "--profile", "yolo"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stdout().starts_with(&format!(
+        "moved   {d}/paranoid.yaml to {d}/paranoid.yaml.bak (edited; replaced by yolo)\n\
+         created {d}/yolo.yaml\n"
+    )));
+    assert!(dir.join("paranoid.yaml.bak").is_file());
+    let run = home.run(&["init"]);
+    assert!(
+        run.stdout()
+            .starts_with(&format!("kept    {d}/yolo.yaml (already exists)\n"))
+    );
+    assert!(!dir.join("standard.yaml").exists());
+    assert_eq!(home.run(&["test", "make"]).code(), 0);
+
+    let run = home.run(&["init", "--profile", "nope"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        "rampart: error: no profile `nope`; the shipped profiles are standard, paranoid, yolo (see `rampart init --list`)\n"
+    );
+}
+
 #[test]
 fn version_and_usage_errors() {
     let home = Home::new();

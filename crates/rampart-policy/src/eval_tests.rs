@@ -265,7 +265,16 @@ fn duplicate_policy_names_across_files_are_an_error() {
     let err = PolicySet::new(vec![a, b]).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "policy `same` is defined twice: a.yaml:3 and b.yaml:3"
+        "policy `same` is defined twice: a.yaml:3 and b.yaml:3; remove one of them, e.g. `rm b.yaml`"
+    );
+    // A second profile next to the standard one: the standard one is the one to remove.
+    let a = parse_str(Path::new("/h/policies/paranoid.yaml"), yaml).unwrap();
+    let b = parse_str(Path::new("/h/my policies/standard.yaml"), yaml).unwrap();
+    let err = PolicySet::new(vec![a, b]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "policy `same` is defined twice: /h/policies/paranoid.yaml:3 and /h/my policies/standard.yaml:3; \
+         remove one of them, e.g. `rm '/h/my policies/standard.yaml'`"
     );
 }
 
