@@ -178,11 +178,14 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
     let mut errors = 0usize;
     let mut loaded = Vec::new();
     for file in &files {
-        match load::load_file(file) {
+        // Every error of every file: the loader goes on past what it can.
+        match load::load_file_all(file) {
             Ok(policy_file) => loaded.push(policy_file),
-            Err(err) => {
-                errors += 1;
-                outln!("{}", error_line(&err));
+            Err(errs) => {
+                for err in &errs {
+                    errors += 1;
+                    outln!("{}", error_line(err));
+                }
             }
         }
     }
@@ -237,6 +240,8 @@ fn error_line(err: &rampart_policy::PolicyError) -> String {
             message,
             hint,
         } => format!("{}:{line}:{column}: error: {message}{hint}", file.display()),
+        // Located at the second definition, the one that made it a duplicate.
+        PolicyError::DuplicateName { second, .. } => format!("{second}: error: {err}"),
         other => format!("error: {other}"),
     }
 }

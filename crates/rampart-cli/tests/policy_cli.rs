@@ -327,6 +327,83 @@ fn init_profile_lists_chooses_and_replaces_profiles() {
     );
 }
 
+/// `rampart policy lint` (issue 16) reports every error of every file, each at
+/// file:line:col, not the first per file: unknown keys, wrong types, bad actions, a
+/// duplicate policy and every failing inline test, then exits 1.
+#[test]
+fn lint_reports_every_error_in_every_file() {
+    let home = Home::new();
+    let bad = home.policy(
+        "a.yaml",
+        "version: \"1\"\n\
+         default_action: alow\n\
+         policies:\n\
+         \x20 - name: one\n\
+         \x20   priorty: 5\n\
+         \x20   rules:\n\
+         \x20     - action: block\n\
+         \x20       when:\n\
+         \x20         comand_matches: [\"rm *\"]\n\
+         \x20     - action: deny\n\
+         \x20       when:\n\
+         \x20         command_matches: [\"shred *\"]\n\
+         \x20       enabled: maybe\n\
+         \x20 - name: two\n\
+         \x20   match:\n\
+         \x20     agnt: [\"x\"]\n\
+         \x20   rules:\n\
+         \x20     - action: allow\n\
+         \x20       when:\n\
+         \x20         command_matches: 7\n\
+         \x20 - name: one\n\
+         \x20   rules: []\n",
+    );
+    let tested = home.policy(
+        "b.yaml",
+        "policies:\n\
+         \x20 - name: deny-rm\n\
+         \x20   rules:\n\
+         \x20     - action: deny\n\
+         \x20       when:\n\
+         \x20         command_matches: [\"rm *\"]\n\
+         tests:\n\
+         \x20 - command: \"rm -rf x\"\n\
+         \x20   expect: allow\n\
+         \x20 - command: \"ls\"\n\
+         \x20   expect: allow\n\
+         \x20 - command: \"rm y\"\n\
+         \x20   expect: ask\n",
+    );
+    let (a, b) = (bad.display(), tested.display());
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "{a}:2:17: error: unknown action `alow`; valid actions: allow, deny, ask, log, watch (did you mean `allow`?)\n\
+             {a}:5:5: error: unknown key `priorty` in a policy; valid keys: name, description, priority, enabled, match, rules (did you mean `priority`?)\n\
+             {a}:7:17: error: unknown action `block`; valid actions: allow, deny, ask, log, watch (did you mean `deny`?)\n\
+             {a}:9:11: error: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, command_not_matches, session_matches, path_matches, target_matches, target_not_matches (did you mean `command_matches`?)\n\
+             {a}:13:18: error: `enabled` must be true or false, found a string\n\
+             {a}:16:7: error: unknown key `agnt` in `match`; valid keys: agent, tool, session, session_matches (did you mean `agent`?)\n\
+             {a}:20:28: error: `command_matches` must be a string or a list of strings, found an integer\n\
+             {a}:21: error: policy `one` is defined twice: {a}:4 and {a}:21\n\
+             {b}:8:5: error: inline test failed: `rm -rf x` in /home/user/project: expected allow, got deny (policy deny-rm at {b}:4)\n\
+             {b}:12:5: error: inline test failed: `rm y` in /home/user/project: expected ask, got deny (policy deny-rm at {b}:4)\n\
+             2 file(s), 0 policies, 0 rules: 10 error(s), 0 warning(s)\n"
+        )
+    );
+    // The server still refuses the file at its first error.
+    let run = home.run(&["test", "ls"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: loading policies: {a}:2:17: unknown action `alow`; valid actions: allow, deny, ask, log, watch (did you mean `allow`?)\n"
+        )
+    );
+}
+
 #[test]
 fn version_and_usage_errors() {
     let home = Home::new();
