@@ -114,7 +114,7 @@ fn typo_in_a_key_is_reported_with_file_line_and_hint() {
     let expected = format!(
         "{}:12:11: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, \
          command_not_matches, session_matches, path_matches, target_matches, \
-         target_not_matches (did you mean `command_matches`?)",
+         target_not_matches, exe_matches (did you mean `command_matches`?)",
         path.display()
     );
 
@@ -383,7 +383,7 @@ fn lint_reports_every_error_in_every_file() {
             "{a}:2:17: error: unknown action `alow`; valid actions: allow, deny, ask, log, watch (did you mean `allow`?)\n\
              {a}:5:5: error: unknown key `priorty` in a policy; valid keys: name, description, priority, enabled, match, rules (did you mean `priority`?)\n\
              {a}:7:17: error: unknown action `block`; valid actions: allow, deny, ask, log, watch (did you mean `deny`?)\n\
-             {a}:9:11: error: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, command_not_matches, session_matches, path_matches, target_matches, target_not_matches (did you mean `command_matches`?)\n\
+             {a}:9:11: error: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, command_not_matches, session_matches, path_matches, target_matches, target_not_matches, exe_matches (did you mean `command_matches`?)\n\
              {a}:13:18: error: `enabled` must be true or false, found a string\n\
              {a}:16:7: error: unknown key `agnt` in `match`; valid keys: agent, tool, session, session_matches (did you mean `agent`?)\n\
              {a}:20:28: error: `command_matches` must be a string or a list of strings, found an integer\n\

@@ -55,6 +55,7 @@ const RULE_KEYS: &[&str] = &[
     "description",
     "enabled",
     "default",
+    "quiet",
 ];
 const WHEN_KEYS: &[&str] = &[
     "command_matches",
@@ -64,6 +65,7 @@ const WHEN_KEYS: &[&str] = &[
     "path_matches",
     "target_matches",
     "target_not_matches",
+    "exe_matches",
 ];
 
 /// The only policy format version there is.
@@ -827,6 +829,21 @@ impl Cx<'_> {
         let message = self.keep(self.opt_string(&fields, "message")).flatten();
         let description = self.keep(self.opt_string(&fields, "description")).flatten();
         let enabled = self.keep(self.opt_bool(&fields, "enabled")).flatten();
+        let quiet = self
+            .keep(self.opt_bool(&fields, "quiet"))
+            .flatten()
+            .unwrap_or(false);
+        // Hiding a refusal or a question from the live feed would hide what needs a
+        // person's eye; only an allow can be quiet.
+        if let (true, Some(a), Some(node)) = (quiet, action, fields.get("quiet"))
+            && a != Action::Allow
+        {
+            self.note(self.at(
+                node,
+                format!("`quiet` is for allow rules only; this rule's action is {a}"),
+                None,
+            ));
+        }
         let Some(action) = action else {
             return Ok(None);
         };
@@ -839,6 +856,7 @@ impl Cx<'_> {
             message,
             description,
             is_default,
+            quiet,
             origin: self.origin(node),
         }))
     }
@@ -870,6 +888,7 @@ impl Cx<'_> {
             path_matches: self.patterns(&w, "path_matches", Glob::path)?,
             target_matches: self.targets(&w, "target_matches")?,
             target_not_matches: self.targets(&w, "target_not_matches")?,
+            exe_matches: self.patterns(&w, "exe_matches", Glob::path)?,
         })
     }
 }
