@@ -34,7 +34,7 @@ const state = {
   feedGeneration: 0,
   paused: false,
   buffered: [],
-  filters: { agent: '', session: '', decision: '', q: '' },
+  filters: { agent: '', session: '', decision: '', q: '', quiet: false },
   agents: new Set(),
   sessions: new Set(),
   approvals: new Map(),
@@ -239,7 +239,9 @@ function stopStream() {
 function connectStream() {
   stopStream();
   if (!state.token) return;
-  const source = new EventSource(`/v1/events/stream?token=${encodeURIComponent(state.token)}`);
+  // Quiet decisions (known-benign allows) only when the "quiet" box is ticked.
+  const all = state.filters.quiet ? '&all=true' : '';
+  const source = new EventSource(`/v1/events/stream?token=${encodeURIComponent(state.token)}${all}`);
   state.source = source;
   source.addEventListener('open', () => {
     const again = state.everConnected;
@@ -342,6 +344,7 @@ function toggleDetails(row, ev) {
   add('pid', ev.pid);
   add('mode', ev.mode);
   add('ran unchecked', ev.unchecked);
+  add('quiet', ev.quiet ? 'yes: a known-benign allow, shown only with "quiet" ticked' : '');
   add('evaluation', ev.eval_us !== undefined ? `${ev.eval_us} µs` : '');
   if (ev.approval) {
     const a = ev.approval;
@@ -435,7 +438,7 @@ async function loadPage() {
     const f = state.filters;
     const data = await api('GET', `/v1/audit/events${query({
       agent: f.agent, session: f.session, decision: f.decision, q: f.q,
-      before: state.oldestId || '', limit: PAGE_SIZE,
+      before: state.oldestId || '', limit: PAGE_SIZE, quiet: f.quiet ? '' : 'false',
     })}`);
     if (generation !== state.feedGeneration) return;
     const events = (data && data.events) || [];
@@ -493,6 +496,7 @@ async function resync() {
     const f = state.filters;
     const data = await api('GET', `/v1/audit/events${query({
       agent: f.agent, session: f.session, decision: f.decision, q: f.q, limit: PAGE_SIZE,
+      quiet: f.quiet ? '' : 'false',
     })}`);
     const missed = ((data && data.events) || []).filter((ev) => !state.seen.has(ev.id) && ev.id > state.newestId);
     missed.forEach(noteAgentSession);
@@ -526,6 +530,12 @@ for (const id of ['f-agent', 'f-session', 'f-decision']) {
     resetFeed();
   });
 }
+
+$('f-quiet').addEventListener('change', () => {
+  state.filters.quiet = $('f-quiet').checked;
+  connectStream();
+  resetFeed();
+});
 
 let searchTimer = null;
 $('f-q').addEventListener('input', () => {

@@ -161,7 +161,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("policy show", "Example:\n  rampart policy show | less"),
     ("audit", "Example:\n  rampart audit tail --follow"),
-    ("audit tail", "Example:\n  rampart audit tail -n 50"),
+    (
+        "audit tail",
+        "Examples:\n  rampart audit tail -n 50\n  rampart audit tail --all --follow     # quiet allows (version manager shims) too",
+    ),
     (
         "audit search",
         "Example:\n  rampart audit search --decision deny --since 24h curl",
