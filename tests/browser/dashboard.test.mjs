@@ -473,6 +473,39 @@ test('the side column never scrolls sideways, even for a very long agent name', 
   assert.ok(side.scroll <= side.client, `side column ${side.scroll} px wide in ${side.client} px`);
 });
 
+test('the session filter: most recent first, at most 50, searchable (issue 16)', async () => {
+  for (let i = 0; i < 60; i++) {
+    const session = `bulk-${String(i).padStart(2, '0')}`;
+    await api('POST', '/v1/preflight/exec', { agent: 'many', session, params: { command: 'true' }, enforce: true });
+  }
+  await page.reload();
+  await page.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  await page.locator('#f-session option[value="bulk-59"]').waitFor({ state: 'attached', timeout: 5000 });
+  const texts = () => page.locator('#f-session option').evaluateAll((os) => os.map((o) => o.textContent));
+  let options = await texts();
+  assert.deepEqual(options.slice(0, 4), ['All sessions', 'bulk-59', 'bulk-58', 'bulk-57']);
+  assert.equal(options.length, 1 + 50 + 1, options.join(' | '));
+  assert.match(options[51], /^… \d+ older: type to find$/);
+  assert.equal(options[50], 'bulk-10');
+
+  // Older sessions are found by typing.
+  await page.locator('#f-session-q').fill('bulk-0');
+  options = await texts();
+  assert.deepEqual(options, ['All sessions (10 match)',
+    'bulk-09', 'bulk-08', 'bulk-07', 'bulk-06', 'bulk-05', 'bulk-04', 'bulk-03', 'bulk-02', 'bulk-01', 'bulk-00']);
+  await page.locator('#f-session').selectOption('bulk-03');
+  await page.locator('#feed li.row').first().waitFor({ timeout: 5000 });
+  const sessions = await page.locator('#feed li.row .session').evaluateAll((els) => els.map((e) => e.textContent));
+  assert.deepEqual([...new Set(sessions)], ['bulk-03']);
+
+  // A new decision moves its session to the top; the chosen one stays chosen.
+  await page.locator('#f-session-q').fill('');
+  await api('POST', '/v1/preflight/exec', { agent: 'many', session: 'bulk-07', params: { command: 'true' }, enforce: true });
+  await page.waitForFunction(() => document.querySelector('#f-session').options[1].value === 'bulk-07', null, { timeout: 5000 });
+  assert.equal(await page.locator('#f-session').inputValue(), 'bulk-03');
+  await page.locator('#f-session').selectOption('');
+});
+
 test('screenshots for people (target/dashboard*.png)', async () => {
   // A busy-looking page: a few agents, one ask still waiting.
   const extra = [
