@@ -1547,3 +1547,92 @@ fn quiet_allows_are_audited_but_kept_out_of_the_live_feed_and_tail() {
         ]
     );
 }
+
+/// The same end to end (issue 16): a pyenv-like shim chain (shim script → libexec/pyenv →
+/// the system python3, each script `#!/usr/bin/env bash` as pyenv's are) run under
+/// `rampart preload` with the real library and the standard profile. Every exec is in the
+/// trail (the script and env's bash for each hop); `audit tail` shows only the real
+/// python3, `audit tail --all` the whole chain, the hops marked quiet.
+#[test]
+fn a_shim_chain_under_preload_is_audited_quietly_but_the_real_program_is_shown() {
+    let lib = crate::util::library();
+    let home = Home::new(); // the embedded standard profile
+    let server = Server::start(&home, &[]);
+    let root = home.path().join("u/.pyenv");
+    for dir in ["shims", "libexec"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let script = |path: &std::path::Path, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // No dirname/basename: every exec of the chain is a hop of its own.
+    // As pyenv writes them: `#!/usr/bin/env bash`, the shim naming libexec/pyenv by
+    // its absolute path.
+    script(
+        &root.join("shims/python3"),
+        &format!(
+            "#!/usr/bin/env bash\nexec \"{}/libexec/pyenv\" exec python3 \"$@\"\n",
+            root.display()
+        ),
+    );
+    script(
+        &root.join("libexec/pyenv"),
+        "#!/usr/bin/env bash\nshift 2\nexec python3 \"$@\"\n",
+    );
+    let shim = root.join("shims/python3");
+    let out = home
+        .cmd()
+        .env("RAMPART_LIBRARY", &lib)
+        // The system python3 (a developer's own pyenv must not join the chain).
+        .env("PATH", "/usr/bin:/bin")
+        .args([
+            "preload",
+            "--url",
+            &format!("http://127.0.0.1:{}", server.port),
+            "--no-autostart",
+            "--session",
+            "shim",
+            "--",
+        ])
+        .arg(&shim)
+        .args(["-c", "print('hello from python')"])
+        .output()
+        .unwrap();
+    let run = crate::util::Run(out);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.stdout(), "hello from python\n");
+
+    let strip = |out: String| -> Vec<String> {
+        out.lines()
+            .map(|l| l.get(21..).unwrap_or("").to_owned())
+            .filter(|l| l.contains("  shim  "))
+            .collect()
+    };
+    let real = "allow  preload  shim  python3 -c 'print('\\''hello from python'\\'')'  — No rule matched; default action is allow";
+    let run = home.run(&["audit", "tail"]);
+    assert_eq!(strip(run.stdout()), [real], "{}", run.stdout());
+    let run = home.run(&["audit", "tail", "--all"]);
+    let r = root.display();
+    assert_eq!(
+        strip(run.stdout()),
+        [
+            format!(
+                "allow  preload  shim  {r}/shims/python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            format!(
+                "allow  preload  shim  bash {r}/shims/python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            format!(
+                "allow  preload  shim  {r}/libexec/pyenv exec python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            format!(
+                "allow  preload  shim  bash {r}/libexec/pyenv exec python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            real.to_owned(),
+        ],
+        "{}",
+        run.stdout()
+    );
+}
