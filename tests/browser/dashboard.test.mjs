@@ -44,6 +44,12 @@ policies:
         when:
           command_matches: ["printenv*"]
         message: "Environment read"
+  - name: browser-test-quiet
+    rules:
+      - action: allow
+        quiet: true
+        when:
+          exe_matches: ["**/.pyenv/shims/*"]
 `;
 
 /** The newest built `rampart` (RAMPART_BIN overrides). */
@@ -426,7 +432,7 @@ test('filters, search and pause', async () => {
 test('policy panel: files, reload and try a command', async () => {
   assert.match(await page.locator('#policy-files').innerText(), /browser-test\.yaml/);
   await page.click('#reload');
-  await page.locator('#reload-result', { hasText: 'Reloaded: 3 policies, 3 rules' }).waitFor({ timeout: 3000 });
+  await page.locator('#reload-result', { hasText: 'Reloaded: 4 policies, 4 rules' }).waitFor({ timeout: 3000 });
   await page.fill('#try-input', 'rm -rf /home/me');
   await page.click('#try-form button[type="submit"]');
   await page.locator('#try-result .badge[data-decision="deny"]').waitFor({ timeout: 2000 });
@@ -471,6 +477,32 @@ test('the side column never scrolls sideways, even for a very long agent name', 
   await page.locator('#agents-body th', { hasText: 'agent-xxx' }).waitFor({ timeout: 5000 });
   const side = await page.locator('aside.side').evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
   assert.ok(side.scroll <= side.client, `side column ${side.scroll} px wide in ${side.client} px`);
+});
+
+test('quiet decisions stay off the feed until the "quiet" box is ticked (issue 16)', async () => {
+  await page.reload();
+  await page.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  const shim = (command) => api('POST', '/v1/preflight/exec', {
+    agent: 'shim-bot', session: 'shim-1', params: { command }, exe: '/home/u/.pyenv/shims/python3', enforce: true,
+  });
+  const quietRows = () => page.locator('#feed li.row', { hasText: 'python3 -V' }).count();
+  assert.equal((await shim('python3 -V')).status, 200);
+  await api('POST', '/v1/preflight/exec', { agent: 'shim-bot', session: 'shim-1', params: { command: 'echo after-quiet' }, enforce: true });
+  await row('echo after-quiet').waitFor({ timeout: 5000 });
+  assert.equal(await quietRows(), 0, 'a quiet allow is not streamed');
+  await page.reload();
+  await page.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  await row('echo after-quiet').waitFor({ timeout: 5000 });
+  assert.equal(await quietRows(), 0, 'nor loaded from history');
+
+  await page.locator('#f-quiet').check();
+  await row('python3 -V').waitFor({ timeout: 5000 });
+  await shim('python3 --version');
+  await row('python3 --version').waitFor({ timeout: 5000 });
+  await page.locator('#f-quiet').uncheck();
+  await row('echo after-quiet').waitFor({ timeout: 5000 });
+  assert.equal(await quietRows(), 0);
+  assert.equal(await page.locator('#feed li.row', { hasText: 'python3 --version' }).count(), 0);
 });
 
 test('the session filter: most recent first, at most 50, searchable (issue 16)', async () => {
