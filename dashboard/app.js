@@ -34,9 +34,9 @@ const state = {
   feedGeneration: 0,
   paused: false,
   buffered: [],
-  filters: { agent: '', session: '', decision: '', q: '' },
+  filters: { agent: '', session: '', decision: '', q: '', quiet: false },
   agents: new Set(),
-  sessions: new Set(),
+  sessions: new Map(), // session -> id of its newest event seen (ULIDs sort by time)
   approvals: new Map(),
   stats: null,
   statsSince: '24h',
@@ -252,7 +252,9 @@ function stopStream() {
 function connectStream() {
   stopStream();
   if (!state.token) return;
-  const source = new EventSource(`/v1/events/stream?token=${encodeURIComponent(state.token)}`);
+  // Quiet decisions (known-benign allows) only when the "quiet" box is ticked.
+  const all = state.filters.quiet ? '&all=true' : '';
+  const source = new EventSource(`/v1/events/stream?token=${encodeURIComponent(state.token)}${all}`);
   state.source = source;
   source.addEventListener('open', () => {
     const again = state.everConnected;
@@ -361,6 +363,7 @@ function toggleDetails(row, ev) {
   add('pid', ev.pid);
   add('mode', ev.mode);
   add('ran unchecked', ev.unchecked);
+  add('quiet', ev.quiet ? 'yes: a known-benign allow, shown only with "quiet" ticked' : '');
   add('evaluation', ev.eval_us !== undefined ? `${ev.eval_us} µs` : '');
   if (ev.approval) {
     const a = ev.approval;
@@ -372,7 +375,42 @@ function toggleDetails(row, ev) {
 
 function noteAgentSession(ev) {
   addOption('f-agent', state.agents, ev.agent);
-  addOption('f-session', state.sessions, ev.session);
+  noteSession(ev.session, ev.id);
+}
+
+// The session filter: most recent first, at most SESSION_CAP of them, narrowed by the
+// "Find session" box (which searches every session seen, not only the listed ones).
+const SESSION_CAP = 50;
+
+function noteSession(session, id) {
+  if (!session || !id) return;
+  const newest = state.sessions.get(session);
+  if (newest && newest >= id) return;
+  state.sessions.set(session, id);
+  // Redrawn only when the order changes: a session already on top stays there.
+  const select = $('f-session');
+  const top = select.options.length > 1 ? select.options[1].value : null;
+  if (top !== session || !newest) renderSessions();
+}
+
+function renderSessions() {
+  const select = $('f-session');
+  const chosen = select.value;
+  const needle = $('f-session-q').value.trim().toLowerCase();
+  const all = [...state.sessions.entries()].filter(([s]) => !needle || s.toLowerCase().includes(needle));
+  all.sort((a, b) => (a[1] < b[1] ? 1 : a[1] > b[1] ? -1 : 0));
+  const shown = all.slice(0, SESSION_CAP).map(([s]) => s);
+  // The session being filtered on stays selectable even when the list would drop it.
+  // (at the end: the order stays most recent first).
+  if (chosen && !shown.includes(chosen)) shown.push(chosen);
+  const first = select.options[0];
+  first.textContent = needle ? `All sessions (${number(all.length)} match)` : 'All sessions';
+  const options = shown.map((value) => el('option', { value, text: visible(value) }));
+  if (all.length > SESSION_CAP) {
+    options.push(el('option', { value: '', disabled: 'disabled', text: `… ${number(all.length - SESSION_CAP)} older: type to find` }));
+  }
+  select.replaceChildren(first, ...options);
+  select.value = chosen;
 }
 
 function addOption(selectId, set, value) {
@@ -454,7 +492,7 @@ async function loadPage() {
     const f = state.filters;
     const data = await api('GET', `/v1/audit/events${query({
       agent: f.agent, session: f.session, decision: f.decision, q: f.q,
-      before: state.oldestId || '', limit: PAGE_SIZE,
+      before: state.oldestId || '', limit: PAGE_SIZE, quiet: f.quiet ? '' : 'false',
     })}`);
     if (generation !== state.feedGeneration) return;
     const events = (data && data.events) || [];
@@ -512,6 +550,7 @@ async function resync() {
     const f = state.filters;
     const data = await api('GET', `/v1/audit/events${query({
       agent: f.agent, session: f.session, decision: f.decision, q: f.q, limit: PAGE_SIZE,
+      quiet: f.quiet ? '' : 'false',
     })}`);
     const missed = ((data && data.events) || []).filter((ev) => !state.seen.has(ev.id) && ev.id > state.newestId);
     missed.forEach(noteAgentSession);
@@ -545,6 +584,14 @@ for (const id of ['f-agent', 'f-session', 'f-decision']) {
     resetFeed();
   });
 }
+
+$('f-quiet').addEventListener('change', () => {
+  state.filters.quiet = $('f-quiet').checked;
+  connectStream();
+  resetFeed();
+});
+
+$('f-session-q').addEventListener('input', renderSessions);
 
 let searchTimer = null;
 $('f-q').addEventListener('input', () => {

@@ -44,6 +44,12 @@ policies:
         when:
           command_matches: ["printenv*"]
         message: "Environment read"
+  - name: browser-test-quiet
+    rules:
+      - action: allow
+        quiet: true
+        when:
+          exe_matches: ["**/.pyenv/shims/*"]
 `;
 
 /** The newest built `rampart` (RAMPART_BIN overrides). */
@@ -504,7 +510,7 @@ test('tiles show full numbers past 1,000', async () => {
 test('policy panel: files, reload and try a command', async () => {
   assert.match(await page.locator('#policy-files').innerText(), /browser-test\.yaml/);
   await page.click('#reload');
-  await page.locator('#reload-result', { hasText: 'Reloaded: 3 policies, 3 rules' }).waitFor({ timeout: 3000 });
+  await page.locator('#reload-result', { hasText: 'Reloaded: 4 policies, 4 rules' }).waitFor({ timeout: 3000 });
   await page.fill('#try-input', 'rm -rf /home/me');
   await page.click('#try-form button[type="submit"]');
   await page.locator('#try-result .badge[data-decision="deny"]').waitFor({ timeout: 2000 });
@@ -549,6 +555,65 @@ test('the side column never scrolls sideways, even for a very long agent name', 
   await page.locator('#agents-body th', { hasText: 'agent-xxx' }).waitFor({ timeout: 5000 });
   const side = await page.locator('aside.side').evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
   assert.ok(side.scroll <= side.client, `side column ${side.scroll} px wide in ${side.client} px`);
+});
+
+test('quiet decisions stay off the feed until the "quiet" box is ticked (issue 16)', async () => {
+  await page.reload();
+  await page.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  const shim = (command) => api('POST', '/v1/preflight/exec', {
+    agent: 'shim-bot', session: 'shim-1', params: { command }, exe: '/home/u/.pyenv/shims/python3', enforce: true,
+  });
+  const quietRows = () => page.locator('#feed li.row', { hasText: 'python3 -V' }).count();
+  assert.equal((await shim('python3 -V')).status, 200);
+  await api('POST', '/v1/preflight/exec', { agent: 'shim-bot', session: 'shim-1', params: { command: 'echo after-quiet' }, enforce: true });
+  await row('echo after-quiet').waitFor({ timeout: 5000 });
+  assert.equal(await quietRows(), 0, 'a quiet allow is not streamed');
+  await page.reload();
+  await page.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  await row('echo after-quiet').waitFor({ timeout: 5000 });
+  assert.equal(await quietRows(), 0, 'nor loaded from history');
+
+  await page.locator('#f-quiet').check();
+  await row('python3 -V').waitFor({ timeout: 5000 });
+  await shim('python3 --version');
+  await row('python3 --version').waitFor({ timeout: 5000 });
+  await page.locator('#f-quiet').uncheck();
+  await row('echo after-quiet').waitFor({ timeout: 5000 });
+  assert.equal(await quietRows(), 0);
+  assert.equal(await page.locator('#feed li.row', { hasText: 'python3 --version' }).count(), 0);
+});
+
+test('the session filter: most recent first, at most 50, searchable (issue 16)', async () => {
+  for (let i = 0; i < 60; i++) {
+    const session = `bulk-${String(i).padStart(2, '0')}`;
+    await api('POST', '/v1/preflight/exec', { agent: 'many', session, params: { command: 'true' }, enforce: true });
+  }
+  await page.reload();
+  await page.locator('#conn[data-state="live"]').waitFor({ timeout: 5000 });
+  await page.locator('#f-session option[value="bulk-59"]').waitFor({ state: 'attached', timeout: 5000 });
+  const texts = () => page.locator('#f-session option').evaluateAll((os) => os.map((o) => o.textContent));
+  let options = await texts();
+  assert.deepEqual(options.slice(0, 4), ['All sessions', 'bulk-59', 'bulk-58', 'bulk-57']);
+  assert.equal(options.length, 1 + 50 + 1, options.join(' | '));
+  assert.match(options[51], /^… \d+ older: type to find$/);
+  assert.equal(options[50], 'bulk-10');
+
+  // Older sessions are found by typing.
+  await page.locator('#f-session-q').fill('bulk-0');
+  options = await texts();
+  assert.deepEqual(options, ['All sessions (10 match)',
+    'bulk-09', 'bulk-08', 'bulk-07', 'bulk-06', 'bulk-05', 'bulk-04', 'bulk-03', 'bulk-02', 'bulk-01', 'bulk-00']);
+  await page.locator('#f-session').selectOption('bulk-03');
+  await page.locator('#feed li.row').first().waitFor({ timeout: 5000 });
+  const sessions = await page.locator('#feed li.row .session').evaluateAll((els) => els.map((e) => e.textContent));
+  assert.deepEqual([...new Set(sessions)], ['bulk-03']);
+
+  // A new decision moves its session to the top; the chosen one stays chosen.
+  await page.locator('#f-session-q').fill('');
+  await api('POST', '/v1/preflight/exec', { agent: 'many', session: 'bulk-07', params: { command: 'true' }, enforce: true });
+  await page.waitForFunction(() => document.querySelector('#f-session').options[1].value === 'bulk-07', null, { timeout: 5000 });
+  assert.equal(await page.locator('#f-session').inputValue(), 'bulk-03');
+  await page.locator('#f-session').selectOption('');
 });
 
 test('screenshots for people (target/dashboard*.png)', async () => {

@@ -34,6 +34,7 @@ fn event(i: usize) -> NewEvent {
         approval: None,
         mode: Some("enforce".into()),
         unchecked: None,
+        quiet: false,
     }
 }
 

@@ -76,6 +76,10 @@ pub struct AuditEvent {
     /// [`stats`](crate::stats)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_of: Option<String>,
+    /// Only on an allow made by `quiet: true` rules (a known-benign exec such as a
+    /// version manager's shim): kept out of the live feed and `audit tail` unless asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
     pub prev_hash: String,
     /// Empty only while the writer is computing it; never empty on disk.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -116,6 +120,8 @@ pub struct NewEvent {
     pub mode: Option<String>,
     /// See [`AuditEvent::unchecked`].
     pub unchecked: Option<u64>,
+    /// See [`AuditEvent::quiet`].
+    pub quiet: bool,
 }
 
 /// `sha256:<hex>` of `prev_hash` followed by `body`.
@@ -263,6 +269,7 @@ mod tests {
             mode: Some("enforce".into()),
             unchecked: None,
             part_of: None,
+            quiet: false,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         }

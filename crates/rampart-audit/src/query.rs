@@ -41,6 +41,8 @@ pub struct Query {
     pub before: Option<String>,
     /// At most this many events; `None` for all.
     pub limit: Option<usize>,
+    /// Leave out quiet events ([`AuditEvent::quiet`]), as `audit tail` does unless `--all`.
+    pub hide_quiet: bool,
 }
 
 impl Query {
@@ -60,6 +62,7 @@ impl Query {
                     || contains_ignore_case(&event.message, text)
             })
             && since.is_none_or(|since| parse_ts(&event.ts).is_some_and(|ts| ts >= since))
+            && !(self.hide_quiet && event.quiet)
     }
 }
 
@@ -327,12 +330,16 @@ impl Follower {
     /// The `n` events just before the follower's position, oldest first: print these,
     /// then what [`poll`](Self::poll) returns, and nothing is missed or shown twice.
     pub fn backlog(&self, n: usize) -> Result<Vec<AuditEvent>, AuditError> {
-        let Some(position) = &self.position else {
-            return Ok(Vec::new());
-        };
-        let query = Query {
+        self.backlog_matching(Query {
             limit: Some(n),
             ..Query::default()
+        })
+    }
+
+    /// [`backlog`](Self::backlog) of the events `query` matches (`query.limit` of them).
+    pub fn backlog_matching(&self, query: Query) -> Result<Vec<AuditEvent>, AuditError> {
+        let Some(position) = &self.position else {
+            return Ok(Vec::new());
         };
         let mut events = read_events_until(&self.dir, &query, Some(position))?;
         events.reverse();

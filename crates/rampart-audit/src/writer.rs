@@ -278,6 +278,7 @@ impl AuditLog {
             mode: new.mode,
             unchecked: new.unchecked,
             part_of,
+            quiet: new.quiet,
             prev_hash: String::new(),
             hash: String::new(),
         };

@@ -21,6 +21,10 @@ pub enum AuditCommand {
         /// Keep printing new events as they are written (Ctrl-C ends)
         #[arg(short, long)]
         follow: bool,
+        /// Include quiet events (allows of rules marked `quiet: true`, e.g. version
+        /// manager shims), hidden by default
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         dir: DirArg,
     },
@@ -107,7 +111,12 @@ fn since(value: Option<&str>) -> Result<Option<SystemTime>> {
 
 pub fn run(command: AuditCommand) -> Result<Outcome> {
     match command {
-        AuditCommand::Tail { n, follow, dir } => tail(n, follow, &dir.resolve()?),
+        AuditCommand::Tail {
+            n,
+            follow,
+            all,
+            dir,
+        } => tail(n, follow, all, &dir.resolve()?),
         AuditCommand::Search(args) => search(&args),
         AuditCommand::Stats {
             since: s,
@@ -184,24 +193,36 @@ pub fn format_event(event: &AuditEvent, colour: bool) -> String {
             " (ask: refused at once, nobody asked)"
         });
     }
+    // Shown only with --all (or by search): say why it is usually hidden.
+    if event.quiet {
+        line.push_str(" (quiet)");
+    }
     line
 }
 
-fn tail(n: usize, follow: bool, dir: &std::path::Path) -> Result<Outcome> {
+fn tail(n: usize, follow: bool, all: bool, dir: &std::path::Path) -> Result<Outcome> {
     // outln! ends the program quietly (exit 0) when the reader goes away (`| head`).
     let colour = std::io::stdout().is_terminal();
+    // The newest n events shown: quiet ones do not take places unless --all.
+    let query = Query {
+        limit: Some(n),
+        hide_quiet: !all,
+        ..Query::default()
+    };
     if !follow {
-        for event in rampart_audit::tail(dir, n)? {
+        let mut events = rampart_audit::read_events(dir, &query)?;
+        events.reverse();
+        for event in events {
             outln!("{}", format_event(&event, colour));
         }
         return Ok(Outcome::Success);
     }
     let mut follower = rampart_audit::Follower::new(dir)?;
-    for event in follower.backlog(n)? {
+    for event in follower.backlog_matching(query)? {
         outln!("{}", format_event(&event, colour));
     }
     loop {
-        for event in follower.wait()? {
+        for event in follower.wait()?.into_iter().filter(|e| all || !e.quiet) {
             outln!("{}", format_event(&event, colour));
         }
         // Line-buffered already; a closed pipe ends the program in outln!.
@@ -219,6 +240,8 @@ fn search(args: &SearchArgs) -> Result<Outcome> {
         since: since(args.since.as_deref())?,
         before: None,
         limit: Some(args.limit),
+        // A search is asked for: quiet events are found like any other.
+        hide_quiet: false,
     };
     let events = rampart_audit::read_events(&args.dir.resolve()?, &query)?;
     let colour = !args.json && std::io::stdout().is_terminal();

@@ -109,8 +109,9 @@ enum Command {
     },
     /// Check the installation: server, token, policies, library, audit, socket
     Doctor,
-    /// Create $RAMPART_HOME with the standard profile and a commented custom.yaml starter
-    Init,
+    /// Create $RAMPART_HOME with a shipped profile (standard unless --profile says) and a
+    /// commented custom.yaml starter
+    Init(policy_cmd::InitArgs),
     /// Print (and try to open) the live dashboard's URL, logged in
     Dashboard,
 }
@@ -170,7 +171,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("policy show", "Example:\n  rampart policy show | less"),
     ("audit", "Example:\n  rampart audit tail --follow"),
-    ("audit tail", "Example:\n  rampart audit tail -n 50"),
+    (
+        "audit tail",
+        "Examples:\n  rampart audit tail -n 50\n  rampart audit tail --all --follow     # quiet allows (version manager shims) too",
+    ),
     (
         "audit search",
         "Example:\n  rampart audit search --decision deny --since 24h curl",
@@ -202,7 +206,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "doctor",
         "Exit status: 0 every check passed, 1 a check failed.\n\nExample:\n  rampart doctor",
     ),
-    ("init", "Example:\n  RAMPART_HOME=/tmp/try rampart init"),
+    (
+        "init",
+        "Examples:\n  RAMPART_HOME=/tmp/try rampart init\n  rampart init --profile paranoid       # replaces the profile in force, keeps custom.yaml",
+    ),
     (
         "dashboard",
         "Example:\n  rampart dashboard                     # prints the URL, opens it when there is a desktop",
@@ -267,7 +274,7 @@ fn main() -> ExitCode {
             command: PolicyCommand::Show,
         } => policy_cmd::show(),
         Command::Doctor => doctor_cmd::run(),
-        Command::Init => policy_cmd::init(),
+        Command::Init(args) => policy_cmd::init(&args),
         Command::Dashboard => dashboard_cmd::run(),
     };
     match result {

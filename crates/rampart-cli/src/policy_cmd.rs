@@ -178,11 +178,14 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
     let mut errors = 0usize;
     let mut loaded = Vec::new();
     for file in &files {
-        match load::load_file(file) {
+        // Every error of every file: the loader goes on past what it can.
+        match load::load_file_all(file) {
             Ok(policy_file) => loaded.push(policy_file),
-            Err(err) => {
-                errors += 1;
-                outln!("{}", error_line(&err));
+            Err(errs) => {
+                for err in &errs {
+                    errors += 1;
+                    outln!("{}", error_line(err));
+                }
             }
         }
     }
@@ -237,6 +240,8 @@ fn error_line(err: &rampart_policy::PolicyError) -> String {
             message,
             hint,
         } => format!("{}:{line}:{column}: error: {message}{hint}", file.display()),
+        // Located at the second definition, the one that made it a duplicate.
+        PolicyError::DuplicateName { second, .. } => format!("{second}: error: {err}"),
         other => format!("error: {other}"),
     }
 }
@@ -249,23 +254,123 @@ pub fn show() -> Result<Outcome> {
 
 const CUSTOM_STARTER: &str = include_str!("../../../policies/custom.starter.yaml");
 
-pub fn init() -> Result<Outcome> {
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The shipped profile to install (replaces another shipped profile in the policy
+    /// directory); `rampart init --list` names them
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// List the shipped profiles and which one this home uses, then exit
+    #[arg(long, conflicts_with = "profile")]
+    list: bool,
+}
+
+/// One line per shipped profile for `init --list`; a unit test keeps it complete.
+const PROFILE_SUMMARIES: &[(&str, &str)] = &[
+    (
+        "standard",
+        "everyday development runs; destroying, credential reading and switching Rampart off are refused (the default)",
+    ),
+    (
+        "paranoid",
+        "only read-only developer commands run; everything else is refused",
+    ),
+    (
+        "yolo",
+        "nothing is blocked or waits; every command is recorded",
+    ),
+];
+
+/// The shipped profiles whose file (`NAME.yaml`) is in `policies`.
+fn installed_profiles(policies: &Path) -> Vec<&'static str> {
+    profiles::PROFILES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| policies.join(format!("{name}.yaml")).exists())
+        .collect()
+}
+
+pub fn init(args: &InitArgs) -> Result<Outcome> {
     let home = home::dir()?;
-    home::create_private_dir(&home)?;
     let policies = home.join("policies");
+    if args.list {
+        let installed = installed_profiles(&policies);
+        for (name, _) in profiles::PROFILES {
+            let summary = PROFILE_SUMMARIES
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, s)| *s);
+            let mark = if installed.contains(name) { '*' } else { ' ' };
+            outln!("{mark} {name:<9} {summary}");
+        }
+        if installed.is_empty() {
+            outln!(
+                "(none installed in {}; with no policy file there the embedded standard profile applies)",
+                policies.display()
+            );
+        } else {
+            outln!("(* installed in {})", policies.display());
+        }
+        return Ok(Outcome::Success);
+    }
+    let chosen = args.profile.as_deref().unwrap_or("standard");
+    let Some(text) = profiles::text(chosen) else {
+        let names: Vec<&str> = profiles::PROFILES.iter().map(|(n, _)| *n).collect();
+        anyhow::bail!(
+            "no profile `{chosen}`; the shipped profiles are {} (see `rampart init --list`)",
+            names.join(", ")
+        );
+    };
+    home::create_private_dir(&home)?;
     home::create_private_dir(&policies)?;
-    // Once any file exists in policies/, the embedded standard profile no longer applies
-    // by itself, so init copies it next to the starter: the user keeps its protection.
-    write_new(
-        &policies.join("standard.yaml"),
-        profiles::text("standard").unwrap_or_default(),
-    )?;
+    let installed = installed_profiles(&policies);
+    if args.profile.is_some() {
+        // Two shipped profiles side by side define the same policies twice and nothing
+        // loads: the chosen one replaces the others.
+        for other in installed.iter().filter(|n| **n != chosen) {
+            replace_profile(&policies, other, chosen)?;
+        }
+        write_new(&policies.join(format!("{chosen}.yaml")), text)?;
+    } else if let Some(first) = installed.first() {
+        // Plain `init` keeps whichever profile is there rather than adding standard.
+        outln!(
+            "kept    {} (already exists)",
+            policies.join(format!("{first}.yaml")).display()
+        );
+    } else {
+        // Once any file exists in policies/, the embedded standard profile no longer
+        // applies by itself, so init copies it next to the starter: the user keeps its
+        // protection.
+        write_new(&policies.join("standard.yaml"), text)?;
+    }
     write_new(&policies.join("custom.yaml"), CUSTOM_STARTER)?;
     outln!(
         "Edit {} and check it with `rampart policy lint`.",
         policies.join("custom.yaml").display()
     );
     Ok(Outcome::Success)
+}
+
+/// Takes the shipped profile `old` out of `policies` for `new`: removed when it is the
+/// shipped text, kept as `old.yaml.bak` (which the loader ignores) when it was edited.
+fn replace_profile(policies: &Path, old: &str, new: &str) -> Result<()> {
+    let path = policies.join(format!("{old}.yaml"));
+    let current =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    if Some(current.as_str()) == profiles::text(old) {
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        outln!("removed {} (replaced by {new})", path.display());
+    } else {
+        let backup = policies.join(format!("{old}.yaml.bak"));
+        std::fs::rename(&path, &backup)
+            .with_context(|| format!("renaming {} to {}", path.display(), backup.display()))?;
+        outln!(
+            "moved   {} to {} (edited; replaced by {new})",
+            path.display(),
+            backup.display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path` unless the file exists; says which happened.
@@ -287,5 +392,17 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_profile_has_a_summary() {
+        let names: Vec<&str> = profiles::PROFILES.iter().map(|(n, _)| *n).collect();
+        let summarized: Vec<&str> = PROFILE_SUMMARIES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, summarized);
     }
 }

@@ -46,6 +46,9 @@ pub fn render(set: &PolicySet, from: &str) -> String {
             if rule.is_default {
                 let _ = writeln!(out, "        default: true");
             }
+            if rule.quiet {
+                let _ = writeln!(out, "        quiet: true");
+            }
             render_when(&mut out, &rule.when);
             if let Some(m) = &rule.message {
                 let _ = writeln!(out, "        message: {}", quote(m));
@@ -82,6 +85,7 @@ fn render_when(out: &mut String, when: &Conditions) {
     list(out, 10, "command_not_matches", &when.command_not_matches);
     list(out, 10, "session_matches", &when.session_matches);
     list(out, 10, "path_matches", &when.path_matches);
+    list(out, 10, "exe_matches", &when.exe_matches);
 }
 
 fn list(out: &mut String, indent: usize, key: &str, patterns: &[Pattern]) {

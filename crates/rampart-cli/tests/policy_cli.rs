@@ -114,7 +114,7 @@ fn typo_in_a_key_is_reported_with_file_line_and_hint() {
     let expected = format!(
         "{}:12:11: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, \
          command_not_matches, session_matches, path_matches, target_matches, \
-         target_not_matches (did you mean `command_matches`?)",
+         target_not_matches, exe_matches (did you mean `command_matches`?)",
         path.display()
     );
 
@@ -209,6 +209,198 @@ fn init_writes_a_starter_and_keeps_existing_files() {
     assert_eq!(
         std::fs::read_to_string(home.policies().join("custom.yaml")).unwrap(),
         "# mine\n"
+    );
+}
+
+/// `rampart init --profile` (issue 16): the shipped profiles can be listed and chosen; a
+/// second profile copied next to the first says which file to remove; `--profile` over an
+/// installed profile replaces it (an edited one is kept as `.bak`), custom.yaml stays.
+#[test]
+fn init_profile_lists_chooses_and_replaces_profiles() {
+    let home = Home::new();
+    let dir = home.policies();
+    let d = dir.display().to_string();
+    let list = |installed: &str| {
+        let mark = |n: &str| if n == installed { '*' } else { ' ' };
+        format!(
+            "{} standard  everyday development runs; destroying, credential reading and switching Rampart off are refused (the default)\n\
+             {} paranoid  only read-only developer commands run; everything else is refused\n\
+             {} yolo      nothing is blocked or waits; every command is recorded\n",
+            mark("standard"),
+            mark("paranoid"),
+            mark("yolo")
+        )
+    };
+    let run = home.run(&["init", "--list"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        list("")
+            + &format!(
+                "(none installed in {d}; with no policy file there the embedded standard profile applies)\n"
+            )
+    );
+
+    let run = home.run(&["init"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "created {d}/standard.yaml\ncreated {d}/custom.yaml\n\
+             Edit {d}/custom.yaml and check it with `rampart policy lint`.\n"
+        )
+    );
+    assert_eq!(
+        home.run(&["init", "--list"]).stdout(),
+        list("standard") + &format!("(* installed in {d})\n")
+    );
+
+    // Copying a second profile in by hand: nothing loads, and the error names both
+    // places and the file to remove.
+    let paranoid = include_str!("../../../policies/paranoid.yaml");
+    std::fs::write(dir.join("paranoid.yaml"), paranoid).unwrap();
+    let run = home.run(&["test", "ls"]);
+    assert_eq!(run.code(), 2);
+    let line = |n: usize, needle: &str| {
+        let text = if n == 0 {
+            paranoid.to_owned()
+        } else {
+            std::fs::read_to_string(dir.join("standard.yaml")).unwrap()
+        };
+        1 + text.lines().position(|l| l == needle).unwrap()
+    };
+    let (p, s) = (
+        line(0, "  - name: block-destructive-deletes"),
+        line(1, "  - name: block-destructive-deletes"),
+    );
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: loading policies: policy `block-destructive-deletes` is defined twice: \
+             {d}/paranoid.yaml:{p} and {d}/standard.yaml:{s}; remove one of them, e.g. `rm {d}/standard.yaml`\n"
+        )
+    );
+    std::fs::remove_file(dir.join("paranoid.yaml")).unwrap();
+
+    // --profile replaces the installed profile; the user's custom.yaml is kept.
+    std::fs::write(dir.join("custom.yaml"), "# mine\n").unwrap();
+    let run = home.run(&["init", "--profile", "paranoid"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "removed {d}/standard.yaml (replaced by paranoid)\ncreated {d}/paranoid.yaml\n\
+             kept    {d}/custom.yaml (already exists)\n\
+             Edit {d}/custom.yaml and check it with `rampart policy lint`.\n"
+        )
+    );
+    assert_eq!(home.run(&["policy", "lint"]).code(), 0);
+    assert_eq!(home.run(&["test", "git status"]).code(), 0);
+    assert_eq!(home.run(&["test", "make"]).code(), 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("custom.yaml")).unwrap(),
+        "# mine\n"
+    );
+
+    // An edited profile is not thrown away; plain init keeps whatever profile is there.
+    std::fs::write(dir.join("paranoid.yaml"), format!("{paranoid}# edited\n")).unwrap();
+    let run = home.run(&["init", "--profile", "yolo"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stdout().starts_with(&format!(
+        "moved   {d}/paranoid.yaml to {d}/paranoid.yaml.bak (edited; replaced by yolo)\n\
+         created {d}/yolo.yaml\n"
+    )));
+    assert!(dir.join("paranoid.yaml.bak").is_file());
+    let run = home.run(&["init"]);
+    assert!(
+        run.stdout()
+            .starts_with(&format!("kept    {d}/yolo.yaml (already exists)\n"))
+    );
+    assert!(!dir.join("standard.yaml").exists());
+    assert_eq!(home.run(&["test", "make"]).code(), 0);
+
+    let run = home.run(&["init", "--profile", "nope"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        "rampart: error: no profile `nope`; the shipped profiles are standard, paranoid, yolo (see `rampart init --list`)\n"
+    );
+}
+
+/// `rampart policy lint` (issue 16) reports every error of every file, each at
+/// file:line:col, not the first per file: unknown keys, wrong types, bad actions, a
+/// duplicate policy and every failing inline test, then exits 1.
+#[test]
+fn lint_reports_every_error_in_every_file() {
+    let home = Home::new();
+    let bad = home.policy(
+        "a.yaml",
+        "version: \"1\"\n\
+         default_action: alow\n\
+         policies:\n\
+         \x20 - name: one\n\
+         \x20   priorty: 5\n\
+         \x20   rules:\n\
+         \x20     - action: block\n\
+         \x20       when:\n\
+         \x20         comand_matches: [\"rm *\"]\n\
+         \x20     - action: deny\n\
+         \x20       when:\n\
+         \x20         command_matches: [\"shred *\"]\n\
+         \x20       enabled: maybe\n\
+         \x20 - name: two\n\
+         \x20   match:\n\
+         \x20     agnt: [\"x\"]\n\
+         \x20   rules:\n\
+         \x20     - action: allow\n\
+         \x20       when:\n\
+         \x20         command_matches: 7\n\
+         \x20 - name: one\n\
+         \x20   rules: []\n",
+    );
+    let tested = home.policy(
+        "b.yaml",
+        "policies:\n\
+         \x20 - name: deny-rm\n\
+         \x20   rules:\n\
+         \x20     - action: deny\n\
+         \x20       when:\n\
+         \x20         command_matches: [\"rm *\"]\n\
+         tests:\n\
+         \x20 - command: \"rm -rf x\"\n\
+         \x20   expect: allow\n\
+         \x20 - command: \"ls\"\n\
+         \x20   expect: allow\n\
+         \x20 - command: \"rm y\"\n\
+         \x20   expect: ask\n",
+    );
+    let (a, b) = (bad.display(), tested.display());
+    let run = home.run(&["policy", "lint"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "{a}:2:17: error: unknown action `alow`; valid actions: allow, deny, ask, log, watch (did you mean `allow`?)\n\
+             {a}:5:5: error: unknown key `priorty` in a policy; valid keys: name, description, priority, enabled, match, rules (did you mean `priority`?)\n\
+             {a}:7:17: error: unknown action `block`; valid actions: allow, deny, ask, log, watch (did you mean `deny`?)\n\
+             {a}:9:11: error: unknown key `comand_matches` in `when`; valid keys: command_matches, command_contains, command_not_matches, session_matches, path_matches, target_matches, target_not_matches, exe_matches (did you mean `command_matches`?)\n\
+             {a}:13:18: error: `enabled` must be true or false, found a string\n\
+             {a}:16:7: error: unknown key `agnt` in `match`; valid keys: agent, tool, session, session_matches (did you mean `agent`?)\n\
+             {a}:20:28: error: `command_matches` must be a string or a list of strings, found an integer\n\
+             {a}:21: error: policy `one` is defined twice: {a}:4 and {a}:21\n\
+             {b}:8:5: error: inline test failed: `rm -rf x` in /home/user/project: expected allow, got deny (policy deny-rm at {b}:4)\n\
+             {b}:12:5: error: inline test failed: `rm y` in /home/user/project: expected ask, got deny (policy deny-rm at {b}:4)\n\
+             2 file(s), 0 policies, 0 rules: 10 error(s), 0 warning(s)\n"
+        )
+    );
+    // The server still refuses the file at its first error.
+    let run = home.run(&["test", "ls"]);
+    assert_eq!(run.code(), 2);
+    assert_eq!(
+        run.stderr(),
+        format!(
+            "rampart: error: loading policies: {a}:2:17: unknown action `alow`; valid actions: allow, deny, ask, log, watch (did you mean `allow`?)\n"
+        )
     );
 }
 

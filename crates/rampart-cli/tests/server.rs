@@ -1,5 +1,6 @@
 //! `rampart serve` and the commands that talk to it, against real server processes.
 
+use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -1415,6 +1416,224 @@ fn test_help_says_the_exit_codes() {
         run.stdout().ends_with(
             "\nExit status: 0 allow or log, 1 deny, 3 ask, 2 usage or input error.\n\nExample:\n  rampart test --agent claude \"git push --force origin main\"\n"
         ),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// Reads an SSE stream's headers; the subscription is live once they are sent.
+fn subscribe(server: &Server, query: &str) -> BufReader<std::net::TcpStream> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /v1/events/stream?token={}{query} HTTP/1.1\r\nHost: x\r\n\r\n",
+        server.token
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    for _ in 0..100 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    reader
+}
+
+/// The data of the next `decision` event on an SSE stream.
+fn next_decision(reader: &mut BufReader<std::net::TcpStream>) -> serde_json::Value {
+    let mut line = String::new();
+    let mut name = String::new();
+    for _ in 0..1000 {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
+        let line = line.trim_end();
+        if let Some(n) = line.strip_prefix("event:") {
+            name = n.trim().to_owned();
+        } else if let Some(d) = line.strip_prefix("data:")
+            && name == "decision"
+        {
+            return serde_json::from_str(d.trim()).unwrap();
+        }
+    }
+    panic!("no decision event");
+}
+
+/// Quiet allows (issue 16): the standard profile allows a pyenv shim quietly. The event
+/// is in the trail with `"quiet": true`, is not sent to a live-feed client unless it asked
+/// (`?all=true`), and `audit tail` leaves it out unless `--all`; the real python3 the shim
+/// ends in is an ordinary allow, shown everywhere.
+#[test]
+fn quiet_allows_are_audited_but_kept_out_of_the_live_feed_and_tail() {
+    let home = Home::new(); // no policy file: the embedded standard profile
+    let server = Server::start(&home, &[]);
+    let mut feed = subscribe(&server, "");
+    let mut everything = subscribe(&server, "&all=true");
+
+    let shim = json!({"agent": "preload", "session": "s1", "params": {"command": "python3 -V"},
+        "exe": "/home/u/.pyenv/shims/python3"});
+    let quiet = server.preflight(shim);
+    assert_eq!(quiet["decision"], "allow");
+    let real = json!({"agent": "preload", "session": "s1", "params": {"command": "python3 -V"},
+        "exe": "/home/u/.pyenv/versions/3.12.1/bin/python3"});
+    let shown = server.preflight(real);
+    assert_eq!(shown["decision"], "allow");
+    // The helpers of the chain are quiet too; a deny on a shim is never quiet.
+    let helper = json!({"agent": "preload", "session": "s1",
+        "params": {"command": "pyenv-version-name"},
+        "exe": "/home/u/.pyenv/libexec/pyenv-version-name"});
+    let helper = server.preflight(helper);
+    let refused = json!({"agent": "preload", "session": "s1", "params": {"command": "python3 -c 'x' && rm -rf /"},
+        "exe": "/home/u/.pyenv/shims/python3"});
+    let refused = server.preflight(refused);
+    assert_eq!(refused["decision"], "deny");
+
+    // The default client gets the ordinary allow first: the quiet one was never sent.
+    let first = next_decision(&mut feed);
+    assert_eq!(first["id"], shown["audit_id"]);
+    assert_eq!(first.get("quiet"), None);
+    assert_eq!(next_decision(&mut feed)["id"], refused["audit_id"]);
+    // The client that asked gets all of them, the quiet ones marked.
+    let first = next_decision(&mut everything);
+    assert_eq!(first["id"], quiet["audit_id"]);
+    assert_eq!(first["quiet"], true);
+    assert_eq!(next_decision(&mut everything)["id"], shown["audit_id"]);
+    let third = next_decision(&mut everything);
+    assert_eq!(third["id"], helper["audit_id"]);
+    assert_eq!(third["quiet"], true);
+    assert_eq!(next_decision(&mut everything)["id"], refused["audit_id"]);
+
+    // The trail holds all four, the quiet ones marked; the chain verifies.
+    let events = server.call("GET", "/v1/audit/events", None).json().unwrap();
+    let quiet_flags: Vec<bool> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["quiet"] == true)
+        .collect();
+    assert_eq!(quiet_flags, [false, true, false, true]); // newest first
+    let events = server
+        .call("GET", "/v1/audit/events?quiet=false", None)
+        .json()
+        .unwrap();
+    assert_eq!(events["events"].as_array().unwrap().len(), 2);
+    assert_eq!(home.run(&["audit", "verify"]).code(), 0);
+
+    // `audit tail`: the quiet ones only with --all, then marked.
+    let strip = |out: String| -> Vec<String> {
+        out.lines()
+            .map(|l| l.get(21..).unwrap_or("").to_owned())
+            .collect()
+    };
+    let run = home.run(&["audit", "tail"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        strip(run.stdout()),
+        [
+            "allow  preload  s1  python3 -V  — No rule matched; default action is allow",
+            "deny   preload  s1  python3 -c 'x' && rm -rf /  — Recursive delete of the root, a home directory or a system directory blocked [block-destructive-deletes, protect-places]",
+        ]
+    );
+    let run = home.run(&["audit", "tail", "--all", "-n", "3"]);
+    assert_eq!(
+        strip(run.stdout()),
+        [
+            "allow  preload  s1  python3 -V  — No rule matched; default action is allow",
+            "allow  preload  s1  pyenv-version-name  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)",
+            "deny   preload  s1  python3 -c 'x' && rm -rf /  — Recursive delete of the root, a home directory or a system directory blocked [block-destructive-deletes, protect-places]",
+        ]
+    );
+}
+
+/// The same end to end (issue 16): a pyenv-like shim chain (shim script → libexec/pyenv →
+/// the system python3, each script `#!/usr/bin/env bash` as pyenv's are) run under
+/// `rampart preload` with the real library and the standard profile. Every exec is in the
+/// trail (the script and env's bash for each hop); `audit tail` shows only the real
+/// python3, `audit tail --all` the whole chain, the hops marked quiet.
+#[test]
+fn a_shim_chain_under_preload_is_audited_quietly_but_the_real_program_is_shown() {
+    let lib = crate::util::library();
+    let home = Home::new(); // the embedded standard profile
+    let server = Server::start(&home, &[]);
+    let root = home.path().join("u/.pyenv");
+    for dir in ["shims", "libexec"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let script = |path: &std::path::Path, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // No dirname/basename: every exec of the chain is a hop of its own.
+    // As pyenv writes them: `#!/usr/bin/env bash`, the shim naming libexec/pyenv by
+    // its absolute path.
+    script(
+        &root.join("shims/python3"),
+        &format!(
+            "#!/usr/bin/env bash\nexec \"{}/libexec/pyenv\" exec python3 \"$@\"\n",
+            root.display()
+        ),
+    );
+    script(
+        &root.join("libexec/pyenv"),
+        "#!/usr/bin/env bash\nshift 2\nexec python3 \"$@\"\n",
+    );
+    let shim = root.join("shims/python3");
+    let out = home
+        .cmd()
+        .env("RAMPART_LIBRARY", &lib)
+        // The system python3 (a developer's own pyenv must not join the chain).
+        .env("PATH", "/usr/bin:/bin")
+        .args([
+            "preload",
+            "--url",
+            &format!("http://127.0.0.1:{}", server.port),
+            "--no-autostart",
+            "--session",
+            "shim",
+            "--",
+        ])
+        .arg(&shim)
+        .args(["-c", "print('hello from python')"])
+        .output()
+        .unwrap();
+    let run = crate::util::Run(out);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.stdout(), "hello from python\n");
+
+    let strip = |out: String| -> Vec<String> {
+        out.lines()
+            .map(|l| l.get(21..).unwrap_or("").to_owned())
+            .filter(|l| l.contains("  shim  "))
+            .collect()
+    };
+    let real = "allow  preload  shim  python3 -c 'print('\\''hello from python'\\'')'  — No rule matched; default action is allow";
+    let run = home.run(&["audit", "tail"]);
+    assert_eq!(strip(run.stdout()), [real], "{}", run.stdout());
+    let run = home.run(&["audit", "tail", "--all"]);
+    let r = root.display();
+    assert_eq!(
+        strip(run.stdout()),
+        [
+            format!(
+                "allow  preload  shim  {r}/shims/python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            format!(
+                "allow  preload  shim  bash {r}/shims/python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            format!(
+                "allow  preload  shim  {r}/libexec/pyenv exec python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            format!(
+                "allow  preload  shim  bash {r}/libexec/pyenv exec python3 -c 'print('\\''hello from python'\\'')'  — Version manager shim (quiet) [quiet-version-manager-shims] (quiet)"
+            ),
+            real.to_owned(),
+        ],
         "{}",
         run.stdout()
     );

@@ -35,10 +35,49 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("policy `{name}` is defined twice: {first} and {second}")]
+    /// Two policies share a name. Across files (typically a second shipped profile copied
+    /// next to the first) the message says which file to remove.
+    #[error("{}", duplicate_message(.name, .first, .second))]
     DuplicateName {
         name: String,
         first: crate::model::Origin,
         second: crate::model::Origin,
     },
+}
+
+/// `policy `x` is defined twice: A:3 and B:3`, and when A and B are different files,
+/// `; remove one of them, e.g. `rm B``: the usual cause is a second profile copied into
+/// the policy directory, and the loader cannot guess which one the user meant. The
+/// suggestion is `standard.yaml` when it is one of the two (the profile `rampart init`
+/// writes, so the other one is the newcomer), else the second file.
+fn duplicate_message(
+    name: &str,
+    first: &crate::model::Origin,
+    second: &crate::model::Origin,
+) -> String {
+    let mut text = format!("policy `{name}` is defined twice: {first} and {second}");
+    if first.file != second.file {
+        let is_standard = |o: &crate::model::Origin| {
+            o.file.file_name().and_then(|n| n.to_str()) == Some("standard.yaml")
+        };
+        let remove = if is_standard(first) { first } else { second };
+        text.push_str("; remove one of them, e.g. `rm ");
+        text.push_str(&shell_word(&remove.file.display().to_string()));
+        text.push('`');
+    }
+    text
+}
+
+/// `word` as one shell word: unchanged when it has nothing a shell would split or
+/// expand, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

@@ -85,6 +85,9 @@ pub struct Decision {
     pub matched_policies: Vec<String>,
     /// Where the deciding rule was written; `None` when `default_action` decided.
     pub rule: Option<Origin>,
+    /// An allow made only by `quiet: true` rules, every piece covered by one: audited
+    /// with `quiet`, kept out of the live feed and `audit tail` unless asked for.
+    pub quiet: bool,
 }
 
 impl Decision {
@@ -338,11 +341,16 @@ impl PolicySet {
                         matched.push(h.policy.name.clone());
                     }
                 }
+                // Quiet only when nothing but quiet allows decided, and no piece was left
+                // to the default.
+                let quiet =
+                    hit.action == Action::Allow && !defaulted && hits.iter().all(|h| h.rule.quiet);
                 Decision {
                     action: hit.action,
                     message: rule_message(hit.policy, hit.rule),
                     matched_policies: matched,
                     rule: Some(hit.rule.origin.clone()),
+                    quiet,
                 }
             }
             _ => Decision {
@@ -350,6 +358,7 @@ impl PolicySet {
                 message: default_message(self.default_action),
                 matched_policies: Vec::new(),
                 rule: None,
+                quiet: false,
             },
         }
     }
@@ -603,6 +612,13 @@ fn conditions_hold(
         if !paths.any(|path| when.path_matches.iter().any(|p| p.glob.is_match(path))) {
             return false;
         }
+    }
+    if !when.exe_matches.is_empty()
+        && !req
+            .exe
+            .is_some_and(|exe| when.exe_matches.iter().any(|p| p.glob.is_match(exe)))
+    {
+        return false;
     }
     true
 }

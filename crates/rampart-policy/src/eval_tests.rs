@@ -265,7 +265,16 @@ fn duplicate_policy_names_across_files_are_an_error() {
     let err = PolicySet::new(vec![a, b]).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "policy `same` is defined twice: a.yaml:3 and b.yaml:3"
+        "policy `same` is defined twice: a.yaml:3 and b.yaml:3; remove one of them, e.g. `rm b.yaml`"
+    );
+    // A second profile next to the standard one: the standard one is the one to remove.
+    let a = parse_str(Path::new("/h/policies/paranoid.yaml"), yaml).unwrap();
+    let b = parse_str(Path::new("/h/my policies/standard.yaml"), yaml).unwrap();
+    let err = PolicySet::new(vec![a, b]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "policy `same` is defined twice: /h/policies/paranoid.yaml:3 and /h/my policies/standard.yaml:3; \
+         remove one of them, e.g. `rm '/h/my policies/standard.yaml'`"
     );
 }
 
@@ -414,4 +423,40 @@ fn the_flat_scanner_reports_every_literal_that_occurs() {
         let expected: Vec<bool> = literals.iter().map(|l| hay.contains(l.as_str())).collect();
         assert_eq!(seen, expected, "{hay:?}");
     }
+}
+
+/// Quiet allows (issue 16): the decision is quiet only when quiet allow rules decided
+/// every piece; a deny elsewhere still wins, and a program not matched by `exe_matches`
+/// (the real python3 behind a shim) is an ordinary allow. `quiet` on a deny is an error.
+#[test]
+fn quiet_allows_cover_every_piece_and_never_hide_a_refusal() {
+    let yaml = "version: \"1\"\ndefault_action: allow\npolicies:\n  - name: shims\n    rules:\n      - action: allow\n        quiet: true\n        when:\n          exe_matches: [\"**/.pyenv/shims/*\"]\n  - name: no-rm\n    rules:\n      - action: deny\n        when:\n          command_matches: [\"rm *\"]\n";
+    let set = PolicySet::new(vec![parse_str(Path::new("q.yaml"), yaml).unwrap()]).unwrap();
+    let shim = Some("/home/u/.pyenv/shims/python3");
+    let decide = |command: &str, exe: Option<&str>| {
+        let mut req = Request::exec(command);
+        req.exe = exe;
+        let d = set.evaluate(&req);
+        (d.action, d.quiet)
+    };
+    assert_eq!(decide("python3 -V", shim), (Action::Allow, true));
+    assert_eq!(
+        decide(
+            "python3 -V",
+            Some("/home/u/.pyenv/versions/3.12.1/bin/python3")
+        ),
+        (Action::Allow, false)
+    );
+    assert_eq!(decide("python3 -V", None), (Action::Allow, false));
+    assert_eq!(decide("rm -rf x", shim), (Action::Deny, false));
+
+    let err = parse_str(
+        Path::new("q.yaml"),
+        "policies:\n  - name: p\n    rules:\n      - action: deny\n        quiet: true\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "q.yaml:5:16: `quiet` is for allow rules only; this rule's action is deny"
+    );
 }

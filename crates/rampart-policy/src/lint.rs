@@ -416,6 +416,7 @@ fn matches_every_command(when: &Conditions) -> bool {
         && when.path_matches.is_empty()
         && when.target_matches.is_empty()
         && when.target_not_matches.is_empty()
+        && all(&when.exe_matches)
         && all(&when.command_matches)
         && all(&when.session_matches)
 }

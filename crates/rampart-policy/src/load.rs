@@ -13,7 +13,14 @@
 //!   empty list, so everything can be commented out) and refused everywhere else.
 //! * Disabled policies and rules are validated, then dropped.
 //! * A rule may carry a `name:` for the reader; it is checked to be a string and not kept.
+//! * Errors are collected where reading can go on (an unknown key is skipped, a bad
+//!   policy, rule or test is left out and the next one read) so `rampart policy lint`
+//!   shows every mistake at once ([`parse_str_all`]); [`parse_str`] keeps the first, the
+//!   one met first in the file. Invalid YAML stops reading the file. Inline tests run only
+//!   on a file with no other error (a half-read file would fail them for no reason), and
+//!   every failing test is reported.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,6 +55,7 @@ const RULE_KEYS: &[&str] = &[
     "description",
     "enabled",
     "default",
+    "quiet",
 ];
 const WHEN_KEYS: &[&str] = &[
     "command_matches",
@@ -57,6 +65,7 @@ const WHEN_KEYS: &[&str] = &[
     "path_matches",
     "target_matches",
     "target_not_matches",
+    "exe_matches",
 ];
 
 /// The only policy format version there is.
@@ -91,45 +100,84 @@ const ACTION_SYNONYMS: &[(&str, &str)] = &[
     ("record", "log"),
 ];
 
-/// Parses policy YAML `text`; `file` is only used to name locations.
+/// Parses policy YAML `text`; `file` is only used to name locations. The error is the
+/// first one met in the file ([`parse_str_all`] has them all).
 pub fn parse_str(file: &Path, text: &str) -> Result<PolicyFile, PolicyError> {
+    parse_str_all(file, text).map_err(|mut errors| {
+        // Never empty by construction; an empty list still reads as an error.
+        if errors.is_empty() {
+            PolicyError::Invalid {
+                file: file.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: "invalid policy file".to_owned(),
+                hint: Hint(None),
+            }
+        } else {
+            errors.swap_remove(0)
+        }
+    })
+}
+
+/// Parses policy YAML `text` like [`parse_str`], and on failure returns every error
+/// found, in the order they were met (never an empty list).
+pub fn parse_str_all(file: &Path, text: &str) -> Result<PolicyFile, Vec<PolicyError>> {
     let cx = Cx {
         file,
         shared: Arc::new(file.to_path_buf()),
+        errors: RefCell::new(Vec::new()),
     };
-    check_nesting(&cx, text)?;
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| cx.scan_error(text, &e))?;
+    check_nesting(&cx, text).map_err(|e| vec![e])?;
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| vec![cx.scan_error(text, &e)])?;
     let mut docs = docs.iter();
     let root = docs.next();
     if let Some(extra) = docs.find(|d| !is_nothing(d)) {
-        return Err(cx.at(
+        return Err(vec![cx.at(
             extra,
             "a policy file holds one YAML document; remove the `---` before this one".into(),
             None,
-        ));
+        )]);
     }
     let file = match root {
-        Some(root) if !is_nothing(root) => cx.file(root)?,
-        _ => PolicyFile {
+        Some(root) if !is_nothing(root) => cx.file(root),
+        _ => Ok(PolicyFile {
             path: cx.shared.clone(),
             version: VERSION.to_owned(),
             default_action: None,
             policies: Vec::new(),
             tests: Vec::new(),
-        },
+        }),
     };
-    run_inline_tests(&file)?;
-    Ok(file)
+    let mut errors = cx.errors.into_inner();
+    match file {
+        Ok(file) if errors.is_empty() => {
+            let failures = run_inline_tests(&file);
+            if failures.is_empty() {
+                Ok(file)
+            } else {
+                Err(failures)
+            }
+        }
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.push(e);
+            Err(errors)
+        }
+    }
 }
 
 /// Evaluates a file's `tests:` against the file alone (other files may change the
-/// effective decision; these pin what this file says). The first failure refuses the
-/// file, pointing at the test.
-fn run_inline_tests(file: &PolicyFile) -> Result<(), PolicyError> {
+/// effective decision; these pin what this file says). Every failure is returned,
+/// pointing at its test; any failure refuses the file.
+fn run_inline_tests(file: &PolicyFile) -> Vec<PolicyError> {
     if file.tests.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
-    let set = crate::eval::PolicySet::new(vec![file.clone()])?;
+    let set = match crate::eval::PolicySet::new(vec![file.clone()]) {
+        Ok(set) => set,
+        Err(e) => return vec![e],
+    };
+    let mut failures = Vec::new();
     for test in &file.tests {
         let home = test.home.as_deref().unwrap_or("/home/user");
         let cwd = match test.cwd.as_deref() {
@@ -153,7 +201,7 @@ fn run_inline_tests(file: &PolicyFile) -> Result<(), PolicyError> {
                 Some(rule) => format!("policy {} at {rule}", decision.matched_policies.join(", ")),
                 None => "default_action".to_owned(),
             };
-            return Err(PolicyError::Invalid {
+            failures.push(PolicyError::Invalid {
                 file: test.origin.file.as_ref().clone(),
                 line: test.origin.line,
                 column: test.column,
@@ -167,7 +215,7 @@ fn run_inline_tests(file: &PolicyFile) -> Result<(), PolicyError> {
             });
         }
     }
-    Ok(())
+    failures
 }
 
 /// Refuses YAML nested deeper than [`MAX_NESTING`], walking the parser's events (which
@@ -208,6 +256,17 @@ pub fn load_file(path: &Path) -> Result<PolicyFile, PolicyError> {
         source,
     })?;
     parse_str(path, &text)
+}
+
+/// Reads and parses one policy file, with every error ([`parse_str_all`]).
+pub fn load_file_all(path: &Path) -> Result<PolicyFile, Vec<PolicyError>> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        vec![PolicyError::Io {
+            path: path.to_path_buf(),
+            source,
+        }]
+    })?;
+    parse_str_all(path, &text)
 }
 
 /// Loads every `*.yaml` / `*.yml` file of `dir`, sorted by file name. A missing
@@ -296,6 +355,8 @@ fn action_hint(word: &str) -> Option<String> {
 struct Cx<'f> {
     file: &'f Path,
     shared: Arc<PathBuf>,
+    /// Errors reading went on past, in the order met.
+    errors: RefCell<Vec<PolicyError>>,
 }
 
 /// The entries of one YAML mapping, keys checked against the allowed set.
@@ -313,6 +374,22 @@ impl<'n, 'i> Fields<'n, 'i> {
 }
 
 impl Cx<'_> {
+    /// Records an error and lets reading go on.
+    fn note(&self, error: PolicyError) {
+        self.errors.borrow_mut().push(error);
+    }
+
+    /// `result`'s value, or `None` with its error recorded.
+    fn keep<T>(&self, result: Result<T, PolicyError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.note(e);
+                None
+            }
+        }
+    }
+
     fn at(&self, node: &Node<'_>, message: String, hint: Option<String>) -> PolicyError {
         PolicyError::Invalid {
             file: self.file.to_path_buf(),
@@ -366,15 +443,17 @@ impl Cx<'_> {
         };
         let mut entries = Vec::with_capacity(map.len());
         for (key, value) in map.iter() {
+            // A bad key is recorded and skipped: the rest of the mapping is still read.
             let Some(name) = as_str(key) else {
-                return Err(self.at(
+                self.note(self.at(
                     key,
                     format!("keys {place} must be strings, found {}", describe(key)),
                     None,
                 ));
+                continue;
             };
             if !allowed.contains(&name) {
-                return Err(self.at(
+                self.note(self.at(
                     key,
                     format!(
                         "unknown key `{}` {place}; valid keys: {}",
@@ -383,6 +462,7 @@ impl Cx<'_> {
                     ),
                     suggest(name, allowed),
                 ));
+                continue;
             }
             entries.push((name, value));
         }
@@ -552,15 +632,16 @@ impl Cx<'_> {
                 YamlData::Value(Scalar::Integer(i)) => i.to_string(),
                 YamlData::Value(Scalar::FloatingPoint(f)) => f.to_string(),
                 _ => {
-                    return Err(self.at(
+                    self.note(self.at(
                         node,
                         format!("`version` must be \"1\", found {}", describe(node)),
                         None,
                     ));
+                    VERSION.to_owned()
                 }
             };
             if version != VERSION {
-                return Err(self.at(
+                self.note(self.at(
                     node,
                     format!(
                         "unsupported `version` {}; this Rampart reads version \"1\"",
@@ -572,21 +653,23 @@ impl Cx<'_> {
         }
         let default_action = top
             .get("default_action")
-            .map(|node| self.action(node, "default_action"))
-            .transpose()?;
+            .and_then(|node| self.keep(self.action(node, "default_action")));
 
         let mut policies: Vec<Policy> = Vec::new();
         // Every policy read, enabled or not, for the duplicate-name check.
         let mut names: Vec<(String, Origin)> = Vec::new();
         if let Some(list) = top.get("policies") {
-            for node in self.items(list, "policies")? {
-                let (policy, enabled) = self.policy(node)?;
+            for node in self.keep(self.items(list, "policies")).unwrap_or_default() {
+                let Some((policy, enabled)) = self.keep(self.policy(node)) else {
+                    continue;
+                };
                 if let Some((_, first)) = names.iter().find(|(n, _)| *n == policy.name) {
-                    return Err(PolicyError::DuplicateName {
+                    self.note(PolicyError::DuplicateName {
                         name: policy.name,
                         first: first.clone(),
                         second: policy.origin,
                     });
+                    continue;
                 }
                 names.push((policy.name.clone(), policy.origin.clone()));
                 if enabled {
@@ -596,8 +679,10 @@ impl Cx<'_> {
         }
         let mut tests = Vec::new();
         if let Some(list) = top.get("tests") {
-            for node in self.items(list, "tests")? {
-                tests.push(self.inline_test(node)?);
+            for node in self.keep(self.items(list, "tests")).unwrap_or_default() {
+                if let Some(test) = self.keep(self.inline_test(node)) {
+                    tests.push(test);
+                }
             }
         }
         Ok(PolicyFile {
@@ -649,44 +734,41 @@ impl Cx<'_> {
         if name.trim().is_empty() {
             return Err(self.at(name_node, "policy `name` must not be empty".into(), None));
         }
+        // Past the name, a mistake is recorded and reading goes on, so the rules below
+        // are checked too.
         let priority = match fields.get("priority") {
             None => DEFAULT_PRIORITY,
             Some(p) => match &p.data {
                 YamlData::Value(Scalar::Integer(i)) => *i,
                 _ => {
-                    return Err(self.at(
+                    self.note(self.at(
                         p,
                         format!("`priority` must be an integer, found {}", describe(p)),
                         None,
                     ));
+                    DEFAULT_PRIORITY
                 }
             },
         };
-        let enabled = self.opt_bool(&fields, "enabled")?.unwrap_or(true);
+        let enabled = self
+            .keep(self.opt_bool(&fields, "enabled"))
+            .flatten()
+            .unwrap_or(true);
         let scope = match fields.get("match") {
             None => Scope::default(),
-            Some(m) => {
-                let m = self.fields(m, ("`match`", "in `match`"), MATCH_KEYS)?;
-                let mut session = self.patterns(&m, "session", Glob::command)?;
-                session.extend(self.patterns(&m, "session_matches", Glob::command)?);
-                Scope {
-                    agent: self.patterns(&m, "agent", Glob::command)?,
-                    tool: self.patterns(&m, "tool", Glob::command)?,
-                    session,
-                }
-            }
+            Some(m) => self.keep(self.scope(m)).unwrap_or_default(),
         };
         let mut rules = Vec::new();
         if let Some(list) = fields.get("rules") {
-            for rule_node in self.items(list, "rules")? {
-                if let Some(rule) = self.rule(rule_node)? {
+            for rule_node in self.keep(self.items(list, "rules")).unwrap_or_default() {
+                if let Some(Some(rule)) = self.keep(self.rule(rule_node)) {
                     rules.push(rule);
                 }
             }
         }
         let policy = Policy {
             name: name.to_owned(),
-            description: self.opt_string(&fields, "description")?,
+            description: self.keep(self.opt_string(&fields, "description")).flatten(),
             priority,
             scope,
             rules,
@@ -695,36 +777,77 @@ impl Cx<'_> {
         Ok((policy, enabled))
     }
 
-    /// One entry of `rules:`; `None` when it is disabled.
+    /// `match:` of a policy.
+    fn scope(&self, node: &Node<'_>) -> Result<Scope, PolicyError> {
+        let m = self.fields(node, ("`match`", "in `match`"), MATCH_KEYS)?;
+        let mut session = self.patterns(&m, "session", Glob::command)?;
+        session.extend(self.patterns(&m, "session_matches", Glob::command)?);
+        Ok(Scope {
+            agent: self.patterns(&m, "agent", Glob::command)?,
+            tool: self.patterns(&m, "tool", Glob::command)?,
+            session,
+        })
+    }
+
+    /// One entry of `rules:`; `None` when it is disabled or had a mistake (recorded: the
+    /// rest of the rule is still checked).
     fn rule(&self, node: &Node<'_>) -> Result<Option<Rule>, PolicyError> {
         let fields = self.fields(node, ("a rule", "in a rule"), RULE_KEYS)?;
-        let Some(action_node) = fields.get("action") else {
-            return Err(self.at(
-                node,
-                format!("rule has no `action` (one of {})", Action::WORDS.join(", ")),
-                None,
-            ));
+        let before = self.errors.borrow().len();
+        let action = match fields.get("action") {
+            None => {
+                self.note(self.at(
+                    node,
+                    format!("rule has no `action` (one of {})", Action::WORDS.join(", ")),
+                    None,
+                ));
+                None
+            }
+            Some(action_node) => self.keep(self.action(action_node, "action")),
         };
-        let action = self.action(action_node, "action")?;
         // Only checked: the name is for whoever reads the file.
-        self.opt_string(&fields, "name")?;
-        let is_default = self.opt_bool(&fields, "default")?.unwrap_or(false);
-        let when = match fields.get("when") {
-            None => Conditions::default(),
-            Some(w) if is_default => {
-                return Err(self.at(
+        self.keep(self.opt_string(&fields, "name"));
+        let is_default = self
+            .keep(self.opt_bool(&fields, "default"))
+            .flatten()
+            .unwrap_or(false);
+        let when =
+            match fields.get("when") {
+                None => Conditions::default(),
+                Some(w) if is_default => {
+                    self.note(self.at(
                     w,
                     "a `default: true` rule applies when no other rule of its policy matches, \
                      so it cannot have `when` conditions"
                         .into(),
                     None,
                 ));
-            }
-            Some(w) => self.conditions(w)?,
+                    Conditions::default()
+                }
+                Some(w) => self.keep(self.conditions(w)).unwrap_or_default(),
+            };
+        let message = self.keep(self.opt_string(&fields, "message")).flatten();
+        let description = self.keep(self.opt_string(&fields, "description")).flatten();
+        let enabled = self.keep(self.opt_bool(&fields, "enabled")).flatten();
+        let quiet = self
+            .keep(self.opt_bool(&fields, "quiet"))
+            .flatten()
+            .unwrap_or(false);
+        // Hiding a refusal or a question from the live feed would hide what needs a
+        // person's eye; only an allow can be quiet.
+        if let (true, Some(a), Some(node)) = (quiet, action, fields.get("quiet"))
+            && a != Action::Allow
+        {
+            self.note(self.at(
+                node,
+                format!("`quiet` is for allow rules only; this rule's action is {a}"),
+                None,
+            ));
+        }
+        let Some(action) = action else {
+            return Ok(None);
         };
-        let message = self.opt_string(&fields, "message")?;
-        let description = self.opt_string(&fields, "description")?;
-        if !self.opt_bool(&fields, "enabled")?.unwrap_or(true) {
+        if self.errors.borrow().len() > before || !enabled.unwrap_or(true) {
             return Ok(None);
         }
         Ok(Some(Rule {
@@ -733,6 +856,7 @@ impl Cx<'_> {
             message,
             description,
             is_default,
+            quiet,
             origin: self.origin(node),
         }))
     }
@@ -764,6 +888,7 @@ impl Cx<'_> {
             path_matches: self.patterns(&w, "path_matches", Glob::path)?,
             target_matches: self.targets(&w, "target_matches")?,
             target_not_matches: self.targets(&w, "target_not_matches")?,
+            exe_matches: self.patterns(&w, "exe_matches", Glob::path)?,
         })
     }
 }

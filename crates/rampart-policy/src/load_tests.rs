@@ -195,7 +195,7 @@ fn misspelt_key_in_the_seed_names_file_line_column_and_the_fix() {
         err.to_string(),
         "custom.yaml:12:11: unknown key `comand_matches` in `when`; valid keys: \
          command_matches, command_contains, command_not_matches, session_matches, \
-         path_matches, target_matches, target_not_matches (did you mean `command_matches`?)"
+         path_matches, target_matches, target_not_matches, exe_matches (did you mean `command_matches`?)"
     );
 }
 
@@ -209,7 +209,7 @@ fn misspelt_keys_at_every_level() {
     assert_eq!(
         error("policies:\n  - name: a\n    rules:\n      - actoin: deny\n"),
         "p.yaml:4:9: unknown key `actoin` in a rule; valid keys: name, action, when, \
-         message, description, enabled, default (did you mean `action`?)"
+         message, description, enabled, default, quiet (did you mean `action`?)"
     );
     assert_eq!(
         error("policies:\n  - name: a\n    priorty: 3\n"),

@@ -124,6 +124,10 @@ pub struct Conditions {
     pub target_matches: Vec<TargetPattern>,
     /// …and none of these.
     pub target_not_matches: Vec<TargetPattern>,
+    /// Path globs (like `path_matches`) on the program file the exec runs, as the caller
+    /// resolved it: a version manager's shim is told from the real `python3` by where it
+    /// lives. A call that names no program file matches none.
+    pub exe_matches: Vec<Pattern>,
 }
 
 impl Conditions {
@@ -135,6 +139,7 @@ impl Conditions {
             && self.path_matches.is_empty()
             && self.target_matches.is_empty()
             && self.target_not_matches.is_empty()
+            && self.exe_matches.is_empty()
     }
 }
 
@@ -146,6 +151,9 @@ pub struct Rule {
     pub description: Option<String>,
     /// `default: true` — the rule applies when no other rule of its policy matched.
     pub is_default: bool,
+    /// `quiet: true` (allow rules only) — a known-benign allow: still audited, marked
+    /// `quiet`, and left out of the live feed and `audit tail` unless asked for.
+    pub quiet: bool,
     pub origin: Origin,
 }
 

@@ -577,6 +577,7 @@ fn claimed_another(
             message: format!("refused: the request claimed {claimed}; {bound}"),
             matched_policies: Vec::new(),
             rule: None,
+            quiet: false,
         };
         state.metrics.decision(Action::Deny, 0);
         // The mode is recorded as it is: a monitor-mode client runs the command anyway.
@@ -618,6 +619,7 @@ fn unchecked(
         message: format!("exec not checked: {why}"),
         matched_policies: Vec::new(),
         rule: None,
+        quiet: false,
     };
     state.metrics.decision(decision.action, 0);
     let event = new_event(
@@ -674,6 +676,8 @@ fn new_event(
         approval,
         mode: Some(if enforce { "enforce" } else { "monitor" }.to_owned()),
         unchecked: None,
+        // Only an allow that was acted on as one is quiet.
+        quiet: decision.quiet && decision.allowed(),
     }
 }
 
@@ -781,7 +785,8 @@ fn write_linked(
                 );
             }
             if stored.part_of.is_none() {
-                state.events.send("decision", &stored);
+                // Quiet decisions go out marked: only clients that asked (`?all=true`) get them.
+                state.events.send_marked("decision", &stored, stored.quiet);
             }
             Ok(stored.id)
         }
@@ -879,6 +884,7 @@ async fn ask_and_wait(
                 ),
                 matched_policies: decision.matched_policies.clone(),
                 rule: decision.rule.clone(),
+                quiet: false,
             };
             let event = new_event(
                 &req, &tool, &agent, &session, &command, &denied, eval_us, None, true,
@@ -965,6 +971,7 @@ async fn ask_and_wait(
         message,
         matched_policies: decision.matched_policies.clone(),
         rule: decision.rule.clone(),
+        quiet: false,
     };
     let approval = rampart_audit::Approval {
         id: id.clone(),
@@ -1096,6 +1103,8 @@ fn granted(
         ),
         matched_policies: decision.matched_policies,
         rule: decision.rule,
+        // A use of a person's approval is always shown.
+        quiet: false,
     };
     let approval = rampart_audit::Approval {
         id: grant.id.clone(),
@@ -1368,6 +1377,8 @@ struct EventsQuery {
     since: Option<String>,
     limit: Option<usize>,
     before: Option<String>,
+    /// `quiet=false` leaves quiet events out (the dashboard with its "quiet" box off).
+    quiet: Option<bool>,
 }
 
 fn parse_since(since: Option<&str>) -> Result<Option<SystemTime>, ApiError> {
@@ -1415,6 +1426,7 @@ async fn audit_events(
         since,
         before: q.before,
         limit: Some(q.limit.unwrap_or(100).min(10_000)),
+        hide_quiet: q.quiet == Some(false),
     };
     let dir = state.config.audit_dir.clone();
     match blocking(move || rampart_audit::read_events(&dir, &query)).await {
@@ -1449,7 +1461,17 @@ async fn audit_verify(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn event_stream(State(state): State<Arc<AppState>>) -> Response {
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    /// `all=true`: quiet decisions too (hidden from the live feed by default).
+    all: Option<bool>,
+}
+
+async fn event_stream(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<StreamQuery>,
+) -> Response {
+    let all = q.all == Some(true);
     let Some(subscription) = state.events.subscribe() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1460,17 +1482,20 @@ async fn event_stream(State(state): State<Arc<AppState>>) -> Response {
         );
     };
     let slot = subscription.slot;
-    let stream = BroadcastStream::new(subscription.rx).map(move |item| {
+    let stream = BroadcastStream::new(subscription.rx).filter_map(move |item| {
         // The slot lives as long as the stream: the client's place is freed when it goes.
         let _slot = &slot;
-        Ok::<Event, Infallible>(match item {
-            Ok(message) => Event::default()
-                .event(message.event)
-                .data(message.data.as_ref()),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+        match item {
+            Ok(message) if message.quiet && !all => None,
+            Ok(message) => Some(Ok::<Event, Infallible>(
+                Event::default()
+                    .event(message.event)
+                    .data(message.data.as_ref()),
+            )),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(Event::default()
                 .event("lagged")
-                .data(format!("{{\"skipped\":{n}}}")),
-        })
+                .data(format!("{{\"skipped\":{n}}}")))),
+        }
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

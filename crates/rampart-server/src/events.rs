@@ -12,6 +12,8 @@ use tokio::sync::broadcast;
 pub struct Message {
     pub event: &'static str,
     pub data: Arc<str>,
+    /// A quiet decision: sent only to clients that asked for them.
+    pub quiet: bool,
 }
 
 /// Most SSE clients at once; one more is answered 503. Each costs a connection and a
@@ -74,6 +76,11 @@ impl Events {
 
     /// Sends `value` as event `event`; no subscribers is fine.
     pub fn send<T: Serialize>(&self, event: &'static str, value: &T) {
+        self.send_marked(event, value, false);
+    }
+
+    /// [`send`](Self::send), marked quiet or not ([`Message::quiet`]).
+    pub fn send_marked<T: Serialize>(&self, event: &'static str, value: &T, quiet: bool) {
         if self.tx.receiver_count() == 0 {
             return;
         }
@@ -81,6 +88,7 @@ impl Events {
             let _ = self.tx.send(Message {
                 event,
                 data: json.into(),
+                quiet,
             });
         }
     }

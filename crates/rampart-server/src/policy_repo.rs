@@ -307,6 +307,7 @@ fn audit(state: &AppState, verb: &str, commit: &str, message: &str) {
         approval: None,
         mode: None,
         unchecked: None,
+        quiet: false,
     };
     if let Err(e) = state.audit.append(event) {
         eprintln!("rampart: policy repository: cannot audit the {verb} of {commit}: {e}");
