@@ -317,12 +317,7 @@ fn generate() -> std::io::Result<String> {
 
 /// True for [`PREFIX`] followed by exactly 64 lowercase hex digits.
 pub fn is_well_formed(token: &str) -> bool {
-    token.strip_prefix(PREFIX).is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    crate::token::prefixed_hex64(token, PREFIX)
 }
 
 #[cfg(test)]

@@ -26,7 +26,13 @@ pub fn generate() -> std::io::Result<String> {
 
 /// True for `rampart_` followed by exactly 64 lowercase hex digits.
 pub fn is_well_formed(token: &str) -> bool {
-    token.strip_prefix(PREFIX).is_some_and(|hex| {
+    prefixed_hex64(token, PREFIX)
+}
+
+/// True for `prefix` followed by exactly 64 lowercase hex digits (the admin token and
+/// agent credentials share this shape, with different prefixes).
+pub(crate) fn prefixed_hex64(token: &str, prefix: &str) -> bool {
+    token.strip_prefix(prefix).is_some_and(|hex| {
         hex.len() == 64
             && hex
                 .bytes()
