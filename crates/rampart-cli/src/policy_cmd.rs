@@ -211,10 +211,9 @@ pub fn lint(args: &LintArgs) -> Result<Outcome> {
             outln!("{}: warning: {}", warning.origin, warning.message);
         }
         outln!(
-            "{} file(s), {} policies, {} rules: {errors} error(s), {warnings} warning(s)",
+            "{} file(s), {}: {errors} error(s), {warnings} warning(s)",
             set.files().len().max(files.len()),
-            set.policies().len(),
-            set.rule_count()
+            rampart_server::wire::policies_and_rules(set.policies().len(), set.rule_count())
         );
     } else {
         outln!(

@@ -1405,6 +1405,13 @@ fn one_policy_is_said_in_the_singular() {
         "{}",
         run.stdout()
     );
+    let run = home.run(&["policy", "lint"]);
+    assert!(
+        run.stdout()
+            .ends_with("1 file(s), 1 policy, 1 rule: 0 error(s), 0 warning(s)\n"),
+        "{}",
+        run.stdout()
+    );
 }
 
 /// Issue 16: `rampart test --help` says its exit codes, and ends with an example.
