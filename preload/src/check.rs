@@ -500,6 +500,38 @@ fn warn_unchecked(cfg: &Config, call: &Call, why: &dyn Fn(&mut dyn Sink)) {
     );
 }
 
+/// A check that got no usable decision (a failed answer, an unusable configuration): the
+/// debug line, then the refusal's `[ERROR]` line or, where the matrix lets it run
+/// unchecked (monitor mode), the one `[WARN]` line. `warn_reason` may add where it asked.
+fn unusable_answer(
+    cfg: &Config,
+    call: &Call,
+    p: Permit,
+    reason: &dyn Fn(&mut dyn Sink),
+    warn_reason: &dyn Fn(&mut dyn Sink),
+) {
+    if cfg.debug {
+        stderr_line(
+            b"rampart: [DEBUG] Decision: ",
+            &|s| {
+                s.put(if p == Permit::Refuse {
+                    b"deny ("
+                } else {
+                    b"allow (monitor; "
+                });
+                reason(s);
+                s.put(b")");
+            },
+            b"",
+        );
+    }
+    match p {
+        Permit::Refuse => deny_line(reason),
+        Permit::RunUnchecked => warn_unchecked(cfg, call, warn_reason),
+        Permit::Run => {}
+    }
+}
+
 fn decide(cfg: &Config, call: &Call, v: Verdict) -> Permit {
     let enforce = cfg.mode == Mode::Enforce;
     let p = permit(v.outcome(), cfg.mode, cfg.fail_open, cfg.protect);
@@ -567,40 +599,15 @@ fn decide(cfg: &Config, call: &Call, v: Verdict) -> Permit {
             }
         }
         Verdict::Failed { what, status, .. } => {
-            debug_decision(&|s| {
-                s.put(if p == Permit::Refuse {
-                    b"deny ("
-                } else {
-                    b"allow (monitor; "
-                });
+            unusable_answer(cfg, call, p, &|s| put_reason(s, what, status), &|s| {
                 put_reason(s, what, status);
-                s.put(b")");
-            });
-            match p {
-                Permit::Refuse => deny_line(&|s| put_reason(s, what, status)),
-                Permit::RunUnchecked => warn_unchecked(cfg, call, &|s| {
-                    put_reason(s, what, status);
-                    s.put(b" at ");
-                    s.put(cfg.s(cfg.url));
-                }),
-                Permit::Run => {}
-            }
+                s.put(b" at ");
+                s.put(cfg.s(cfg.url));
+            })
         }
         Verdict::Unusable(why) => {
-            debug_decision(&|s| {
-                s.put(if p == Permit::Refuse {
-                    b"deny ("
-                } else {
-                    b"allow (monitor; "
-                });
-                put_unusable(s, cfg, why);
-                s.put(b")");
-            });
-            match p {
-                Permit::Refuse => deny_line(&|s| put_unusable(s, cfg, why)),
-                Permit::RunUnchecked => warn_unchecked(cfg, call, &|s| put_unusable(s, cfg, why)),
-                Permit::Run => {}
-            }
+            let reason = |s: &mut dyn Sink| put_unusable(s, cfg, why);
+            unusable_answer(cfg, call, p, &reason, &reason)
         }
     }
     p
