@@ -297,32 +297,19 @@ pub fn render_metrics(targets: &[ExportStatus]) -> String {
         return out;
     }
     let label = |url: &str| url.replace('\\', "\\\\").replace('"', "\\\"");
-    let _ = writeln!(out, "# TYPE rampart_export_delivered_total counter");
-    for t in targets {
-        let _ = writeln!(
-            out,
-            "rampart_export_delivered_total{{target=\"{}\"}} {}",
-            label(&t.url),
-            t.delivered
-        );
-    }
-    let _ = writeln!(out, "# TYPE rampart_export_lag_events gauge");
-    for t in targets {
-        let _ = writeln!(
-            out,
-            "rampart_export_lag_events{{target=\"{}\"}} {}",
-            label(&t.url),
-            t.lag
-        );
-    }
-    let _ = writeln!(out, "# TYPE rampart_export_failing gauge");
-    for t in targets {
-        let _ = writeln!(
-            out,
-            "rampart_export_failing{{target=\"{}\"}} {}",
-            label(&t.url),
-            u8::from(t.last_error.is_some())
-        );
+    type Metric = (&'static str, &'static str, fn(&ExportStatus) -> u64);
+    let metrics: [Metric; 3] = [
+        ("rampart_export_delivered_total", "counter", |t| t.delivered),
+        ("rampart_export_lag_events", "gauge", |t| t.lag),
+        ("rampart_export_failing", "gauge", |t| {
+            u64::from(t.last_error.is_some())
+        }),
+    ];
+    for (name, kind, value) in metrics {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for t in targets {
+            let _ = writeln!(out, "{name}{{target=\"{}\"}} {}", label(&t.url), value(t));
+        }
     }
     out
 }
