@@ -132,14 +132,6 @@ pub struct Resolved {
     pub autostart: bool,
 }
 
-/// `RAMPART_PROTECT`: on when set to anything but empty or a false value.
-fn protect_from_env() -> bool {
-    std::env::var_os("RAMPART_PROTECT").is_some_and(|v| {
-        use std::os::unix::ffi::OsStrExt;
-        !v.is_empty() && !values::is_false(v.as_bytes())
-    })
-}
-
 impl AgentArgs {
     pub fn resolve(&self, home: &Path) -> Result<Resolved> {
         let env_url = std::env::var("RAMPART_URL").ok().filter(|u| !u.is_empty());
@@ -203,7 +195,8 @@ impl AgentArgs {
             session,
             mode: self.mode.into(),
             fail_open,
-            protect: protect_from_env(),
+            // `RAMPART_PROTECT` from our environment, read by the same rule as `--protect`'s.
+            protect: rampart_protect::requested(false),
             debug: self.debug || {
                 use std::os::unix::ffi::OsStrExt;
                 values::debug(debug_env.as_deref().map(|v| v.as_bytes()))
