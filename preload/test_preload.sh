@@ -20,7 +20,7 @@ export PATH=/usr/local/bin:/usr/bin:/bin
 # Nothing from the caller's environment may steer the library under test.
 unset LD_PRELOAD RAMPART_URL RAMPART_TOKEN RAMPART_MODE RAMPART_FAIL_OPEN RAMPART_AGENT \
     RAMPART_SESSION RAMPART_DEBUG RAMPART_ASK_TIMEOUT RAMPART_DEBUG_LOADED RAMPART_PROTECT \
-    RAMPART_UNCHECKED http_proxy HTTP_PROXY
+    RAMPART_UNCHECKED http_proxy HTTP_PROXY CI
 PASS=0
 FAIL=0
 SERVERS=()
@@ -454,6 +454,12 @@ if [[ "$err" == "rampart: [WAIT] Waiting for approval of: /bin/echo askme approv
 expect "ask: approved command runs" "$(probe askme-approveme "${M[@]}")" ran
 expect "ask: denied by a person" "$(probe askme "${M[@]}")" blocked
 expect "ask without waiting (RAMPART_ASK_TIMEOUT=0) denies" "$(probe askme "${M[@]}" RAMPART_ASK_TIMEOUT=0)" blocked
+# CI=true (set by every CI system): nobody is there to ask, so an ask is refused at once
+# with that reason; an explicit RAMPART_ASK_TIMEOUT makes it wait again. (The rest of
+# this script runs with CI unset, so it tests the same thing on a laptop and in CI.)
+err=$(CI=true RAMPART_URL=$URL_main LD_PRELOAD=$LIB /usr/bin/env /bin/echo askme 2>&1 >/dev/null)
+if [[ "$err" == *"an ask, refused at once: no person to ask in CI"* && "$err" != *WAIT* ]]; then ok "CI=true: an ask is refused at once, one line says why"; else fail "CI=true ask" "$err"; fi
+expect "CI=true and RAMPART_ASK_TIMEOUT=10s: the approved command runs" "$(probe askme-approveme "${M[@]}" CI=true RAMPART_ASK_TIMEOUT=10s)" ran
 
 # ---- agents: Python, Node, bash ----
 if TEST_LOG=$LOG_main TEST_LIB=$LIB RAMPART_URL=$URL_main LD_PRELOAD=$LIB "$PYTHON" "$HERE/tests/test_python.py" >"$WORK/py.out" 2>&1; then
