@@ -48,7 +48,7 @@ fn main() -> Result<()> {
             library.display()
         );
     }
-    // `RAMPART_BENCH_ONLY=spawn` or `=server` runs one part (quicker while tuning); the
+    // `RAMPART_BENCH_ONLY=spawn`, `=server` or `=held` runs one part (quicker while tuning); the
     // table and bench/RESULTS.md are only written by a full run.
     let only = std::env::var("RAMPART_BENCH_ONLY").unwrap_or_default();
     let mut table = Vec::new();
@@ -56,6 +56,11 @@ fn main() -> Result<()> {
         spawn::run(&root, &rampart, &library, &mut table)?;
     }
     if only == "spawn" {
+        return Ok(());
+    }
+    if only == "held" {
+        held_asks(&rampart, &mut table)?;
+        print!("{}", render(&table)?);
         return Ok(());
     }
     if only.is_empty() {
@@ -107,6 +112,8 @@ fn main() -> Result<()> {
         "| events in the audit trail after the runs | {audited} | every decision written |"
     ));
 
+    held_asks(&rampart, &mut table)?;
+
     let report = render(&table)?;
     print!("{report}");
     if !only.is_empty() {
@@ -114,6 +121,93 @@ fn main() -> Result<()> {
     }
     std::fs::write(root.join("bench/RESULTS.md"), &report).context("writing bench/RESULTS.md")?;
     Ok(())
+}
+
+/// Server memory per `ask` held open for a person: `HELD` clients each send an ask with a
+/// long `wait_ms` over the Unix socket (as the library does) and wait; the server's
+/// resident memory before and once all are pending, divided by `HELD`.
+fn held_asks(rampart: &Path, table: &mut Vec<String>) -> Result<()> {
+    const HELD: usize = 2000;
+    let home = tempfile::Builder::new()
+        .prefix("rampart-bench-held-")
+        .tempdir()?;
+    std::fs::create_dir_all(home.path().join("policies"))?;
+    std::fs::write(
+        home.path().join("policies/ask.yaml"),
+        "version: \"1\"\ndefault_action: ask\npolicies: []\n",
+    )?;
+    let (mut server, _) = start_server(rampart, home.path())?;
+    let token = std::fs::read_to_string(home.path().join("token"))?
+        .trim()
+        .to_owned();
+    let target = Target::Unix(home.path().join("rampart.sock"));
+    // Warm the server up (first connection, first decision, first audit write).
+    let mut warm = connect(&target)?;
+    let probe = "{\"agent\":\"bench\",\"params\":{\"command\":\"true\"}}";
+    write!(
+        warm,
+        "POST /v1/preflight/exec HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{probe}",
+        probe.len()
+    )?;
+    read_answer(&mut BufReader::new(warm))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(server.id())?;
+    let mut held = Vec::with_capacity(HELD);
+    for i in 0..HELD {
+        let mut c = connect(&target)?;
+        let body = format!(
+            "{{\"agent\":\"bench\",\"session\":\"held\",\"params\":{{\"command\":\"deploy --target prod-{i} --really\"}},\"argv\":[\"deploy\",\"--target\",\"prod-{i}\",\"--really\"],\"exe\":\"/usr/local/bin/deploy\",\"cwd\":\"/home/dev/project\",\"pid\":{},\"ppid\":1,\"via\":\"execve\",\"wait_ms\":600000}}",
+            100_000 + i
+        );
+        write!(
+            c,
+            "POST /v1/preflight/exec HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        held.push(c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut c = connect(&target)?;
+        write!(
+            c,
+            "GET /v1/status HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        c.read_to_string(&mut text)?;
+        if text.contains(&format!("\"pending_approvals\":{HELD}")) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("{HELD} asks did not all become pending");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = rss_kib(server.id())?;
+    let per = (after.saturating_sub(before)) as f64 / HELD as f64;
+    eprintln!("held asks: {per:.1} KiB each ({before} KiB -> {after} KiB for {HELD})");
+    table.push(format!(
+        "| server memory per held ask ({HELD} held over the Unix socket) | {per:.1} KiB | RSS {:.1} → {:.1} MiB |",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    ));
+    drop(held);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+    Ok(())
+}
+
+/// The current resident set of `pid`, KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS missing from /proc/<pid>/status")
 }
 
 /// Standard-profile evaluation in this process: median ns per call over many calls.

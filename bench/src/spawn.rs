@@ -40,21 +40,25 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
     )?;
     let standard_home = work.path().join("standard");
     std::fs::create_dir_all(&standard_home)?;
-    let (mut allow_server, _) = start_server(rampart, &allow_home)?;
+    let (mut allow_server, allow_port) = start_server(rampart, &allow_home)?;
     let (mut standard_server, _) = start_server(rampart, &standard_home)?;
 
     let python = which_python()?;
     let n = PER_ROUND.to_string();
     let lp = spawn_loop.display().to_string();
+    // What a user gets: `rampart preload -- CMD` with no transport flags, the home's
+    // server found through RAMPART_HOME (its Unix socket, the fast path) and its token
+    // file. `env` clears what the bench's own environment might add.
     let launcher = |home: &Path, how: &str, protect: bool, cmd: &[&str]| -> Vec<String> {
-        let token = std::fs::read_to_string(home.join("token")).unwrap_or_default();
         let mut argv = vec![
+            "/usr/bin/env".to_owned(),
+            "-u".to_owned(),
+            "RAMPART_URL".to_owned(),
+            "-u".to_owned(),
+            "RAMPART_TOKEN".to_owned(),
+            format!("RAMPART_HOME={}", home.display()),
             rampart.display().to_string(),
             how.to_owned(),
-            "--url".to_owned(),
-            format!("unix:{}", home.join("rampart.sock").display()),
-            "--token".to_owned(),
-            token.trim().to_owned(),
             "--no-autostart".to_owned(),
         ];
         if protect {
@@ -66,12 +70,9 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
     };
     let under = |home: &Path, how: &str, cmd: &[&str]| launcher(home, how, false, cmd);
     // --protect needs user namespaces; where the kernel forbids them its rows are left out.
-    let protect_works = Command::new(rampart)
-        .args(
-            launcher(&allow_home, "preload", true, &["/bin/true"])
-                .get(1..)
-                .unwrap_or_default(),
-        )
+    let probe = launcher(&allow_home, "preload", true, &["/bin/true"]);
+    let protect_works = Command::new(&probe[0])
+        .args(probe.get(1..).unwrap_or_default())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -105,6 +106,17 @@ pub fn run(root: &Path, rampart: &Path, library: &Path, table: &mut Vec<String>)
         Variant {
             name: "rampart preload, allow-all policy (checked + audited)".into(),
             argv: under(&allow_home, "preload", &[&lp, &n, "/bin/true"]),
+            baseline: 0,
+        },
+        Variant {
+            name: "rampart preload --port (TCP, the HTTP stack), allow-all policy".into(),
+            argv: {
+                let mut argv = under(&allow_home, "preload", &[&lp, &n, "/bin/true"]);
+                let at = argv.iter().position(|a| a == "--no-autostart").unwrap_or(0);
+                argv.insert(at, allow_port.to_string());
+                argv.insert(at, "--port".to_owned());
+                argv
+            },
             baseline: 0,
         },
         Variant {

@@ -118,6 +118,9 @@ impl std::error::Error for Refused {}
 pub struct Resolved {
     pub url: String,
     pub endpoint: Endpoint,
+    /// No --url, --port or RAMPART_URL chose the server: after starting this home's
+    /// server, the launcher moves to its Unix socket ([`ensure_server`]).
+    pub implicit_url: bool,
     pub token: Option<String>,
     pub agent: String,
     pub session: String,
@@ -140,14 +143,12 @@ impl AgentArgs {
             (None, Some(port)) => (format!("http://127.0.0.1:{port}"), "--port"),
             (None, None) => match env_url {
                 Some(url) => (url, "RAMPART_URL"),
-                // This home's running server where it listens (by default that is the
-                // default URL), so a launcher never checks with another home's server on
-                // the default port while its own runs elsewhere.
-                None => match home_server(home)
-                    .filter(|s| s.socket.is_some())
-                    .and_then(|s| s.port)
-                {
-                    Some(port) => (format!("http://127.0.0.1:{port}"), "this home's server"),
+                // This home's running server, on its Unix socket: the fast path
+                // (server fastpath.rs) answers checks there without the HTTP stack, and
+                // a launcher never checks with another home's server on the default port
+                // while its own runs elsewhere.
+                None => match home_socket_url(home) {
+                    Some(url) => (url, "this home's server"),
                     None => (
                         rampart_contract::url::DEFAULT_URL.to_owned(),
                         "the default URL",
@@ -188,6 +189,7 @@ impl AgentArgs {
         });
         let debug_env = std::env::var_os("RAMPART_DEBUG");
         Ok(Resolved {
+            implicit_url: source == "this home's server" || source == "the default URL",
             url,
             endpoint,
             token,
@@ -246,6 +248,19 @@ pub fn check_separator(subcommand: &str, command: &[OsString]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `unix:<home>/rampart.sock` when this home's server answers there and the path fits a
+/// socket address (else the library could not use it).
+fn home_socket_url(home: &Path) -> Option<String> {
+    let socket = home_server(home)?.socket?;
+    // sockaddr_un's sun_path holds 107 bytes and the terminating NUL.
+    if socket.as_os_str().len() > 107 {
+        return None;
+    }
+    let url = format!("unix:{}", socket.to_str()?);
+    rampart_contract::url::parse(url.as_bytes()).ok()?;
+    Some(url)
 }
 
 /// This home's own server, if it runs: where it listens, for messages. Found through
@@ -436,6 +451,14 @@ pub fn ensure_server(args: &AgentArgs, resolved: &mut Resolved, home: &Path) -> 
         "rampart: no policy server answered at {url}; started one in the background (log: {}, stop: rampart serve stop)",
         home.join("serve.log").display()
     );
+    // Started for this home at the default URL: check on its Unix socket from here on.
+    if resolved.implicit_url
+        && let Some(url) = home_socket_url(home)
+        && let Ok(endpoint) = Endpoint::parse(&url)
+    {
+        resolved.url = url;
+        resolved.endpoint = endpoint;
+    }
     if args.token.is_none() {
         resolved.token = rampart_server::token::read(home)
             .ok()

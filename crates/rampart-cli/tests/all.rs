@@ -10,6 +10,7 @@ mod dashboard;
 mod export;
 mod fail_closed;
 mod families;
+mod fastpath;
 mod faults_preload;
 mod faults_server;
 mod hostile;

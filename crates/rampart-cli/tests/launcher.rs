@@ -923,6 +923,21 @@ fn without_flags_the_launcher_checks_with_this_home_s_server() {
         (&last["agent"], &last["session"]),
         (&serde_json::json!("my-agent"), &serde_json::json!("prod-7"))
     );
+
+    // Where it checks: the home's Unix socket (the server's fast path), not its port.
+    let r = run(
+        rampart(
+            &home,
+            &scratch,
+            false,
+            &["preload", "--", "/usr/bin/printenv", "RAMPART_URL"],
+        ),
+        30,
+    );
+    assert_eq!(
+        (r.code(), r.stdout()),
+        (0, format!("unix:{}\n", server.socket.display()))
+    );
     drop(server);
 }
 

@@ -49,7 +49,14 @@ fn presented(request: &Request) -> Option<String> {
 
 /// Who the request is from, or the 401 answer.
 fn identify(state: &AppState, request: &Request) -> Result<Caller, ApiError> {
-    let Some(token) = presented(request) else {
+    identify_token(state, presented(request).as_deref().map(str::as_bytes))
+}
+
+/// Who presents `token` (the bearer token of a request; `None`: none was sent), or the
+/// 401 answer. The HTTP routes and the Unix socket's fast path both ask here.
+pub(crate) fn identify_token(state: &AppState, token: Option<&[u8]>) -> Result<Caller, ApiError> {
+    let token = token.map(|t| String::from_utf8_lossy(t).trim().to_owned());
+    let Some(token) = token else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send `Authorization: Bearer <token>` (see `rampart token show`)",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::serve::Listener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use rampart_audit::AuditLog;
 
@@ -185,7 +185,7 @@ where
         connections.clone(),
         stopped(stop_rx.clone()),
     );
-    let unix_server = serve_unix_on_own_thread(unix, app, connections, stopped(stop_rx))?;
+    let unix_server = serve_unix(unix, state.clone(), app, connections, stopped(stop_rx))?;
     on_ready(&bound);
     let ((), b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&state.config.socket);
@@ -292,6 +292,11 @@ impl Connections {
         }
     }
 
+    /// A place under the cap, if there is one.
+    pub(crate) fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
     /// Connections being served now.
     pub fn open(&self) -> usize {
         self.max.saturating_sub(self.slots.available_permits())
@@ -320,28 +325,38 @@ async fn serve_connections<L>(
             refuse(io, &connections);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let mut closing = closing_rx.clone();
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(IDLE_TIMEOUT);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = async { let _ = closing.wait_for(|c| *c).await.is_ok(); } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(permit);
-        });
+        tokio::spawn(serve_http(io, app.clone(), permit, closing_rx.clone()));
     }
     let _ = closing_tx.send(true);
     let all = u32::try_from(connections.max).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connections.slots.acquire_many(all)).await;
+}
+
+/// Serves one connection with HTTP/1.1 to its end, under [`IDLE_TIMEOUT`] for each
+/// request's head; from `closing`, finishes the request in progress and closes.
+async fn serve_http<Io>(
+    io: Io,
+    app: axum::Router,
+    permit: OwnedSemaphorePermit,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(IDLE_TIMEOUT);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = async { let _ = closing.wait_for(|c| *c).await.is_ok(); } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    drop(permit);
 }
 
 /// Answers a connection over the cap with 503 and closes it, without holding it long.
@@ -377,45 +392,170 @@ where
     });
 }
 
-/// Serves the Unix socket — the preload library's path, one request per spawn — on a
-/// thread of its own with a single-threaded runtime.
-///
-/// Why: a spawn loop asks one question per ~1 ms and the server is idle in between. On
-/// the shared multi-threaded runtime, a request arriving at an idle server wakes the
-/// parked worker, which then wakes a second worker to look for work to steal; on a small
-/// (virtual) machine each wake of an idle CPU costs tens of microseconds and competes
-/// with the child being spawned. Here exactly one thread wakes, reads, evaluates, writes
-/// the audit line and answers. The TCP listener and everything else stay on the main
-/// runtime; both share the state, so decisions and the audit chain are the same.
-///
-/// Returns a future that completes with the server's result after `shutdown`.
-fn serve_unix_on_own_thread(
+/// Serves the Unix socket: preflight checks on the fast path (`fastpath.rs`, plain
+/// threads), everything else handed to the HTTP stack on this runtime. Returns a future
+/// that completes after `shutdown`, once the fast path's workers have stopped.
+fn serve_unix(
     listener: tokio::net::UnixListener,
+    state: Arc<AppState>,
     app: axum::Router,
     connections: Arc<Connections>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<impl Future<Output = std::io::Result<()>>, ServerError> {
-    // The listener is registered with the main runtime's reactor; hand its socket over.
+    // The listener is registered with the runtime's reactor; hand its socket over.
     let listener = listener.into_std()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("rampart-unix".into())
-        .spawn(move || {
-            let result = runtime.block_on(async move {
-                let listener = tokio::net::UnixListener::from_std(listener)?;
-                serve_connections(listener, app, connections, shutdown).await;
-                Ok(())
-            });
-            let _ = done_tx.send(result);
-        })?;
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let handoff = HttpHandoff {
+        runtime: tokio::runtime::Handle::current(),
+        app,
+        state: state.clone(),
+        connections: connections.clone(),
+        closing: closing_rx,
+    };
+    let running = crate::fastpath::start(listener, state, connections, handoff)?;
     Ok(async move {
-        done_rx
+        shutdown.await;
+        tokio::task::spawn_blocking(move || running.stop())
             .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("the Unix socket server thread died")))
+            .map_err(std::io::Error::other)?;
+        let _ = closing_tx.send(true);
+        Ok(())
     })
+}
+
+/// Where the fast path hands the connections it does not serve: the HTTP stack on the
+/// async runtime, with the bytes already read put back in front.
+pub(crate) struct HttpHandoff {
+    runtime: tokio::runtime::Handle,
+    app: axum::Router,
+    state: Arc<AppState>,
+    connections: Arc<Connections>,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl HttpHandoff {
+    /// A connection over the cap: 503 and close, as on TCP.
+    pub(crate) fn refuse(&self, stream: std::os::unix::net::UnixStream) {
+        let connections = self.connections.clone();
+        self.runtime.spawn(async move {
+            if let Ok(io) = tokio::net::UnixStream::from_std(stream) {
+                refuse(io, &connections);
+            }
+        });
+    }
+
+    /// Serves the rest of a connection: first writes `pending` (answers the client has
+    /// not taken yet), then answers `hold` (an ask held for a person; `true`: the client
+    /// asked to close after it), then serves HTTP with `unread` as the first bytes.
+    pub(crate) fn take_over(
+        &self,
+        stream: std::os::unix::net::UnixStream,
+        pending: Vec<u8>,
+        hold: Option<(crate::decide::Hold, bool)>,
+        mut unread: Vec<u8>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let app = self.app.clone();
+        let state = self.state.clone();
+        let closing = self.closing.clone();
+        self.runtime.spawn(async move {
+            let Ok(mut io) = tokio::net::UnixStream::from_std(stream) else {
+                return;
+            };
+            if !pending.is_empty() && io.write_all(&pending).await.is_err() {
+                return;
+            }
+            if let Some((hold, close)) = hold {
+                // While a person decides, watch the connection: a client that goes away
+                // drops the wait, which expires the approval (`AbandonGuard`).
+                let wait = hold.wait(state);
+                let mut wait = std::pin::pin!(wait);
+                let mut chunk = [0u8; 4096];
+                let answer = loop {
+                    tokio::select! {
+                        answer = &mut wait => break Some(answer),
+                        ready = io.readable() => {
+                            if ready.is_err() {
+                                break None;
+                            }
+                            match io.try_read(&mut chunk) {
+                                Ok(0) => break None,
+                                Ok(n) => unread.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => break None,
+                            }
+                        }
+                    }
+                };
+                let Some(answer) = answer else {
+                    return;
+                };
+                if crate::fastpath::write_answer(&mut io, &answer, close).await.is_err() || close {
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            }
+            serve_http(Rewind::new(unread, io), app, permit, closing).await;
+        });
+    }
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+struct Rewind {
+    unread: Vec<u8>,
+    at: usize,
+    io: tokio::net::UnixStream,
+}
+
+impl Rewind {
+    fn new(unread: Vec<u8>, io: tokio::net::UnixStream) -> Rewind {
+        Rewind { unread, at: 0, io }
+    }
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(left) = this.unread.get(this.at..).filter(|l| !l.is_empty()) {
+            let n = left.len().min(buf.remaining());
+            buf.put_slice(left.get(..n).unwrap_or_default());
+            this.at += n;
+            if this.at == this.unread.len() {
+                this.unread = Vec::new();
+                this.at = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Binds the Unix socket with mode 0600, replacing a stale socket file left by a crash
