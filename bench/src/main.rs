@@ -127,7 +127,7 @@ fn main() -> Result<()> {
 /// long `wait_ms` over the Unix socket (as the library does) and wait; the server's
 /// resident memory before and once all are pending, divided by `HELD`.
 fn held_asks(rampart: &Path, table: &mut Vec<String>) -> Result<()> {
-    const HELD: usize = 2000;
+    const HELD: usize = 10_000;
     let home = tempfile::Builder::new()
         .prefix("rampart-bench-held-")
         .tempdir()?;

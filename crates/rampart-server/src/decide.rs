@@ -70,19 +70,8 @@ pub(crate) struct Hold {
 
 impl Hold {
     /// Waits for a person (or the timeout), then records and returns the answer.
-    pub(crate) async fn wait(self, state: Arc<AppState>) -> Answer {
-        ask_and_wait(
-            state,
-            self.req,
-            self.tool,
-            self.agent,
-            self.session,
-            self.command,
-            self.decision,
-            self.eval_us,
-            self.wait_ms,
-        )
-        .await
+    pub(crate) fn wait(self: Box<Self>, state: Arc<AppState>) -> impl Future<Output = Answer> {
+        ask_and_wait(state, self)
     }
 }
 
@@ -185,6 +174,9 @@ pub(crate) fn decide(
         ));
     }
     if decision.action == Action::Ask && enforce && wait_ms > 0 {
+        // Held for as long as a person takes: keep one copy of the command.
+        let mut req = req;
+        req.params.command = None;
         return Decided::Hold(Box::new(Hold {
             req,
             tool: tool.to_owned(),
@@ -680,19 +672,20 @@ impl Drop for AbandonGuard {
     }
 }
 
+/// Opens an ask: the approval entry, the live event and the notification. Its id and
+/// the receiver of its outcome, or the answer when no more asks may be pending.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn ask_and_wait(
-    state: Arc<AppState>,
-    req: PreflightRequest,
-    tool: String,
-    agent: String,
-    session: String,
-    command: String,
-    decision: Decision,
+fn open_ask(
+    state: &AppState,
+    req: &PreflightRequest,
+    tool: &str,
+    agent: &str,
+    session: &str,
+    command: &str,
+    decision: &Decision,
     eval_us: u64,
-    wait_ms: u64,
-) -> Answer {
-    let wait = Duration::from_millis(wait_ms).min(state.config.approval_timeout);
+    wait: Duration,
+) -> Result<(String, tokio::sync::watch::Receiver<Option<Outcome>>), Box<Answer>> {
     let id = ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string();
     let created = jiff::Timestamp::now();
     let expires = created
@@ -701,10 +694,10 @@ pub(crate) async fn ask_and_wait(
     let info = ApprovalInfo {
         id: id.clone(),
         status: "pending".into(),
-        command: rampart_audit::redact(&command).into_owned(),
-        agent: agent.clone(),
-        session: session.clone(),
-        tool: tool.clone(),
+        command: rampart_audit::redact(command).into_owned(),
+        agent: agent.to_owned(),
+        session: session.to_owned(),
+        tool: tool.to_owned(),
         message: decision.message.clone(),
         matched_policies: decision.matched_policies.clone(),
         pid: req.pid,
@@ -716,7 +709,7 @@ pub(crate) async fn ask_and_wait(
         resolved_at: None,
         scope: None,
     };
-    let mut rx = match state.approvals.create(info.clone()) {
+    let rx = match state.approvals.create(info.clone()) {
         Ok(rx) => rx,
         Err(crate::approvals::TooManyPending) => {
             let denied = Decision {
@@ -731,10 +724,10 @@ pub(crate) async fn ask_and_wait(
                 quiet: false,
             };
             let event = new_event(
-                &req, &tool, &agent, &session, &command, &denied, eval_us, None, true,
+                req, tool, agent, session, command, &denied, eval_us, None, true,
             );
-            let (audit_id, message) = append_refusal(&state, event).answer(denied.message);
-            return Answer::Decided(PreflightResponse {
+            let (audit_id, message) = append_refusal(state, event).answer(denied.message);
+            return Err(Box::new(Answer::Decided(PreflightResponse {
                 allowed: false,
                 decision: Action::Deny.as_str().to_owned(),
                 message,
@@ -743,7 +736,7 @@ pub(crate) async fn ask_and_wait(
                 audit_id,
                 policy_decision: None,
                 approval_id: None,
-            });
+            })));
         }
     };
     state.events.send("approval", &info);
@@ -760,6 +753,33 @@ pub(crate) async fn ask_and_wait(
             dashboard: state.notifier.dashboard(),
         },
     );
+    Ok((id, rx))
+}
+
+/// Holds an ask open for a person (or the timeout), then records and returns the answer.
+/// The hold stays boxed and is only borrowed: the future holds a pointer, not a second
+/// copy of the call.
+pub(crate) async fn ask_and_wait(state: Arc<AppState>, hold: Box<Hold>) -> Answer {
+    let Hold {
+        req,
+        tool,
+        agent,
+        session,
+        command,
+        decision,
+        eval_us,
+        wait_ms,
+    } = &*hold;
+    let (eval_us, wait_ms) = (*eval_us, *wait_ms);
+    let wait = Duration::from_millis(wait_ms).min(state.config.approval_timeout);
+    // Everything that is only needed to open the ask lives in `open_ask`, not across
+    // the wait: a held ask costs the server this future and the approval's entry.
+    let (id, mut rx) = match open_ask(
+        &state, req, tool, agent, session, command, decision, eval_us, wait,
+    ) {
+        Ok(opened) => opened,
+        Err(answer) => return *answer,
+    };
     let mut guard = AbandonGuard {
         state: state.clone(),
         id: id.clone(),
@@ -783,7 +803,7 @@ pub(crate) async fn ask_and_wait(
     guard.armed = false;
     let outcome = outcome.unwrap_or(Outcome::Expired);
     if let Outcome::Approved { by, .. } = &outcome {
-        add_grants(&state, &req, &agent, &session, &command, &id, by);
+        add_grants(&state, req, agent, session, command, &id, by);
     }
 
     let (action, message, resolved_by, approved, note) = match &outcome {
@@ -824,11 +844,11 @@ pub(crate) async fn ask_and_wait(
         resolved_at: now_rfc3339(),
     };
     let event = new_event(
-        &req,
-        &tool,
-        &agent,
-        &session,
-        &command,
+        req,
+        tool,
+        agent,
+        session,
+        command,
         &final_decision,
         eval_us,
         Some(approval),

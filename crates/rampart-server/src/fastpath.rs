@@ -48,12 +48,7 @@ use crate::wire::ErrorBody;
 
 /// Threads serving the fast path. Two keep a second check moving while one is being
 /// written to the audit trail; more would only contend on the trail's lock.
-fn worker_count() -> usize {
-    std::env::var("RAMPART_FAST_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-}
+const WORKERS: usize = 2;
 
 /// The longest request head the fast path reads; a longer one goes to the HTTP stack
 /// (which answers 431).
@@ -142,8 +137,8 @@ pub(crate) fn start(
         connections,
         http,
     });
-    let mut workers = Vec::with_capacity(worker_count());
-    for n in 0..worker_count() {
+    let mut workers = Vec::with_capacity(WORKERS);
+    for n in 0..WORKERS {
         let shared = shared.clone();
         workers.push(
             std::thread::Builder::new()
@@ -338,7 +333,7 @@ fn serve(shared: &Shared, mut conn: Conn) -> Next {
                         shared.http.take_over(
                             conn.stream,
                             out,
-                            Some((*hold, close)),
+                            Some((hold, close)),
                             rest,
                             conn.permit,
                         );

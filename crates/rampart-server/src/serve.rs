@@ -451,13 +451,14 @@ impl HttpHandoff {
         &self,
         stream: std::os::unix::net::UnixStream,
         pending: Vec<u8>,
-        hold: Option<(crate::decide::Hold, bool)>,
+        hold: Option<(Box<crate::decide::Hold>, bool)>,
         mut unread: Vec<u8>,
         permit: OwnedSemaphorePermit,
     ) {
         let app = self.app.clone();
         let state = self.state.clone();
         let closing = self.closing.clone();
+        unread.shrink_to_fit();
         self.runtime.spawn(async move {
             let Ok(mut io) = tokio::net::UnixStream::from_std(stream) else {
                 return;
@@ -470,7 +471,8 @@ impl HttpHandoff {
                 // drops the wait, which expires the approval (`AbandonGuard`).
                 let wait = hold.wait(state);
                 let mut wait = std::pin::pin!(wait);
-                let mut chunk = [0u8; 4096];
+                // Small: this future lives as long as the person takes, once per held ask.
+                let mut chunk = [0u8; 64];
                 let answer = loop {
                     tokio::select! {
                         answer = &mut wait => break Some(answer),
@@ -495,7 +497,9 @@ impl HttpHandoff {
                     return;
                 }
             }
-            serve_http(Rewind::new(unread, io), app, permit, closing).await;
+            // Boxed: inline, the HTTP connection's state would make every held ask's
+            // task as large as a served connection's.
+            Box::pin(serve_http(Rewind::new(unread, io), app, permit, closing)).await;
         });
     }
 }
