@@ -141,17 +141,34 @@ impl Config {
         Box::new(Self::new())
     }
 
-    const fn new() -> Self {
+    #[cfg(test)]
+    fn new() -> Self {
+        Config {
+            fail_open: true,
+            ask_timeout_ms: values::DEFAULT_ASK_TIMEOUT_MS,
+            target: Target::Invalid(UrlError::Unsupported),
+            ..Self::zero()
+        }
+    }
+
+    /// The value before the constructor ran, every byte zero (`init` sets every field
+    /// before `READY`): the 16 KiB snapshot then lives in `.bss`, not in the file's
+    /// `.data`, so the pages the constructor writes are fresh zero pages rather than
+    /// copies of the file.
+    const fn zero() -> Self {
         Config {
             mode: Mode::Enforce,
-            fail_open: true,
+            fail_open: false,
             protect: false,
             incomplete: false,
             unchecked_at_load: 0,
             debug: false,
-            ask_timeout_ms: values::DEFAULT_ASK_TIMEOUT_MS,
+            ask_timeout_ms: 0,
             ci: false,
-            target: Target::Invalid(UrlError::Unsupported),
+            target: Target::Tcp {
+                ip: [0; 4],
+                port: 0,
+            },
             url: Str { off: 0, len: 0 },
             token: Str { off: 0, len: 0 },
             agent: Str { off: 0, len: 0 },
@@ -242,7 +259,7 @@ struct Global(UnsafeCell<Config>);
 // readers Acquire-load `READY` first (see `get`).
 unsafe impl Sync for Global {}
 
-static CONFIG: Global = Global(UnsafeCell::new(Config::new()));
+static CONFIG: Global = Global(UnsafeCell::new(Config::zero()));
 static READY: AtomicBool = AtomicBool::new(false);
 
 unsafe extern "C" {
