@@ -228,34 +228,6 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
     Ok(fd)
 }
 
-/// How long a caller looks for the first answer byte before it blocks in `poll`.
-const SPIN_NS: i64 = 150_000;
-
-/// Looks for the first answer byte for up to [`SPIN_NS`] without sleeping: `poll` with a
-/// zero timeout, then `sched_yield` so a server thread waiting for this CPU runs first.
-/// True when the socket is readable (or in error: the `recv` that follows says which).
-///
-/// Why: on a machine whose idle CPUs sleep deeply (virtual machines with haltpoll, laptops)
-/// a process that blocks in `poll` is put to sleep and woken again by the answer, and the
-/// wake-up costs more than the server takes to answer a local preflight. Bounded, never
-/// longer than the blocking wait would have been (it gives up well before any timeout,
-/// and the blocking wait that follows keeps the same deadline), and safe in a `vfork`
-/// child: no heap, no locks, no signals, only `poll`, `clock_gettime` and `sched_yield`.
-fn spin_for_answer(fd: c_int) -> bool {
-    let until = sys::now_ns().saturating_add(SPIN_NS);
-    loop {
-        if syscall::poll1(fd, libc::POLLIN, 0) != Ok(0) {
-            // Readable, or poll failed (EINTR, ...): let the caller's read and blocking
-            // wait decide, as they would have without the spin.
-            return true;
-        }
-        if sys::now_ns() >= until {
-            return false;
-        }
-        syscall::sched_yield();
-    }
-}
-
 /// Sends all of `bytes`: `Err(Timeout)` when the peer stops reading until `deadline`,
 /// `Err(Closed)` when the connection is closed or reset.
 fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> Result<(), Fail> {
@@ -430,7 +402,6 @@ fn exchange(
     // answer counts, the connection is not reused.
     let broken = !sent;
     let mut len = 0usize;
-    let mut spun = false;
     loop {
         if let Some((resp, keep)) =
             parse(buf.get_mut(..len).unwrap_or(&mut []), false).map_err(|f| (f, len > 0))?
@@ -454,18 +425,10 @@ fn exchange(
         } else {
             deadline
         };
-        // Before the first answer byte, look for it for a moment without going to sleep
-        // (once per exchange): see `spin_for_answer`.
-        let ready = !spun && len == 0 && {
-            spun = true;
-            spin_for_answer(fd)
-        };
-        if !ready {
-            match wait_fd(fd, libc::POLLIN, slice.min(deadline)) {
-                Ok(()) => {}
-                Err(Fail::Timeout) => continue,
-                Err(f) => return Err((f, len > 0)),
-            }
+        match wait_fd(fd, libc::POLLIN, slice.min(deadline)) {
+            Ok(()) => {}
+            Err(Fail::Timeout) => continue,
+            Err(f) => return Err((f, len > 0)),
         }
         let room = buf.get_mut(len..).unwrap_or(&mut []);
         let n = match syscall::recv(fd, room) {
@@ -689,28 +652,6 @@ mod tests {
         assert_eq!(run(partial, false).unwrap(), None);
         let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         assert_eq!(run(bad, false).unwrap_err(), Fail::Malformed);
-    }
-
-    /// The spin before blocking only looks: it reports a silent socket as not ready (and
-    /// returns: it is bounded), and a socket with bytes waiting, or closed by the peer, as
-    /// ready, consuming nothing.
-    #[test]
-    fn spin_looks_and_gives_up() {
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
-        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        let fd = ours.as_raw_fd();
-        assert!(!spin_for_answer(fd), "a silent socket is not ready");
-        theirs.write_all(b"HTTP/1.1").unwrap();
-        assert!(spin_for_answer(fd), "bytes waiting are ready");
-        let mut buf = [0u8; 16];
-        assert_eq!(syscall::recv(fd, &mut buf), Ok(8), "nothing was consumed");
-        drop(theirs);
-        assert!(
-            spin_for_answer(fd),
-            "a closed peer is ready (the read says EOF)"
-        );
-        assert_eq!(syscall::recv(fd, &mut buf), Ok(0));
     }
 
     #[test]

@@ -38,19 +38,6 @@ pub fn now_ms() -> i64 {
         .saturating_add(ts.tv_nsec / 1_000_000)
 }
 
-/// Monotonic clock in nanoseconds.
-pub fn now_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec)
-}
-
 /// Writes all of `bytes` to `fd` with write(2), retrying on EINTR and short writes.
 /// Used for stderr; errors are ignored because there is nowhere to report them.
 pub fn write_all(fd: c_int, mut bytes: &[u8]) {

@@ -113,11 +113,6 @@ pub fn getppid() -> i32 {
     unsafe { raw6(libc::SYS_getppid, [0; 6]) as i32 }
 }
 
-pub fn sched_yield() {
-    // SAFETY: no arguments; it cannot fail on Linux.
-    unsafe { raw6(libc::SYS_sched_yield, [0; 6]) };
-}
-
 pub fn write(fd: c_int, buf: &[u8]) -> Sys {
     // SAFETY: the pointer and length describe the live slice `buf`.
     unsafe {
