@@ -225,19 +225,20 @@ pub fn poll1(fd: c_int, events: i16, timeout_ms: i64) -> Result<i16, c_int> {
         revents: 0,
     };
     let ms = timeout_ms.max(0);
-    let ts = libc::timespec {
+    // Mutable: the kernel writes the time left back into it.
+    let mut ts = libc::timespec {
         tv_sec: ms / 1000,
         tv_nsec: (ms % 1000) * 1_000_000,
     };
-    // SAFETY: one live pollfd and a live timespec; no signal mask (NULL), so the size
-    // argument is not read.
+    // SAFETY: one live pollfd and a live, writable timespec; no signal mask (NULL), so the
+    // size argument is not read.
     let n = unsafe {
         call(
             libc::SYS_ppoll,
             [
                 (&raw mut pfd) as usize,
                 1,
-                (&raw const ts) as usize,
+                (&raw mut ts) as usize,
                 0,
                 8, // the kernel's sigset size (unread: no mask)
                 0,
