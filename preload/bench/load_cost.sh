@@ -35,3 +35,17 @@ END {
     printf "%-28s %8.1f us/run  (fastest round %7.1f)  ratio %.3f\n", "librampart.so (" size " B)", o / n / 1000, mo / per / 1000, o / b
     printf "load cost ratio: %.3f overall, %.3f fastest rounds (target <= 1.10)\n", o / b, mo / mb
 }' "$WORK/rounds"
+# Repeatable counts beside the wall clock (which this shared, virtual machine makes noisy):
+# what the dynamic linker has to resolve, and instructions of one preloaded /bin/true.
+imports=$(readelf --dyn-syms -W "$LIB" | awk '$7 == "UND" && $8 != ""' | wc -l)
+relocs=$(readelf -r -W "$LIB" | grep -c 'R_X86_64\|R_AARCH64' || true)
+echo "librampart.so: $imports imported symbols, $relocs relocations"
+if command -v valgrind >/dev/null; then
+    for v in "$WORK/empty.so" "$LIB"; do
+        # Through env(1), so that valgrind itself is not preloaded; the last count is
+        # /bin/true's.
+        n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --trace-children=yes \
+            env LD_PRELOAD="$v" /bin/true 2>&1 | awk '/Collected/ {n = $NF} END {print n}')
+        printf "%-28s %8s instructions (callgrind, /bin/true)\n" "$(basename "$v")" "$n"
+    done
+fi

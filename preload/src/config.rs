@@ -101,6 +101,9 @@ const ARENA: usize = 16 * 1024;
 /// incomplete, see `Config::incomplete`).
 const VALUE_MAX: usize = 4096;
 
+/// `repr(C)`, the arena last: the fields and the start of the arena, all the constructor
+/// writes, share the first page (see `Global`).
+#[repr(C)]
 pub struct Config {
     pub mode: Mode,
     pub fail_open: bool,
@@ -130,8 +133,8 @@ pub struct Config {
     pub env: [*const c_char; INJECTED_KEYS.len()],
     pub env_len: usize,
     pub real: Real,
-    arena: [u8; ARENA],
     used: usize,
+    arena: [u8; ARENA],
 }
 
 impl Config {
@@ -141,17 +144,34 @@ impl Config {
         Box::new(Self::new())
     }
 
-    const fn new() -> Self {
+    #[cfg(test)]
+    fn new() -> Self {
+        Config {
+            fail_open: true,
+            ask_timeout_ms: values::DEFAULT_ASK_TIMEOUT_MS,
+            target: Target::Invalid(UrlError::Unsupported),
+            ..Self::zero()
+        }
+    }
+
+    /// The value before the constructor ran, every byte zero (`init` sets every field
+    /// before `ready`): the 16 KiB snapshot then lives in `.bss`, not in the file's
+    /// `.data`, so the pages the constructor writes are fresh zero pages rather than
+    /// copies of the file.
+    const fn zero() -> Self {
         Config {
             mode: Mode::Enforce,
-            fail_open: true,
+            fail_open: false,
             protect: false,
             incomplete: false,
             unchecked_at_load: 0,
             debug: false,
-            ask_timeout_ms: values::DEFAULT_ASK_TIMEOUT_MS,
+            ask_timeout_ms: 0,
             ci: false,
-            target: Target::Invalid(UrlError::Unsupported),
+            target: Target::Tcp {
+                ip: [0; 4],
+                port: 0,
+            },
             url: Str { off: 0, len: 0 },
             token: Str { off: 0, len: 0 },
             agent: Str { off: 0, len: 0 },
@@ -235,15 +255,30 @@ impl Config {
 }
 
 /// A value written once before any reader exists, read-only afterwards.
-struct Global(UnsafeCell<Config>);
+///
+/// Page-aligned, with its flags first: the constructor's first access to it is a write
+/// (`begun`), and everything it writes (flags, fields, the start of the arena) is on that
+/// one page. A fresh `.bss` page whose first access is a read is mapped twice (the zero
+/// page, then a copy on the write); this way it is one page fault, not three.
+#[repr(C, align(4096))]
+struct Global {
+    /// Set by the first `init`, before anything is read.
+    begun: AtomicBool,
+    /// Set by `init` when the snapshot is complete.
+    ready: AtomicBool,
+    config: UnsafeCell<Config>,
+}
 
 // SAFETY: the config is only mutated by `init`, which runs before any other thread can
-// observe it (library constructor) and publishes it with a Release store of `READY`;
-// readers Acquire-load `READY` first (see `get`).
+// observe it (library constructor) and publishes it with a Release store of `ready`;
+// readers Acquire-load `ready` first (see `get`).
 unsafe impl Sync for Global {}
 
-static CONFIG: Global = Global(UnsafeCell::new(Config::new()));
-static READY: AtomicBool = AtomicBool::new(false);
+static CONFIG: Global = Global {
+    begun: AtomicBool::new(false),
+    ready: AtomicBool::new(false),
+    config: UnsafeCell::new(Config::zero()),
+};
 
 unsafe extern "C" {
     static mut environ: *const *const c_char;
@@ -267,12 +302,12 @@ pub unsafe fn set_environ(new: *const *const c_char) {
 /// The snapshot, initialising it from `environ` if the constructor has not run yet (a
 /// program that execs from an earlier library constructor).
 pub fn get() -> &'static Config {
-    if !READY.load(Ordering::Acquire) {
+    if !CONFIG.ready.load(Ordering::Acquire) {
         // SAFETY: reached only before our constructor ran, i.e. during start-up.
         unsafe { init(environ_ptr()) };
     }
-    // SAFETY: after READY the config is never written again.
-    unsafe { &*CONFIG.0.get() }
+    // SAFETY: after `ready` the config is never written again.
+    unsafe { &*CONFIG.config.get() }
 }
 
 /// Reads the configuration from `envp`, resolves the real functions and prints the debug
@@ -282,11 +317,20 @@ pub fn get() -> &'static Config {
 /// Must run single-threaded, before any reader (the library constructor), with `envp`
 /// NULL or a valid environment array.
 pub unsafe fn init(envp: *const *const c_char) {
-    if READY.load(Ordering::Acquire) {
+    // A write first (see `Global`). "Begun" is "done" in a single-threaded start-up;
+    // should another thread be filling the snapshot (a thread started by an earlier
+    // constructor), wait the few microseconds that takes (bounded: never hang an exec).
+    if CONFIG.begun.swap(true, Ordering::AcqRel) {
+        for _ in 0..10_000_000 {
+            if CONFIG.ready.load(Ordering::Acquire) {
+                break;
+            }
+            core::hint::spin_loop();
+        }
         return;
     }
     // SAFETY: single-threaded start-up, nobody else holds a reference (function contract).
-    let cfg = unsafe { &mut *CONFIG.0.get() };
+    let cfg = unsafe { &mut *CONFIG.config.get() };
     // SAFETY: envp is a valid environment (function contract).
     let env = unsafe { CArray::new(envp) };
     // One pass over the environment, measuring only the `RAMPART_*` entries: this runs in
@@ -361,7 +405,7 @@ pub unsafe fn init(envp: *const *const c_char) {
     build_env(cfg);
 
     let banner = cfg.debug && var(b"RAMPART_DEBUG_LOADED").is_none();
-    READY.store(true, Ordering::Release);
+    CONFIG.ready.store(true, Ordering::Release);
     if banner {
         let cfg: &Config = cfg;
         debug(&[b"Library loaded"]);

@@ -322,8 +322,7 @@ unsafe extern "C" fn shim_exec(kind: c_int, path: *const c_char, argv: Strs, env
 /// `fexecve`/`execveat(AT_EMPTY_PATH)` on a descriptor we cannot name: `EBADF` if it is
 /// not open (as the real call), else refused — we never run what we could not look at.
 fn unseen_fd(fd: c_int) -> c_int {
-    // SAFETY: F_GETFD on any number only reads the descriptor table.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+    if !crate::syscall::fd_is_open(fd) {
         return fail(libc::EBADF);
     }
     check::refuse_unseen(fd);
@@ -370,10 +369,13 @@ pub unsafe extern "C" fn execveat(
         match cfg.real.execveat {
             // SAFETY: forwarding the caller's arguments with `env`.
             Some(f) => unsafe { f(dirfd, path, argv, env, flags) },
-            // SAFETY: the raw syscall takes the same arguments (glibc < 2.34 has no wrapper).
-            None => unsafe {
-                libc::syscall(libc::SYS_execveat, dirfd, path, argv, env, flags) as c_int
-            },
+            // The raw syscall takes the same arguments (glibc < 2.34 has no wrapper); it
+            // only returns on failure.
+            None => {
+                // SAFETY: forwarding the caller's arguments with `env`.
+                let e = unsafe { crate::syscall::execveat(dirfd, path, argv, env, flags) };
+                fail(e)
+            }
         }
     };
     // SAFETY: path is NULL or the caller's NUL-terminated string.

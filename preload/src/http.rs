@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::config::{Config, Target};
 use crate::sink::{BufWriter, Counter, Sink};
 use crate::sys;
+use crate::syscall;
 
 pub const CONNECT_TIMEOUT_MS: i64 = 1000;
 pub const ANSWER_TIMEOUT_MS: i64 = 2000;
@@ -80,10 +81,8 @@ fn pack(pid: i32, fd: c_int) -> u64 {
 }
 
 fn inode(fd: c_int) -> Option<u64> {
-    // SAFETY: stat is plain data; zeroed is valid.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat on any fd number is safe; st is writable.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFSOCK {
+    let st = syscall::fstat(fd).ok()?;
+    if (st.st_mode & libc::S_IFMT) != libc::S_IFSOCK {
         return None;
     }
     Some(st.st_ino)
@@ -108,14 +107,7 @@ fn take_cached(pid: i32) -> Option<(c_int, u64)> {
     if inode(fd)? != ino {
         return None;
     }
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if ready != 0 {
+    if syscall::poll1(fd, libc::POLLIN, 0) != Ok(0) {
         // Readable while idle means EOF or garbage: the server dropped it.
         close(fd);
         return None;
@@ -150,8 +142,7 @@ fn put_cached(pid: i32, fd: c_int, ino: Option<u64>) {
 }
 
 fn close(fd: c_int) {
-    // SAFETY: closing a descriptor this module opened.
-    unsafe { libc::close(fd) };
+    syscall::close(fd);
 }
 
 fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
@@ -160,18 +151,10 @@ fn wait_fd(fd: c_int, events: i16, deadline: i64) -> Result<(), Fail> {
         if left <= 0 {
             return Err(Fail::Timeout);
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.min(i64::from(i32::MAX)) as c_int) };
-        if r > 0 {
-            return Ok(());
-        }
-        if r < 0 && sys::errno() != libc::EINTR {
-            return Err(Fail::Closed);
+        match syscall::poll1(fd, events, left) {
+            Ok(0) | Err(libc::EINTR) => {}
+            Ok(_) => return Ok(()),
+            Err(_) => return Err(Fail::Closed),
         }
     }
 }
@@ -181,11 +164,10 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
     let (fd, rc) = match cfg.target {
         Target::Invalid(why) => return Err(Fail::Unusable(why.reason().as_bytes())),
         Target::Tcp { ip, port } => {
-            // SAFETY: socket(2) with constant arguments.
-            let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
-            if fd < 0 {
+            let Ok(fd) = syscall::socket(libc::AF_INET, flags) else {
                 return Err(Fail::Unreachable);
-            }
+            };
+            let fd = fd as c_int;
             let addr = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: port.to_be(),
@@ -194,34 +176,19 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
                 },
                 sin_zero: [0; 8],
             };
-            let one: c_int = 1;
-            // SAFETY: valid fd and option value pointer/length. Nagle would delay the
-            // body behind the headers on a reused connection.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    (&raw const one).cast(),
-                    size_of::<c_int>() as libc::socklen_t,
-                )
-            };
+            // Nagle would delay the body behind the headers on a reused connection.
+            let _ = syscall::setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
             // SAFETY: addr is a valid sockaddr_in of the given size.
             let rc = unsafe {
-                libc::connect(
-                    fd,
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
+                syscall::connect(fd, (&raw const addr).cast(), size_of::<libc::sockaddr_in>())
             };
             (fd, rc)
         }
         Target::Unix => {
-            // SAFETY: socket(2) with constant arguments.
-            let fd = unsafe { libc::socket(libc::AF_UNIX, flags, 0) };
-            if fd < 0 {
+            let Ok(fd) = syscall::socket(libc::AF_UNIX, flags) else {
                 return Err(Fail::Unreachable);
-            }
+            };
+            let fd = fd as c_int;
             // SAFETY: sockaddr_un is plain data; zeroed is valid.
             let mut addr: libc::sockaddr_un = unsafe { core::mem::zeroed() };
             addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -237,40 +204,24 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
             }
             // SAFETY: addr is a valid, NUL-terminated sockaddr_un of the given size.
             let rc = unsafe {
-                libc::connect(
-                    fd,
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_un>() as libc::socklen_t,
-                )
+                syscall::connect(fd, (&raw const addr).cast(), size_of::<libc::sockaddr_un>())
             };
             (fd, rc)
         }
     };
-    if rc == 0 {
-        return Ok(fd);
-    }
-    let e = sys::errno();
-    if e != libc::EINPROGRESS && e != libc::EAGAIN && e != libc::EINTR {
-        close(fd);
-        return Err(Fail::Unreachable);
+    match rc {
+        Ok(_) => return Ok(fd),
+        Err(libc::EINPROGRESS | libc::EAGAIN | libc::EINTR) => {}
+        Err(_) => {
+            close(fd);
+            return Err(Fail::Unreachable);
+        }
     }
     if let Err(f) = wait_fd(fd, libc::POLLOUT, deadline) {
         close(fd);
         return Err(f);
     }
-    let mut err: c_int = 0;
-    let mut len = size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: err/len are valid out-pointers of the right size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&raw mut err).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 || err != 0 {
+    if syscall::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) != Ok(0) {
         close(fd);
         return Err(Fail::Unreachable);
     }
@@ -281,16 +232,12 @@ fn connect(cfg: &Config, deadline: i64) -> Result<c_int, Fail> {
 /// `Err(Closed)` when the connection is closed or reset.
 fn send_all(fd: c_int, mut bytes: &[u8], deadline: i64) -> Result<(), Fail> {
     while !bytes.is_empty() {
-        // SAFETY: pointer/length describe `bytes`; MSG_NOSIGNAL avoids SIGPIPE.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            bytes = bytes.get(n as usize..).unwrap_or(&[]);
-            continue;
-        }
-        match sys::errno() {
-            libc::EINTR => {}
-            libc::EAGAIN => wait_fd(fd, libc::POLLOUT, deadline)?,
-            _ => return Err(Fail::Closed),
+        // MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
+        match syscall::send(fd, bytes, libc::MSG_NOSIGNAL) {
+            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
+            Err(libc::EINTR) => {}
+            Err(libc::EAGAIN) => wait_fd(fd, libc::POLLOUT, deadline)?,
+            Err(_) => return Err(Fail::Closed),
         }
     }
     Ok(())
@@ -484,14 +431,11 @@ fn exchange(
             Err(f) => return Err((f, len > 0)),
         }
         let room = buf.get_mut(len..).unwrap_or(&mut []);
-        // SAFETY: `room` is writable for its length.
-        let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), 0) };
-        if n < 0 {
-            match sys::errno() {
-                libc::EINTR | libc::EAGAIN => continue,
-                _ => return Err((Fail::Closed, len > 0)),
-            }
-        }
+        let n = match syscall::recv(fd, room) {
+            Ok(n) => n,
+            Err(libc::EINTR | libc::EAGAIN) => continue,
+            Err(_) => return Err((Fail::Closed, len > 0)),
+        };
         if n == 0 {
             // EOF: complete only if the body is delimited by the close.
             return match parse(buf.get_mut(..len).unwrap_or(&mut []), true) {
@@ -500,7 +444,7 @@ fn exchange(
                 Err(f) => Err((f, true)),
             };
         }
-        len += n as usize;
+        len += n;
     }
 }
 

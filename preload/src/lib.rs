@@ -31,6 +31,7 @@ mod path;
 mod repeat;
 mod sink;
 mod sys;
+mod syscall;
 #[cfg(test)]
 mod testgen;
 mod unchecked;
@@ -44,6 +45,5 @@ mod exports;
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    // SAFETY: abort(3) takes no arguments and never returns.
-    unsafe { libc::abort() }
+    syscall::abort()
 }

@@ -4,18 +4,14 @@
 use core::ffi::{c_char, c_int};
 
 use crate::sink::{Sink, SliceWriter};
-use crate::sys;
+use crate::sys::{self, CArray};
+use crate::syscall;
 
 pub const PATH_MAX: usize = 4096;
 
 /// Fills `buf` with the NUL-terminated current directory.
 pub fn getcwd(buf: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
-    // SAFETY: buf is writable for its whole length; glibc does not allocate when given one.
-    let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
-    if p.is_null() {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0)?;
+    let len = syscall::getcwd(buf)?;
     buf.get(..len)
 }
 
@@ -28,11 +24,7 @@ pub fn missing(path: *const c_char) -> Option<c_int> {
         return Some(libc::EFAULT);
     }
     // SAFETY: path is a NUL-terminated string supplied by the exec caller.
-    if unsafe { libc::access(path, libc::F_OK) } == 0 {
-        None
-    } else {
-        Some(sys::errno())
-    }
+    unsafe { syscall::access(path, libc::F_OK) }.err()
 }
 
 /// [`missing`] relative to `dirfd` (for `execveat`).
@@ -40,13 +32,11 @@ pub fn missing_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Option<c_i
     if path.is_null() {
         return Some(libc::EFAULT);
     }
+    // Existence (`F_OK`) is what `fstatat` tells, with or without following a final
+    // symbolic link; glibc's `faccessat` falls back to exactly this for the flag.
     let f = flags & libc::AT_SYMLINK_NOFOLLOW;
     // SAFETY: path is a NUL-terminated string supplied by the exec caller.
-    if unsafe { libc::faccessat(dirfd, path, libc::F_OK, f) } == 0 {
-        None
-    } else {
-        Some(sys::errno())
-    }
+    unsafe { syscall::fstatat(dirfd, path, f) }.err()
 }
 
 /// Makes `path` absolute against the current directory (no normalisation), into `out`.
@@ -76,10 +66,23 @@ pub fn fd_path(fd: c_int, out: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
     let mut d = [0u8; 20];
     w.put(sys::fmt_u64(u64::try_from(fd).ok()?, &mut d));
     w.put(b"\0");
-    // SAFETY: `link` is NUL-terminated and `out` is writable for its length.
-    let n = unsafe { libc::readlink(link.as_ptr().cast(), out.as_mut_ptr().cast(), out.len()) };
-    let n = usize::try_from(n).ok()?;
+    // SAFETY: `link` is NUL-terminated.
+    let n = unsafe { syscall::readlink(link.as_ptr().cast(), out) }.ok()?;
     out.get(..n)
+}
+
+/// The caller's `PATH` as `getenv` finds it (the first entry of that name in `environ`),
+/// empty when unset.
+fn getenv_path() -> &'static [u8] {
+    // SAFETY: `environ` is NULL or libc's NULL-terminated environment, which lives until
+    // the exec this lookup is for.
+    let env = unsafe { CArray::new(crate::config::environ_ptr()) };
+    for i in 0..env.len() {
+        if sys::has_prefix(env.raw(i), b"PATH=") {
+            return env.get(i).get(5..).unwrap_or(&[]);
+        }
+    }
+    &[]
 }
 
 /// Resolves `file` the way glibc's `execvp` does: the caller's `PATH` (default
@@ -93,8 +96,7 @@ pub fn search(file: &[u8], out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
     if file.is_empty() {
         return Err(libc::ENOENT);
     }
-    // SAFETY: getenv does not allocate or lock in glibc; the name is NUL-terminated.
-    let path = unsafe { sys::cstr(libc::getenv(c"PATH".as_ptr())) };
+    let path = getenv_path();
     let path: &[u8] = if path.is_empty() {
         b"/bin:/usr/bin"
     } else {
@@ -132,14 +134,12 @@ pub fn search(file: &[u8], out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
 /// Whether the real exec could run `p`: `EACCES` for a directory, a special file or
 /// no execute permission, the `stat` error when it cannot be looked at.
 fn runnable(p: *const c_char) -> Result<(), c_int> {
-    // SAFETY: stat is plain data; zeroed is valid.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: p is NUL-terminated (built by `search`), st is writable.
-    if unsafe { libc::stat(p, &mut st) } != 0 {
-        return Err(sys::errno());
-    }
-    // SAFETY: p is NUL-terminated.
-    if (st.st_mode & libc::S_IFMT) == libc::S_IFREG && unsafe { libc::access(p, libc::X_OK) } == 0 {
+    // SAFETY: p is NUL-terminated (built by `search`).
+    let st = unsafe { syscall::stat(p) }?;
+    if (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+        // SAFETY: p is NUL-terminated.
+        && unsafe { syscall::access(p, libc::X_OK) }.is_ok()
+    {
         Ok(())
     } else {
         Err(libc::EACCES)

@@ -61,13 +61,8 @@ pub struct Key {
 /// The key of this call; `None` when the file cannot be examined (then nothing is
 /// remembered).
 pub fn key(path: *const c_char, argv: CArray) -> Option<Key> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `path` is the caller's NUL-terminated path (checked to exist), `st` is
-    // writable.
-    if unsafe { libc::stat(path, &mut st) } != 0 {
-        return None;
-    }
+    // SAFETY: `path` is the caller's NUL-terminated path (checked to exist).
+    let st = unsafe { crate::syscall::stat(path) }.ok()?;
     let pid = sys::getpid();
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     h.put(&pid.to_le_bytes());

@@ -3,6 +3,8 @@
 
 use core::ffi::{c_char, c_int};
 
+use crate::syscall;
+
 pub fn errno() -> c_int {
     // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
     unsafe { *libc::__errno_location() }
@@ -16,13 +18,11 @@ pub fn set_errno(e: c_int) {
 /// The caller's pid from the kernel, never from a cache: in a `vfork` child this is the
 /// child's pid although memory is shared with the parent.
 pub fn getpid() -> i32 {
-    // SAFETY: getpid has no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+    syscall::getpid()
 }
 
 pub fn getppid() -> i32 {
-    // SAFETY: getppid has no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_getppid) as i32 }
+    syscall::getppid()
 }
 
 /// Monotonic clock in milliseconds.
@@ -42,15 +42,11 @@ pub fn now_ms() -> i64 {
 /// Used for stderr; errors are ignored because there is nowhere to report them.
 pub fn write_all(fd: c_int, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe the live slice `bytes`.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return;
+        match syscall::write(fd, bytes) {
+            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
+            Err(libc::EINTR) => {}
+            Err(_) => return,
         }
-        bytes = bytes.get(n as usize..).unwrap_or(&[]);
     }
 }
 
@@ -171,19 +167,21 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// agent discards or captures its stderr. `O_NOCTTY` never acquires one; `O_CLOEXEC`
 /// keeps it out of the program about to start. The caller closes it.
 pub fn open_tty() -> c_int {
-    // SAFETY: the path is a NUL-terminated literal; open has no other preconditions.
-    unsafe {
-        libc::open(
+    // SAFETY: the path is a NUL-terminated literal.
+    match unsafe {
+        syscall::open(
             c"/dev/tty".as_ptr(),
             libc::O_WRONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
+    } {
+        Ok(fd) => fd as c_int,
+        Err(_) => -1,
     }
 }
 
 /// Closes a descriptor this library opened (errors ignored: nothing to report them to).
 pub fn close(fd: c_int) {
-    // SAFETY: closing a descriptor we own.
-    unsafe { libc::close(fd) };
+    syscall::close(fd);
 }
 
 #[cfg(test)]

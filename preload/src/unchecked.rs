@@ -50,18 +50,7 @@ fn state() -> &'static State {
 /// At load: map the shared page, with the count handed down by the exec that started
 /// this program (a program started unchecked has had its `[WARN]` line said for it).
 pub fn init(pid: i32, handed_down: u64) {
-    // SAFETY: an anonymous shared mapping of one page; no existing memory is touched.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p != libc::MAP_FAILED {
+    if let Some(p) = crate::syscall::map_shared_anon(4096) {
         SHARED.store(p.cast(), Ordering::Release);
     }
     CREATOR.store(pid, Ordering::Release);
