@@ -85,7 +85,15 @@ pub struct RegisterError {
 pub struct Agents {
     file: PathBuf,
     by_hash: Mutex<HashMap<String, Stored>>,
+    /// A pidfd of each credential's process once its start time was verified (by hash):
+    /// every preflight asks whether the process still lives, and polling a pidfd is one
+    /// system call where reading `/proc/<pid>/stat` is three and a parse. A pidfd names
+    /// the process, not the number, so a recycled pid cannot revive the credential.
+    watched: Mutex<HashMap<String, std::os::fd::OwnedFd>>,
 }
+
+/// Most pidfds held (one per live credential); beyond, `/proc` is read on each use.
+const MAX_WATCHED: usize = 1024;
 
 /// `sha256:<hex>` of a token.
 fn token_hash(token: &str) -> String {
@@ -165,6 +173,7 @@ impl Agents {
         let agents = Agents {
             file,
             by_hash: Mutex::new(by_hash),
+            watched: Mutex::new(HashMap::new()),
         };
         // Drop the dead ones from the file too.
         let map = agents.lock();
@@ -253,11 +262,17 @@ impl Agents {
     /// credential whose process is gone is removed here (lazily, on its next use).
     pub fn authenticate(&self, token: &str) -> Result<AgentIdentity, Refused> {
         let hash = token_hash(token);
-        // Look at /proc without holding the lock: every preflight passes here.
-        let stored = self.lock().get(&hash).cloned().ok_or(Refused::Unknown)?;
-        if process_start_time(stored.pid) == Some(stored.start_time) {
-            return Ok(identity(&stored));
+        // Look at the process without holding the lock: every preflight passes here.
+        let (who, pid, start_time) = {
+            let map = self.lock();
+            let stored = map.get(&hash).ok_or(Refused::Unknown)?;
+            (identity(stored), stored.pid, stored.start_time)
+        };
+        if self.still_runs(&hash, pid, start_time) {
+            return Ok(who);
         }
+        let stored = self.lock().get(&hash).cloned().ok_or(Refused::Unknown)?;
+        self.unwatch(&hash);
         let mut map = self.lock();
         if map.remove(&hash).is_some()
             && let Err(e) = self.save(&map)
@@ -274,6 +289,51 @@ impl Agents {
         })
     }
 
+    /// Whether the credential's process (`pid`, started at `start_time`) still runs.
+    fn still_runs(&self, hash: &str, pid: i32, start_time: u64) -> bool {
+        let watched = |w: &HashMap<String, std::os::fd::OwnedFd>| {
+            w.get(hash).map(|fd| {
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                let zero = rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // Readable once the process has exited; an error: look again below.
+                matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+            })
+        };
+        if let Some(true) = watched(&self.watching()) {
+            return true;
+        }
+        // First use (or after a restart, or the watch said "gone": confirm): open a pidfd
+        // first, then check the start time, so the pidfd is of the process that was
+        // bound (a pid recycled in between fails the start-time check).
+        let fd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        if process_start_time(pid) != Some(start_time) {
+            return false;
+        }
+        if let Some(fd) = fd {
+            let mut w = self.watching();
+            if w.len() < MAX_WATCHED {
+                w.insert(hash.to_owned(), fd);
+            }
+        }
+        true
+    }
+
+    fn watching(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::os::fd::OwnedFd>> {
+        match self.watched.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn unwatch(&self, hash: &str) {
+        self.watching().remove(hash);
+    }
+
     /// Ends the credential `id`; false when there is none.
     pub fn revoke(&self, id: &str) -> bool {
         let mut map = self.lock();
@@ -282,6 +342,7 @@ impl Agents {
         if map.len() == before {
             return false;
         }
+        self.watching().retain(|hash, _| map.contains_key(hash));
         if let Err(e) = self.save(&map) {
             eprintln!("rampart: cannot write {}: {e}", self.file.display());
         }

@@ -71,10 +71,14 @@ impl AppState {
         }
     }
 
-    pub fn token(&self) -> String {
+    /// Whether `presented` is the admin token (constant time), without copying it: this
+    /// runs on every request.
+    pub fn is_admin_token(&self, presented: &[u8]) -> bool {
         match self.token.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(guard) => crate::token::constant_time_eq(presented, guard.as_bytes()),
+            Err(poisoned) => {
+                crate::token::constant_time_eq(presented, poisoned.into_inner().as_bytes())
+            }
         }
     }
 
