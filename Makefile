@@ -78,6 +78,7 @@ bench: build
 	$(CARGO) bench -p rampart-policy --bench evaluate
 	$(CARGO) build --release -p rampart-bench
 	./target/release/rampart-bench
+	./bench/where-the-time-goes.sh | tee bench/WHERE.md
 
 install: build
 	install -d $(PREFIX)/bin
