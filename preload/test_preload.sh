@@ -375,6 +375,21 @@ before=$(requests "$LOG_main")
 expect "disabled runs a denied command" "$(probe denyme "${M[@]}" RAMPART_MODE=disabled)" ran
 expect "disabled sends no request at all" "$(requests "$LOG_main")" "$before"
 
+# ---- connections kept or not ----
+# A connection the library will not keep (an exec-family call, which never caches; a
+# vfork child's) says `Connection: close`, so the server closes it after the answer
+# rather than waking again for our close. posix_spawn's (kept alive) does not.
+expect "an exec's check: runs" "$(probe hello "${M[@]}")" ran
+last=$(tail -1 "$LOG_main")
+if [[ "$last" == *'"connection": "close"'* ]]; then ok "an exec's check says Connection: close"; else fail "exec Connection: close" "$last"; fi
+before=$(requests "$LOG_main")
+env "${M[@]}" LD_PRELOAD="$LIB" "$PYTHON" -c 'import os
+for _ in range(2):
+    os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], os.environ), 0)' 2>/dev/null
+spawns=$(tail -n +$((before + 1)) "$LOG_main" | grep -c '"via": "posix_spawn"')
+closes=$(tail -n +$((before + 1)) "$LOG_main" | grep '"via": "posix_spawn"' | grep -c '"connection": "close"')
+expect "posix_spawn's checks keep their connection (no Connection: close)" "$spawns $closes" "2 0"
+
 # ---- transport variants ----
 expect "unix socket: allow" "$(probe hello RAMPART_URL=$URL_unixsrv)" ran
 expect "unix socket: deny" "$(probe denyme RAMPART_URL=$URL_unixsrv)" blocked

@@ -283,6 +283,10 @@ pub fn post(
         };
         let reused = known_ino.is_some();
         let limits = (answer_ms, overall);
+        // A connection that will not be kept says so: the server closes it right after
+        // the answer instead of waking again for our close (every check of a vfork child
+        // — CPython, Node — opens one).
+        let close_after = !(may_cache || reused);
         let r = exchange(
             cfg,
             fd,
@@ -291,6 +295,7 @@ pub fn post(
             counter.0,
             body,
             limits,
+            close_after,
             buf,
             &mut || {
                 if !waited {
@@ -344,6 +349,7 @@ pub fn get(cfg: &Config, path: &[u8], buf: &mut [u8]) -> Result<Response, Fail> 
         0,
         &|_: &mut dyn Sink| {},
         (ANSWER_TIMEOUT_MS, overall),
+        true,
         buf,
         &mut || {},
     );
@@ -360,6 +366,7 @@ fn exchange(
     content_length: usize,
     body: &dyn Fn(&mut dyn Sink),
     (answer_ms, cap): (i64, i64),
+    close_after: bool,
     buf: &mut [u8],
     on_wait: &mut dyn FnMut(),
 ) -> Result<(Response, bool), (Fail, bool)> {
@@ -386,6 +393,9 @@ fn exchange(
         if !token.is_empty() {
             w.put(b"\r\nAuthorization: Bearer ");
             w.put(token);
+        }
+        if close_after {
+            w.put(b"\r\nConnection: close");
         }
         w.put(b"\r\nContent-Type: application/json\r\nAccept: application/json\r\nUser-Agent: librampart\r\nContent-Length: ");
         w.put(sys::fmt_u64(content_length as u64, &mut num));

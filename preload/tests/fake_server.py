@@ -71,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "authorization": self.headers.get("Authorization"),
+            "connection": self.headers.get("Connection"),
             "content_length": int(self.headers.get("Content-Length") or 0),
             "body_len": len(body),
             # The client's port identifies the connection (keep-alive tests).

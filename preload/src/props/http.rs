@@ -145,6 +145,7 @@ fn run_exchange(fd: c_int, answer_ms: i64) -> (Read, Duration) {
         2,
         &|s: &mut dyn Sink| s.put(b"{}"),
         (answer_ms, i64::MAX),
+        false,
         &mut buf[..],
         &mut || {},
     );
@@ -424,6 +425,7 @@ fn exchange_reads_an_answer_sent_before_the_request_was_read() {
         big.len(),
         &|s: &mut dyn Sink| s.put(&big),
         (10_000, i64::MAX),
+        false,
         &mut buf[..],
         &mut || {},
     );
