@@ -449,6 +449,102 @@ fn a_slow_ask_does_not_hold_up_other_execs() {
     );
 }
 
+/// The supervisor's threads blocked receiving seccomp notifications (an `ioctl`,
+/// syscall 16, with `SECCOMP_IOCTL_NOTIF_RECV`), from `/proc/<pid>/task/*/syscall`.
+fn threads_receiving(pid: u32) -> (usize, usize) {
+    let (mut receiving, mut all) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(syscall) = std::fs::read_to_string(task.path().join("syscall")) else {
+            continue;
+        };
+        all += 1;
+        let fields: Vec<&str> = syscall.split_whitespace().collect();
+        if fields.first() == Some(&"16") && fields.get(2) == Some(&"0xc0502100") {
+            receiving += 1;
+        }
+    }
+    (receiving, all)
+}
+
+#[test]
+fn after_a_burst_of_held_asks_at_most_two_workers_wait_for_execs() {
+    // The kernel wakes every thread waiting in RECV for each exec; after a burst had
+    // grown the pool, every later exec woke them all. Idle workers beyond two now park.
+    if !running_as_root() {
+        println!(
+            "SKIPPED after_a_burst_of_held_asks_at_most_two_workers_wait_for_execs: reading a non-dumpable supervisor's /proc/<pid>/task/*/syscall needs root"
+        );
+        return;
+    }
+    let setup = Setup::new();
+    let mut child = setup
+        .supervise(
+            &["--ask-timeout", "60s"],
+            &[
+                "sh",
+                "-c",
+                "m=$(echo ask); for i in 1 2 3 4; do /bin/echo $m-marker-$i & done; wait; read line; /bin/echo done",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let supervisor = child.id();
+    // Four asks held at once: four workers busy, at least one more receiving.
+    let mut ids = Vec::new();
+    assert!(wait_until(30, || {
+        let list = setup
+            .server
+            .call("GET", "/v1/approvals", None)
+            .json()
+            .unwrap();
+        let list = list.get("approvals").cloned().unwrap_or(list);
+        ids = list
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.len() == 4
+    }));
+    for id in &ids {
+        let r = setup.server.call(
+            "POST",
+            &format!("/v1/approvals/{id}/resolve"),
+            Some(json!({"approved": false, "resolved_by": "test"})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // The four refused execs are answered (the shell waits for them before `read`); the
+    // workers that made them go back to waiting, at most two of them in RECV.
+    let mut seen = (0, 0);
+    let settled = wait_until(30, || {
+        seen = threads_receiving(supervisor);
+        seen.0 <= 2
+    });
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(settled, "threads receiving, of all: {seen:?}");
+    assert!(seen.1 >= 5, "the pool never grew: {seen:?}");
+    assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stderr)
+            .matches("rampart: [ERROR] Policy denied: ")
+            .count(),
+        4,
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn unreadable_memory_is_refused_in_enforce_and_reported_in_monitor() {
     // As root the supervisor may read any process (CAP_SYS_PTRACE); as an unprivileged

@@ -3,6 +3,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (not in the libc crate).
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: libc::c_ulong = 1;
+
 #[derive(Debug)]
 pub struct Listener {
     fd: OwnedFd,
@@ -11,6 +14,23 @@ pub struct Listener {
 impl Listener {
     pub fn new(fd: OwnedFd) -> Listener {
         Listener { fd }
+    }
+
+    /// Asks the kernel (Linux 6.6+) to wake the receiving worker on the CPU of the task
+    /// that execs, and the task, once answered, on the worker's: the task waits for the
+    /// answer anyway, so its CPU is free, and a wake-up there costs a few microseconds
+    /// where waking another, idle CPU costs tens (most of what the supervisor adds to an
+    /// exec on a small VM). Only placement changes; older kernels refuse it (EINVAL) and
+    /// the supervisor works as before.
+    pub fn wake_on_the_task_s_cpu(&self) {
+        // SAFETY: the ioctl takes its flags by value and touches no memory of ours.
+        unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+            )
+        };
     }
 
     /// Blocks for the next notification. `ENOENT` (the task died before it was received)

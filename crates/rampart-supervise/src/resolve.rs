@@ -319,43 +319,49 @@ fn push_name(name: &mut Vec<u8>, component: &[u8]) {
 /// Finds the program the task `tid` would run for an exec starting at `start`;
 /// `nofollow` is `AT_SYMLINK_NOFOLLOW`.
 pub fn resolve(tid: u32, start: &Start<'_>, nofollow: bool) -> Result<Target, Fail> {
-    let (fd, name) = match *start {
+    let (fd, name, known) = match *start {
         Start::Fails(errno) => return Err(Fail::Errno(errno)),
         Start::Fd(fd) => {
             let what = format!("fd/{fd}");
             let object = task_object(tid, &what, 0)?;
-            (object, task_link_name(tid, &what))
+            (object, task_link_name(tid, &what), None)
         }
         Start::Root(path) | Start::Cwd(path) | Start::Dir(_, path) => {
             let root = task_object(tid, "root", libc::O_DIRECTORY)?;
             let root_id = file_id(root.as_raw_fd())?;
+            // An absolute path starts at the root itself (`None`), opened once.
             let (base, mut name) = match *start {
-                Start::Cwd(_) => (task_object(tid, "cwd", libc::O_DIRECTORY)?, {
-                    task_link_name(tid, "cwd")
-                }),
+                Start::Cwd(_) => (
+                    Some(task_object(tid, "cwd", libc::O_DIRECTORY)?),
+                    task_link_name(tid, "cwd"),
+                ),
                 Start::Dir(dirfd, _) => {
                     let what = format!("fd/{dirfd}");
-                    (task_object(tid, &what, 0)?, task_link_name(tid, &what))
+                    (
+                        Some(task_object(tid, &what, 0)?),
+                        task_link_name(tid, &what),
+                    )
                 }
-                _ => (
-                    root.try_clone().map_err(|e| Fail::Errno(errno_of(&e)))?,
-                    Vec::new(),
-                ),
+                _ => (None, Vec::new()),
             };
             let fast = ours().root.is_some_and(|r| same(r, root_id));
             let found = if fast {
-                quick(&root, &base, start, path, nofollow)
+                quick(base.as_ref().unwrap_or(&root), start, path, nofollow)
             } else {
                 None
             };
             match found {
-                Some(fd) => {
+                Some((fd, file)) => {
                     for c in components(path) {
                         push_name(&mut name, &c);
                     }
-                    (fd, name)
+                    (fd, name, Some(file))
                 }
                 None => {
+                    let base = match base {
+                        Some(base) => base,
+                        None => root.try_clone().map_err(|e| Fail::Errno(errno_of(&e)))?,
+                    };
                     let walk = Walk {
                         tid,
                         tgid: None,
@@ -363,43 +369,77 @@ pub fn resolve(tid: u32, start: &Start<'_>, nofollow: bool) -> Result<Target, Fa
                         root_id,
                         links: MAX_LINKS,
                     };
-                    walk.run(base, path, name, nofollow)?
+                    let (fd, name) = walk.run(base, path, name, nofollow)?;
+                    (fd, name, None)
                 }
             }
         }
     };
-    let st = stat(fd.as_raw_fd())?;
+    let file = match known {
+        Some(file) => file,
+        None => file_status(fd.as_raw_fd())?,
+    };
     // AT_SYMLINK_NOFOLLOW on a symlink: ELOOP. The kernel runs regular files only (a
     // directory, a pipe, a socket: EACCES).
-    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+    if file.kind == libc::S_IFLNK {
         return Err(Fail::Errno(libc::ELOOP));
     }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    if file.kind != libc::S_IFREG {
         return Err(Fail::Errno(libc::EACCES));
     }
-    Ok(Target {
-        name,
-        id: file_id(fd.as_raw_fd())?,
+    Ok(Target { name, id: file.id })
+}
+
+/// A file's type (`S_IFMT` bits) and identity, from one `statx`.
+struct Status {
+    kind: u32,
+    id: FileId,
+    /// Major number of its device: procfs, like every other file system without a
+    /// block device, has major 0.
+    major: u32,
+}
+
+fn file_status(fd: RawFd) -> Result<Status, Fail> {
+    // SAFETY: an all-zero statx is valid plain data; statx fills it.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself.
+    let rc = unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_TYPE | libc::STATX_INO | libc::STATX_MNT_ID,
+            &raw mut stx,
+        )
+    };
+    if rc != 0 {
+        return Err(Fail::Errno(errno_of(&io::Error::last_os_error())));
+    }
+    Ok(Status {
+        kind: u32::from(stx.stx_mode) & libc::S_IFMT,
+        id: FileId {
+            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            ino: stx.stx_ino,
+            mnt: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
+        },
+        major: stx.stx_dev_major,
     })
 }
 
-/// One `openat2` for a task whose root is ours: magic links refused (they mean the walk),
-/// `..` and absolute symlinks kept inside the root. `None` whenever the answer might
-/// differ from the task's: any failure, or a result inside procfs (reached through our
-/// own `self`).
+/// One `openat2` for a task whose root is ours, from `dir` (the task's root for an
+/// absolute path, else its cwd or dirfd): magic links refused (they mean the walk), `..`
+/// and absolute symlinks kept inside the root. `None` whenever the answer might differ
+/// from the task's: any failure, or a result inside procfs (reached through our own
+/// `self`).
 fn quick(
-    root: &OwnedFd,
-    base: &OwnedFd,
+    dir: &OwnedFd,
     start: &Start<'_>,
     path: &[u8],
     nofollow: bool,
-) -> Option<OwnedFd> {
-    let (dir, resolve) = match start {
-        Start::Root(_) => (
-            root.as_raw_fd(),
-            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-        ),
-        _ => (base.as_raw_fd(), libc::RESOLVE_NO_MAGICLINKS),
+) -> Option<(OwnedFd, Status)> {
+    let resolve = match start {
+        Start::Root(_) => libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        _ => libc::RESOLVE_NO_MAGICLINKS,
     };
     let path = CString::new(path).ok()?;
     let mut flags = libc::O_PATH | libc::O_CLOEXEC;
@@ -415,7 +455,7 @@ fn quick(
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            dir,
+            dir.as_raw_fd(),
             path.as_ptr(),
             &raw const how,
             size_of::<OpenHow>(),
@@ -426,10 +466,12 @@ fn quick(
     }
     // SAFETY: openat2 just returned this descriptor to us alone.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    if on_procfs(fd.as_raw_fd()) {
+    let status = file_status(fd.as_raw_fd()).ok()?;
+    // Only a file system without a device can be procfs; the rest need not be asked.
+    if status.major == 0 && on_procfs(fd.as_raw_fd()) {
         return None;
     }
-    Some(fd)
+    Some((fd, status))
 }
 
 /// `struct open_how` (libc's is non-exhaustive, so it cannot be built here).

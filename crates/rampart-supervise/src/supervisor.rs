@@ -1,11 +1,11 @@
 //! The notification loop and the wait for the supervised tree.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
-use std::os::unix::ffi::OsStringExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::memory::{ReadError, Task};
 use crate::notify::Listener;
@@ -48,6 +48,8 @@ pub fn run(
             source,
         },
     )?));
+    // Best effort: without it (kernels before 6.6) every exec just costs more wake-ups.
+    listener.wake_on_the_task_s_cpu();
     std::thread::Builder::new()
         .name("rampart-notify".to_owned())
         .spawn(move || serve(&listener, &decider))
@@ -93,17 +95,29 @@ impl Refusals {
 /// Serves notifications forever. Every worker thread blocks in `SECCOMP_IOCTL_NOTIF_RECV`
 /// itself (the kernel hands each notification to exactly one receiver), so an exec costs
 /// no hand-over between threads; a worker that takes a notification while no other is
-/// waiting starts one more first. A slow `ask` thus occupies one worker and never holds up
-/// the rest of a parallel build, and a sequential loop reuses one warm thread.
+/// waiting wakes a parked one or starts one more first. A slow `ask` thus occupies one
+/// worker and never holds up the rest of a parallel build, and a sequential loop reuses
+/// two warm threads.
+///
+/// At most [`RECEIVERS`] workers wait in RECV; the others park on a condition variable.
+/// The kernel wakes *every* thread waiting in RECV for each notification (one gets it,
+/// the rest go back to sleep), so after a burst of parallel execs had grown the pool, each
+/// later exec would otherwise cost one wasted wake-up per idle worker.
 fn serve(listener: &Arc<Listener>, decider: &Arc<dyn Decider>) {
     let pool = Arc::new(Pool {
         decider: Arc::clone(decider),
         listener: Arc::clone(listener),
         refusals: Refusals::default(),
         receiving: AtomicUsize::new(0),
+        parked: Mutex::new(Parked::default()),
+        wake: Condvar::new(),
     });
     pool.work();
 }
+
+/// Workers waiting in RECV at most, when idle: two, so that in a sequential loop the one
+/// that takes an exec always leaves another receiving without waking anyone.
+const RECEIVERS: usize = 2;
 
 struct Pool {
     decider: Arc<dyn Decider>,
@@ -111,11 +125,21 @@ struct Pool {
     refusals: Refusals,
     /// Workers currently waiting in RECV.
     receiving: AtomicUsize,
+    parked: Mutex<Parked>,
+    wake: Condvar,
+}
+
+/// Workers parked, and how many of them have been called back to receiving.
+#[derive(Default)]
+struct Parked {
+    idle: usize,
+    called: usize,
 }
 
 impl Pool {
     fn work(self: &Arc<Self>) {
         loop {
+            self.park();
             self.receiving.fetch_add(1, Ordering::SeqCst);
             let notif = self.listener.recv();
             let still_waiting = self.receiving.fetch_sub(1, Ordering::SeqCst) - 1;
@@ -128,12 +152,7 @@ impl Pool {
                 Err(_) => return,
             };
             if still_waiting == 0 {
-                let next = Arc::clone(self);
-                // If no thread can be started, this one still decides its exec and goes
-                // back to receiving: slower, never stuck.
-                let _ = std::thread::Builder::new()
-                    .name("rampart-exec".to_owned())
-                    .spawn(move || next.work());
+                self.another();
             }
             handle(
                 &self.listener,
@@ -143,12 +162,53 @@ impl Pool {
             );
         }
     }
+
+    /// Waits while [`RECEIVERS`] others are receiving, until [`Pool::another`] calls.
+    /// Checked without the lock: a worker that parks just as the receivers all got busy
+    /// is not lost, because the last of them, seeing nobody receiving, then finds no
+    /// parked worker and starts a new one.
+    fn park(&self) {
+        if self.receiving.load(Ordering::SeqCst) < RECEIVERS {
+            return;
+        }
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        parked.idle += 1;
+        while parked.called == 0 {
+            parked = self
+                .wake
+                .wait(parked)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        parked.called -= 1;
+        parked.idle -= 1;
+    }
+
+    /// Gets one more worker receiving: a parked one, else a new thread.
+    fn another(self: &Arc<Self>) {
+        {
+            let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            if parked.idle > parked.called {
+                parked.called += 1;
+                self.wake.notify_one();
+                return;
+            }
+        }
+        let next = Arc::clone(self);
+        // If no thread can be started, this one still decides its exec and goes back to
+        // receiving: slower, never stuck.
+        let _ = std::thread::Builder::new()
+            .name("rampart-exec".to_owned())
+            .spawn(move || next.work());
+    }
 }
 
-/// What was read for one exec, plus the raw bytes to compare against a second read.
+/// What was read for one exec: the path and argv as bytes (compared with a second read
+/// before an allow), and the program they name.
 struct Read {
-    request: ExecRequest,
+    syscall: &'static str,
     raw: Vec<Vec<u8>>,
+    /// The name the policy sees for the program (see [`resolve::Target::name`]).
+    name: Vec<u8>,
     /// The program the task's exec will run, found from the task's own view.
     file: FileId,
 }
@@ -160,7 +220,11 @@ fn handle(
     notif: &libc::seccomp_notif,
 ) {
     let id = notif.id;
+    let pid = notif.pid;
+    let cwd = read_link(pid, "cwd");
     let read = read_exec(notif);
+    // Only for an exec that will be asked about (a failing PATH candidate costs no more).
+    let ppid = read.as_ref().ok().and_then(|_| parent_of(pid));
     // Only now is it certain that the pid was not recycled while we read /proc/<pid>.
     if !listener.is_live(id) {
         return;
@@ -175,31 +239,33 @@ fn handle(
         Err(ReadError::Exec(errno)) => return listener.fail(id, errno),
         // Live but its /proc entries vanished mid-read: nothing was checked.
         Err(ReadError::Gone) => {
-            let why = format!("pid {} disappeared while its exec was read", notif.pid);
-            return answer(listener, id, &decider.unchecked(notif.pid, &why));
+            let why = format!("pid {pid} disappeared while its exec was read");
+            return answer(listener, id, &decider.unchecked(pid, &why));
         }
         Err(ReadError::Unseeable(why)) => {
-            let why = format!(
-                "cannot look at the program pid {} would run: {why}",
-                notif.pid
-            );
-            return answer(listener, id, &decider.unchecked(notif.pid, &why));
+            let why = format!("cannot look at the program pid {pid} would run: {why}");
+            return answer(listener, id, &decider.unchecked(pid, &why));
         }
         Err(ReadError::Unreadable(why)) => {
-            let why = format!(
-                "cannot read the exec's arguments from pid {}: {why}",
-                notif.pid
-            );
-            return answer(listener, id, &decider.unchecked(notif.pid, &why));
+            let why = format!("cannot read the exec's arguments from pid {pid}: {why}");
+            return answer(listener, id, &decider.unchecked(pid, &why));
         }
     };
     let argv = read.raw.get(1..).unwrap_or_default();
-    if refusals.seen(notif.pid, read.file, argv, id) {
+    if refusals.seen(pid, read.file, argv, id) {
         return listener.fail(id, libc::EPERM);
     }
-    let verdict = decider.decide(&read.request);
+    let request = ExecRequest {
+        pid,
+        ppid,
+        syscall: read.syscall,
+        exe: text_from_bytes(&read.name),
+        argv: argv.iter().map(|a| text_from_bytes(a)).collect(),
+        cwd: cwd.map(|c| text_from_bytes(&c)),
+    };
+    let verdict = decider.decide(&request);
     if verdict != Verdict::Allow {
-        refusals.record(notif.pid, read.file, argv.to_vec(), id);
+        refusals.record(pid, read.file, argv.to_vec(), id);
     }
     if verdict == Verdict::Allow {
         // Narrow the race inherent in SECCOMP_USER_NOTIF_FLAG_CONTINUE: the kernel reads
@@ -213,11 +279,9 @@ fn handle(
             if !listener.is_live(id) {
                 return;
             }
-            let why = format!(
-                "the arguments of pid {}'s exec changed while it was being decided",
-                notif.pid
-            );
-            return answer(listener, id, &decider.unchecked(notif.pid, &why));
+            let why =
+                format!("the arguments of pid {pid}'s exec changed while it was being decided");
+            return answer(listener, id, &decider.unchecked(pid, &why));
         }
     }
     answer(listener, id, &verdict);
@@ -230,21 +294,18 @@ fn answer(listener: &Listener, id: u64, verdict: &Verdict) {
     }
 }
 
+/// Reads the exec's path and argv from the task's memory and finds the program it names.
+/// Only what the second read before an allow compares is read here.
 fn read_exec(notif: &libc::seccomp_notif) -> Result<Read, ReadError> {
     let pid = notif.pid;
     let args = notif.data.args;
-    let mut task = Task::new(pid);
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .ok()
-        .map(|p| p.into_os_string().into_vec());
     let execveat = notif.data.nr == libc::SYS_execveat as i32;
     let (syscall, path, argv_addr) = if execveat {
         ("execveat", args[1], args[2])
     } else {
         ("execve", args[0], args[1])
     };
-    let path_bytes = task.string(path)?;
-    let argv = task.strings(argv_addr)?;
+    let (path_bytes, argv) = Task::new(pid).exec_args(path, argv_addr)?;
 
     let (dirfd, flags) = if execveat {
         (Some(args[0] as i32), args[4] as i32)
@@ -264,25 +325,48 @@ fn read_exec(notif: &libc::seccomp_notif) -> Result<Read, ReadError> {
 
     let mut raw = Vec::with_capacity(argv.len() + 1);
     raw.push(path_bytes);
-    raw.extend(argv.iter().cloned());
+    raw.extend(argv);
     Ok(Read {
-        request: ExecRequest {
-            pid,
-            ppid: parent_of(pid),
-            syscall,
-            exe: text_from_bytes(&target.name),
-            argv: argv.iter().map(|a| text_from_bytes(a)).collect(),
-            cwd: cwd.map(|c| text_from_bytes(&c)),
-        },
+        syscall,
         raw,
+        name: target.name,
         file: target.id,
     })
 }
 
+/// The target of the symlink `/proc/<pid>/<what>`, read with one `readlink` into a
+/// buffer on the stack.
+fn read_link(pid: u32, what: &str) -> Option<Vec<u8>> {
+    let path = CString::new(format!("/proc/{pid}/{what}")).ok()?;
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: `path` is NUL-terminated; readlink writes at most `buf.len()` bytes.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).ok()?;
+    // A target that fills the buffer may have been cut: no name rather than a wrong one.
+    if n >= buf.len() {
+        return None;
+    }
+    buf.get(..n).map(<[u8]>::to_vec)
+}
+
+/// The parent of `pid`, from `/proc/<pid>/stat` read with one `read` into a buffer on the
+/// stack (the line is far shorter than the buffer: a 16-byte name and 52 numbers).
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let path = CString::new(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: `path` is NUL-terminated; open returns a new descriptor or -1.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: open just returned this descriptor to us alone.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut buf = [0u8; 2048];
+    // SAFETY: read writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let stat = buf.get(..usize::try_from(n).ok()?)?;
     // "pid (comm) state ppid ...": comm may contain anything, so split after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
