@@ -82,20 +82,27 @@ impl Response {
 
 /// A connected socket of either kind.
 trait Stream: Read + Write + Send {
-    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()>;
+    /// Sets the socket timeout of the next read (`read`) or write: one `setsockopt`.
+    fn set_timeout(&self, read: bool, timeout: Duration) -> std::io::Result<()>;
 }
 
 impl Stream for UnixStream {
-    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+    fn set_timeout(&self, read: bool, timeout: Duration) -> std::io::Result<()> {
+        if read {
+            self.set_read_timeout(Some(timeout))
+        } else {
+            self.set_write_timeout(Some(timeout))
+        }
     }
 }
 
 impl Stream for TcpStream {
-    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+    fn set_timeout(&self, read: bool, timeout: Duration) -> std::io::Result<()> {
+        if read {
+            self.set_read_timeout(Some(timeout))
+        } else {
+            self.set_write_timeout(Some(timeout))
+        }
     }
 }
 
@@ -120,7 +127,8 @@ fn connect(endpoint: &Endpoint, timeout: Duration) -> std::io::Result<Box<dyn St
             Box::new(found.ok_or(last)?)
         }
     };
-    stream.set_timeouts(timeout)?;
+    stream.set_timeout(true, timeout)?;
+    stream.set_timeout(false, timeout)?;
     Ok(stream)
 }
 
@@ -283,13 +291,14 @@ impl Timed {
         std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
     }
 
-    fn arm(&self) -> std::io::Result<()> {
+    /// Gives the next read (`read`) or write the time left as its socket timeout.
+    fn arm(&self, read: bool) -> std::io::Result<()> {
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Timed::expired());
             }
-            self.inner.set_timeouts(left)?;
+            self.inner.set_timeout(read, left)?;
         }
         Ok(())
     }
@@ -306,14 +315,14 @@ impl Timed {
 
 impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.arm()?;
+        self.arm(true)?;
         self.inner.read(buf).map_err(Timed::timed_out)
     }
 }
 
 impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.arm()?;
+        self.arm(false)?;
         self.inner.write(buf).map_err(Timed::timed_out)
     }
 
