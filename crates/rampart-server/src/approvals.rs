@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use crate::wire::ApprovalInfo;
 
@@ -30,7 +30,9 @@ struct Entry {
     /// Boxed: the table then holds small buckets, and a held ask costs about its own
     /// size (bench: "server memory per held ask").
     info: Box<ApprovalInfo>,
-    tx: watch::Sender<Option<Outcome>>,
+    /// Where the waiting preflight learns the outcome (a oneshot: a watch channel costs
+    /// about ten times its size, once per held ask).
+    tx: Option<oneshot::Sender<Outcome>>,
 }
 
 /// How many settled approvals are remembered for 410 answers and lookups.
@@ -73,20 +75,17 @@ impl Approvals {
     }
 
     /// Registers a pending approval; the receiver sees its outcome.
-    pub fn create(
-        &self,
-        info: ApprovalInfo,
-    ) -> Result<watch::Receiver<Option<Outcome>>, TooManyPending> {
+    pub fn create(&self, info: ApprovalInfo) -> Result<oneshot::Receiver<Outcome>, TooManyPending> {
         let mut inner = self.lock();
         if inner.pending_count() >= MAX_PENDING {
             return Err(TooManyPending);
         }
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = oneshot::channel();
         inner.entries.insert(
             info.id.clone(),
             Entry {
                 info: Box::new(info),
-                tx,
+                tx: Some(tx),
             },
         );
         Ok(rx)
@@ -149,7 +148,9 @@ impl Approvals {
         }
         entry.info.resolved_at = Some(now);
         let info = (*entry.info).clone();
-        let _ = entry.tx.send(Some(outcome));
+        if let Some(tx) = entry.tx.take() {
+            let _ = tx.send(outcome);
+        }
         inner.settled_order.push_back(id.to_owned());
         while inner.settled_order.len() > KEEP_SETTLED {
             if let Some(old) = inner.settled_order.pop_front() {
@@ -370,7 +371,7 @@ mod tests {
     #[test]
     fn settle_once_then_gone() {
         let a = Approvals::default();
-        let rx = a.create(info("1")).unwrap();
+        let mut rx = a.create(info("1")).unwrap();
         assert_eq!(a.pending_count(), 1);
         let approved = Outcome::Approved {
             by: "me".into(),
@@ -378,7 +379,7 @@ mod tests {
         };
         let settled = a.settle("1", approved.clone(), "now".into()).unwrap();
         assert_eq!(settled.status, "approved");
-        assert_eq!(*rx.borrow(), Some(approved));
+        assert_eq!(rx.try_recv().ok(), Some(approved));
         assert_eq!(a.pending_count(), 0);
         assert!(matches!(
             a.settle("1", Outcome::Expired, "now".into()),

@@ -177,6 +177,7 @@ pub(crate) fn decide(
         // Held for as long as a person takes: keep one copy of the command.
         let mut req = req;
         req.params.command = None;
+        (req.agent, req.session) = (None, None);
         return Decided::Hold(Box::new(Hold {
             req,
             tool: tool.to_owned(),
@@ -685,7 +686,7 @@ fn open_ask(
     decision: &Decision,
     eval_us: u64,
     wait: Duration,
-) -> Result<(String, tokio::sync::watch::Receiver<Option<Outcome>>), Box<Answer>> {
+) -> Result<(String, tokio::sync::oneshot::Receiver<Outcome>), Box<Answer>> {
     let id = ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string();
     let created = jiff::Timestamp::now();
     let expires = created
@@ -786,18 +787,16 @@ pub(crate) async fn ask_and_wait(state: Arc<AppState>, hold: Box<Hold>) -> Answe
         armed: true,
     };
 
-    let waited = tokio::time::timeout(wait, rx.wait_for(|o| o.is_some()))
-        .await
-        .map(|r| r.map(|o| o.clone()));
+    let waited = tokio::time::timeout(wait, &mut rx).await;
     let outcome = match waited {
-        Ok(Ok(outcome)) => outcome,
+        Ok(Ok(outcome)) => Some(outcome),
         _ => match state.approvals.settle(&id, Outcome::Expired, now_rfc3339()) {
             Ok(info) => {
                 state.events.send("resolution", &info);
                 Some(Outcome::Expired)
             }
             // Resolved in the instant the wait ended: honour the person's decision.
-            Err(_) => rx.borrow().clone(),
+            Err(_) => rx.try_recv().ok(),
         },
     };
     guard.armed = false;
