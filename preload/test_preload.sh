@@ -151,6 +151,8 @@ expect "refused, RAMPART_PROTECT=1 with fail-open: EPERM" "$(probe hello RAMPART
 expect "refused, RAMPART_PROTECT=1: the reason" "$(reason)" \
     "rampart: [ERROR] Policy denied: policy server unreachable at $REFUSED and RAMPART_PROTECT is on"
 expect "RAMPART_PROTECT=0 is off: fail-open runs" "$(probe hello RAMPART_URL=$REFUSED RAMPART_PROTECT=0)" ran
+# Empty is off too — the launchers' rule (one rule, rampart_contract::values::protect).
+expect "RAMPART_PROTECT= (empty) is off: fail-open runs" "$(probe hello RAMPART_URL=$REFUSED RAMPART_PROTECT=)" ran
 # Programs run unchecked are counted until the server can be told, in a page shared
 # with every process forked or vforked from the agent, which also says the WARN line
 # once for all of them. dash vforks, bash forks: either way the child counts into the

@@ -57,11 +57,13 @@ pub fn fail_open(v: Option<&[u8]>) -> bool {
     v.is_none_or(|v| !is_false(v))
 }
 
-/// `RAMPART_PROTECT`: off unless set to a value that is not false (`1`, `true`, `yes`;
-/// `false`, `0`, `no`, `off` turn it off). With it an unreachable server refuses every
-/// program whatever fail-open says (`verdict::permit`'s `protect`).
+/// `RAMPART_PROTECT`: on when set to anything but empty or a false value (`1`, `true`,
+/// `yes`; empty, `false`, `0`, `no`, `off` leave it off). The one rule: the library
+/// (silence then refuses every program whatever fail-open says, `verdict::permit`'s
+/// `protect`) and the launchers (`rampart_protect::requested`: the namespaces) both
+/// read it here, so `RAMPART_PROTECT=` cannot mean "on" to one and "off" to the other.
 pub fn protect(v: Option<&[u8]>) -> bool {
-    v.is_some_and(|v| !is_false(v))
+    v.is_some_and(|v| !v.is_empty() && !is_false(v))
 }
 
 /// `RAMPART_DEBUG`: on when set to anything but empty or a false value.
@@ -120,6 +122,16 @@ pub const REFUSED_AT_ONCE: &str = " -- an ask, refused at once: ";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn protect_is_on_for_anything_but_empty_or_false() {
+        assert!(super::protect(Some(b"1")) && super::protect(Some(b"yes")));
+        assert!(super::protect(Some(b"anything")));
+        for off in [&b""[..], b"0", b"false", b"NO", b"off"] {
+            assert!(!super::protect(Some(off)), "{off:?}");
+        }
+        assert!(!super::protect(None));
+    }
+
     #[test]
     fn ci_means_no_person_to_ask() {
         assert!(super::ci(Some(b"true")) && super::ci(Some(b"TRUE")) && super::ci(Some(b"1")));

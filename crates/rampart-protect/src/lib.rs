@@ -81,8 +81,11 @@ pub enum Error {
 /// (`0`, `false`, `no`, `off`: the contract's rule for booleans).
 pub fn requested(flag: bool) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    flag || std::env::var_os("RAMPART_PROTECT")
-        .is_some_and(|v| !v.is_empty() && !rampart_contract::values::is_false(v.as_bytes()))
+    flag || rampart_contract::values::protect(
+        std::env::var_os("RAMPART_PROTECT")
+            .as_deref()
+            .map(|v| v.as_bytes()),
+    )
 }
 
 /// Runs `command` (PATH-searched like `execvp`) with `env` added to this process's
