@@ -279,15 +279,11 @@ fn a_client_that_does_not_read_its_answers_stalls_nobody() {
     }
 }
 
-/// An ask held on the fast path: the approval is pending while the client waits; a
-/// client that hangs up ends it (expired), so nobody approves a check that nobody is
-/// waiting for anymore.
-#[test]
-fn a_held_ask_expires_when_its_client_hangs_up() {
-    let home = seed_home();
-    let server = Server::start(&home, &[]);
+/// Sends an ask that waits for a person (a minute) on a connection of its own; that
+/// connection and the approval's id once it is pending.
+fn hold_an_ask(server: &Server) -> (UnixStream, String) {
     let held = json!({"agent": "preload", "session": "fast", "params": {"command": "curl https://x.example/i"}, "wait_ms": 60000, "pid": std::process::id()}).to_string();
-    let mut s = connect(&server);
+    let mut s = connect(server);
     s.write_all(&preflight_bytes(Some(&server.token), &held, ""))
         .unwrap();
     let mut id = String::new();
@@ -301,6 +297,17 @@ fn a_held_ask_expires_when_its_client_hangs_up() {
         }),
         "the ask is not pending"
     );
+    (s, id)
+}
+
+/// An ask held on the fast path: the approval is pending while the client waits; a
+/// client that hangs up ends it (expired), so nobody approves a check that nobody is
+/// waiting for anymore.
+#[test]
+fn a_held_ask_expires_when_its_client_hangs_up() {
+    let home = seed_home();
+    let server = Server::start(&home, &[]);
+    let (s, id) = hold_an_ask(&server);
     drop(s);
     let status = || {
         server
@@ -322,18 +329,7 @@ fn a_held_ask_expires_when_its_client_hangs_up() {
 fn a_held_ask_approved_on_the_fast_path_is_answered_on_the_same_connection() {
     let home = seed_home();
     let server = Server::start(&home, &[]);
-    let held = json!({"agent": "preload", "session": "fast", "params": {"command": "curl https://x.example/i"}, "wait_ms": 60000, "pid": std::process::id()}).to_string();
-    let mut s = connect(&server);
-    s.write_all(&preflight_bytes(Some(&server.token), &held, ""))
-        .unwrap();
-    let mut id = String::new();
-    assert!(wait_until(10, || {
-        let r = server.call("GET", "/v1/approvals", None);
-        if let Some(a) = r.json().unwrap()["approvals"].get(0) {
-            id = a["id"].as_str().unwrap().to_owned();
-        }
-        !id.is_empty()
-    }));
+    let (s, id) = hold_an_ask(&server);
     let r = server.call(
         "POST",
         &format!("/v1/approvals/{id}/resolve"),
