@@ -92,8 +92,10 @@ pub struct Agents {
     watched: Mutex<HashMap<String, std::os::fd::OwnedFd>>,
 }
 
-/// Most pidfds held (one per live credential); beyond, `/proc` is read on each use.
-const MAX_WATCHED: usize = 1024;
+/// Most pidfds held (one per live credential; a machine runs a few launchers at once);
+/// beyond, `/proc` is read on each use. Small, so they stay within the descriptors the
+/// connection cap keeps in reserve (`serve.rs`, `FD_RESERVE`).
+const MAX_WATCHED: usize = 16;
 
 /// `sha256:<hex>` of a token.
 fn token_hash(token: &str) -> String {

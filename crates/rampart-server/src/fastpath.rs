@@ -186,20 +186,22 @@ fn worker(shared: &Shared) {
 /// Accepts every waiting connection, registers each, and re-arms the listener.
 fn accept_all(shared: &Shared) {
     loop {
-        let stream = match shared.listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        // accept4 with SOCK_NONBLOCK: no second system call per connection (every check
+        // of a vfork child — CPython, Node — is a fresh connection).
+        let flags = rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC;
+        let stream = match rustix::net::accept_with(&shared.listener, flags) {
+            Ok(fd) => UnixStream::from(fd),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
-                // EMFILE and the like: leave the rest queued, try again on the next
-                // event (the connection cap keeps this rare).
+                // EMFILE and the like: leave the rest queued and try again after a
+                // pause, as the HTTP listener does (the connection cap keeps this rare;
+                // re-armed at once, the level-triggered listener would spin).
                 eprintln!("rampart: accepting on the Unix socket: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
                 break;
             }
         };
-        if stream.set_nonblocking(true).is_err() {
-            continue;
-        }
         let Some(permit) = shared.connections.try_slot() else {
             shared.http.refuse(stream);
             continue;
@@ -341,7 +343,15 @@ fn serve(shared: &Shared, mut conn: Conn) -> Next {
                     }
                 }
                 if close {
-                    write_now(&mut conn.stream, &out);
+                    let written = write_now(&mut conn.stream, &out);
+                    if written < out.len() {
+                        // Not read yet: the HTTP stack writes the rest, never a cut answer.
+                        out.drain(..written);
+                        shared
+                            .http
+                            .take_over(conn.stream, out, None, Vec::new(), conn.permit);
+                        return Next::HandedOver;
+                    }
                     return Next::Closed;
                 }
             }
