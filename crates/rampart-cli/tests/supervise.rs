@@ -211,6 +211,23 @@ fn allowed_programs_keep_their_exit_code_and_stdio() {
     let out = setup.run(&["sh", "-c", "kill -TERM $$"]);
     assert_eq!(out.status.code(), Some(128 + 15));
 
+    // A command that signals its parent (the supervisor) with USR1 or USR2 gets the signal
+    // passed on, and the supervisor lives on (before: USR1 killed it, and every later exec
+    // in the tree failed with ENOSYS).
+    for sig in ["USR1", "USR2"] {
+        // The trap runs after the current `sleep 0.1`; the loop is bounded (10 s).
+        let script = format!(
+            "trap 'echo got {sig}; exit 3' {sig}; kill -{sig} $PPID; i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 1"
+        );
+        let out = setup.run(&["sh", "-c", &script]);
+        assert_eq!(
+            (out.status.code(), text(&out.stdout)),
+            (Some(3), format!("got {sig}\n")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
     let events = setup.seccomp_events();
     let sh = events
         .iter()

@@ -103,7 +103,7 @@ impl Finished {
 /// `decider`, several at a time (a slow decision never holds up the others).
 ///
 /// The calling process becomes a child subreaper (orphaned descendants are reparented to
-/// it) and ignores SIGINT and SIGQUIT while it waits, forwarding SIGTERM and SIGHUP to the
+/// it) and ignores SIGINT and SIGQUIT while it waits, forwarding SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to the
 /// command: if the supervisor died, every later exec in the tree would fail with `ENOSYS`.
 /// Call it from a single-threaded process: it forks.
 pub fn run(command: &[OsString], decider: Arc<dyn Decider>) -> Result<Finished, Error> {

@@ -407,8 +407,10 @@ extern "C" fn forward(sig: libc::c_int) {
 }
 
 /// Ctrl-C and Ctrl-\ reach the whole foreground process group, the command included; the
-/// supervisor must outlive them or every later exec in the tree fails with ENOSYS. SIGTERM
-/// and SIGHUP aimed at the supervisor are passed on to the command.
+/// supervisor must outlive them or every later exec in the tree fails with ENOSYS. SIGTERM,
+/// SIGHUP, SIGUSR1 and SIGUSR2 aimed at the supervisor are passed on to the command, as a
+/// transparent wrapper would (a program that signals its parent — "ready", "reload" —
+/// used to kill the supervisor with USR1).
 fn forward_signals(command: libc::pid_t) {
     COMMAND_PID.store(command, Ordering::Relaxed);
     // SAFETY: installing SIG_IGN or an async-signal-safe handler (it only calls kill).
@@ -418,5 +420,7 @@ fn forward_signals(command: libc::pid_t) {
         let handler = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGHUP, handler);
+        libc::signal(libc::SIGUSR1, handler);
+        libc::signal(libc::SIGUSR2, handler);
     }
 }
