@@ -879,9 +879,12 @@ fn a_reload_does_not_adopt_a_token_others_can_write() {
     std::fs::write(&token_file, &planted).unwrap();
     chmod(&token_file, 0o666);
     crate::util::signal(server.pid(), "HUP");
-    assert!(crate::util::wait_until(10, || server
-        .stderr()
-        .contains("token not re-read, the one in force stays")));
+    // The whole reload, not only its token line: the count of finished reloads below must
+    // not be taken while this one is still running.
+    assert!(crate::util::wait_until(10, || {
+        let said = server.stderr();
+        said.contains("token not re-read, the one in force stays") && said.contains("(SIGHUP)")
+    }));
     assert!(
         server.stderr().contains(&format!(
             "{} has mode 0666: other users can write the admin token",
