@@ -218,12 +218,7 @@ fn the_launchers_own_check_of_cmd_announces_its_wait_on_the_terminal() {
     );
 }
 
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file we just created is our effective uid.
-    let probe = tempfile::NamedTempFile::new().unwrap();
-    probe.as_file().metadata().unwrap().uid() == 0
-}
+use crate::util::is_root;
 
 #[test]
 fn as_an_ordinary_user_the_wait_line_reaches_the_terminal() {

@@ -49,12 +49,7 @@ fn python() -> &'static str {
     })
 }
 
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file we just created is our effective uid.
-    let probe = tempfile::NamedTempFile::new().unwrap();
-    probe.as_file().metadata().unwrap().uid() == 0
-}
+use crate::util::is_root;
 
 /// A scratch directory any user can enter, with a fake `touch` that appends its argv to
 /// `ran` (created on first run) instead of touching anything.

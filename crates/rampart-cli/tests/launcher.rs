@@ -25,12 +25,7 @@ const PATH: &str = "/usr/bin:/bin";
 const FAIL_OPEN_ADVICE: &str =
     "start the server (rampart serve --background) or use --fail-open=false to refuse instead";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
-}
+use crate::util::is_root;
 
 /// A scratch directory with a fake `touch` that appends its argv to `touched` (so a test
 /// sees whether it ran), owned by uid 1000 when we are root. Its name is digits only: the

@@ -1095,3 +1095,43 @@ fn autostart_starts_a_background_server_and_says_so() {
     assert_eq!(events[0]["decision"], "allow");
     assert_eq!(events[0]["via"], "rampart-preload");
 }
+
+/// The first thing a newcomer runs: `rampart preload -- CMD` with no flags and no server.
+/// The launcher starts this home's server on the default address and then hands CMD the
+/// server's Unix socket (its fast path), not the TCP port. In a network namespace of its
+/// own, so the default port 9090 is free whatever this machine runs (root only; skipped
+/// loudly otherwise).
+#[test]
+fn with_no_flags_and_no_server_the_started_server_is_used_on_its_socket() {
+    library();
+    if !crate::util::is_root() {
+        eprintln!("SKIPPED with_no_flags_and_no_server_…: needs root for a network namespace");
+        return;
+    }
+    let home = Home::new();
+    let scratch = Scratch::new();
+    let _stop = StopServer(&home);
+    let script = format!(
+        "ip link set lo up && exec {} preload -- /usr/bin/printenv RAMPART_URL",
+        env!("CARGO_BIN_EXE_rampart")
+    );
+    let mut cmd = crate::util::clean(Command::new("unshare"));
+    cmd.env_clear()
+        .env("RAMPART_HOME", home.path())
+        .env("PATH", "/usr/sbin:/usr/bin:/bin")
+        .current_dir(&scratch.0)
+        .args(["-n", "sh", "-c", &script]);
+    let r = run(cmd, 30);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        r.stdout(),
+        format!("unix:{}\n", home.path().join("rampart.sock").display())
+    );
+    assert!(
+        r.stderr()
+            .starts_with("rampart: no policy server answered at http://127.0.0.1:9090; started one in the background"),
+        "{}",
+        r.stderr()
+    );
+    assert!(wait_until(5, || !events(home.path()).is_empty()));
+}

@@ -313,3 +313,12 @@ pub fn mask_wait(line: &str) -> String {
     .replace(&format!("'rampart approve {id}'"), "'rampart approve ID'")
     .replace(&format!("'rampart deny {id}'"), "'rampart deny ID'")
 }
+
+/// Whether the tests run as root (the owner of a file we just created is our effective
+/// uid). Tests that need root skip loudly without it; tests that act as an ordinary user
+/// switch to uid 1000 from it.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
