@@ -293,31 +293,35 @@ impl Agents {
 
     /// Whether the credential's process (`pid`, started at `start_time`) still runs.
     fn still_runs(&self, hash: &str, pid: i32, start_time: u64) -> bool {
-        let watched = |w: &HashMap<String, std::os::fd::OwnedFd>| {
-            w.get(hash).map(|fd| {
-                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-                let zero = rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                // Readable once the process has exited; an error: look again below.
-                matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
-            })
+        let zero = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
         };
-        if let Some(true) = watched(&self.watching()) {
+        // A watched process: its pidfd is readable once it has exited (an error: look
+        // again below).
+        let alive = self.watching().get(hash).map(|fd| {
+            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+        });
+        if alive == Some(true) {
             return true;
         }
         // First use (or after a restart, or the watch said "gone": confirm): open a pidfd
         // first, then check the start time, so the pidfd is of the process that was
         // bound (a pid recycled in between fails the start-time check).
-        let fd = rustix::process::Pid::from_raw(pid).and_then(|p| {
-            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-        });
+        // With no room left for another watch, `/proc` alone answers, every time.
+        let room = self.watching().len() < MAX_WATCHED;
+        let fd = rustix::process::Pid::from_raw(pid)
+            .filter(|_| room)
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
         if process_start_time(pid) != Some(start_time) {
             return false;
         }
         if let Some(fd) = fd {
             let mut w = self.watching();
+            // Another thread may have filled the last place meanwhile.
             if w.len() < MAX_WATCHED {
                 w.insert(hash.to_owned(), fd);
             }

@@ -257,10 +257,7 @@ async fn preflight(
     Path(tool): Path<String>,
     body: axum::body::Body,
 ) -> Response {
-    let who = match &caller {
-        Caller::Admin => None,
-        Caller::Agent(who) => Some(who),
-    };
+    let who = caller.agent();
     let decided = match read_preflight_body(body).await {
         Ok(Ok(bytes)) => decide::decide_body(&state, who, &tool, &bytes),
         Ok(Err(prefix)) => decide::Decided::Now(decide::oversized(&state, &tool, &prefix, who)),

@@ -24,6 +24,16 @@ pub enum Caller {
     Agent(AgentIdentity),
 }
 
+impl Caller {
+    /// The agent credential's identity; `None` for the admin token.
+    pub fn agent(&self) -> Option<&AgentIdentity> {
+        match self {
+            Caller::Admin => None,
+            Caller::Agent(who) => Some(who),
+        }
+    }
+}
+
 /// The token a request presents, if any.
 fn presented(request: &Request) -> Option<String> {
     let from_header = request

@@ -40,7 +40,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::api::ApiError;
-use crate::auth::Caller;
 use crate::decide::{self, Answer, BODY_LIMIT, Decided};
 use crate::serve::{Connections, IDLE_TIMEOUT};
 use crate::state::AppState;
@@ -321,10 +320,7 @@ fn serve(shared: &Shared, mut conn: Conn) -> Next {
                 let body = conn.buf.get(head_len..end).unwrap_or_default();
                 let token = token.map(|(a, b)| conn.buf.get(a..b).unwrap_or_default());
                 let decided = match crate::auth::identify_token(&shared.state, token) {
-                    Ok(Caller::Admin) => decide::decide_body(&shared.state, None, "exec", body),
-                    Ok(Caller::Agent(who)) => {
-                        decide::decide_body(&shared.state, Some(&who), "exec", body)
-                    }
+                    Ok(caller) => decide::decide_body(&shared.state, caller.agent(), "exec", body),
                     Err(e) => Decided::Now(Answer::Refused(e)),
                 };
                 conn.buf.drain(..end);
@@ -343,36 +339,42 @@ fn serve(shared: &Shared, mut conn: Conn) -> Next {
                     }
                 }
                 if close {
-                    let written = write_now(&mut conn.stream, &out);
-                    if written < out.len() {
-                        // Not read yet: the HTTP stack writes the rest, never a cut answer.
-                        out.drain(..written);
-                        shared
-                            .http
-                            .take_over(conn.stream, out, None, Vec::new(), conn.permit);
-                        return Next::HandedOver;
-                    }
-                    return Next::Closed;
+                    // Nothing after `Connection: close` is served.
+                    conn.buf.clear();
+                    return match write_or_hand_over(shared, conn, out) {
+                        Some(_) => Next::Closed,
+                        None => Next::HandedOver,
+                    };
                 }
             }
         }
     }
     if !out.is_empty() {
-        let written = write_now(&mut conn.stream, &out);
-        if written < out.len() {
-            // The client does not read its answers: the rest is written, and the
-            // connection served, by the HTTP stack, never by blocking a worker here.
-            out.drain(..written);
-            shared
-                .http
-                .take_over(conn.stream, out, None, conn.buf, conn.permit);
-            return Next::HandedOver;
+        match write_or_hand_over(shared, conn, out) {
+            Some(kept) => conn = kept,
+            None => return Next::HandedOver,
         }
     }
     if eof {
         return Next::Closed;
     }
     Next::Idle(conn)
+}
+
+/// Writes the answers in `out`; the connection back when the socket took them all. When
+/// it did not (the client does not read its answers), the rest is written, and the
+/// connection served from its unread bytes on, by the HTTP stack — never by blocking a
+/// worker here, and never as a cut answer.
+fn write_or_hand_over(shared: &Shared, mut conn: Conn, mut out: Vec<u8>) -> Option<Conn> {
+    let written = write_now(&mut conn.stream, &out);
+    if written == out.len() {
+        return Some(conn);
+    }
+    out.drain(..written);
+    shared
+        .http
+        .take_over(conn.stream, out, None, conn.buf, conn.permit);
+    None
 }
 
 /// Writes what the socket takes now; how much that was.

@@ -467,32 +467,14 @@ impl HttpHandoff {
                 return;
             }
             if let Some((hold, close)) = hold {
-                // While a person decides, watch the connection: a client that goes away
-                // drops the wait, which expires the approval (`AbandonGuard`).
-                let wait = hold.wait(state);
-                let mut wait = std::pin::pin!(wait);
-                // Small: this future lives as long as the person takes, once per held ask.
-                let mut chunk = [0u8; 64];
-                let answer = loop {
-                    tokio::select! {
-                        answer = &mut wait => break Some(answer),
-                        ready = io.readable() => {
-                            if ready.is_err() {
-                                break None;
-                            }
-                            match io.try_read(&mut chunk) {
-                                Ok(0) => break None,
-                                Ok(n) => unread.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                                Err(_) => break None,
-                            }
-                        }
-                    }
-                };
-                let Some(answer) = answer else {
+                let Some(answer) = hold_open(&mut io, hold, state, &mut unread).await else {
                     return;
                 };
-                if crate::fastpath::write_answer(&mut io, &answer, close).await.is_err() || close {
+                if crate::fastpath::write_answer(&mut io, &answer, close)
+                    .await
+                    .is_err()
+                    || close
+                {
                     let _ = io.shutdown().await;
                     return;
                 }
@@ -501,6 +483,35 @@ impl HttpHandoff {
             // task as large as a served connection's.
             Box::pin(serve_http(Rewind::new(unread, io), app, permit, closing)).await;
         });
+    }
+}
+
+/// Waits for the answer to `hold` while watching its connection: a client that goes away
+/// drops the wait, which expires the approval (`AbandonGuard`), and `None` is returned.
+/// Bytes the client sends meanwhile are kept in `unread`.
+async fn hold_open(
+    io: &mut tokio::net::UnixStream,
+    hold: Box<crate::decide::Hold>,
+    state: Arc<AppState>,
+    unread: &mut Vec<u8>,
+) -> Option<crate::decide::Answer> {
+    let wait = hold.wait(state);
+    let mut wait = std::pin::pin!(wait);
+    // Small: this future lives as long as the person takes, once per held ask.
+    let mut chunk = [0u8; 64];
+    loop {
+        tokio::select! {
+            answer = &mut wait => return Some(answer),
+            ready = io.readable() => {
+                ready.ok()?;
+                match io.try_read(&mut chunk) {
+                    Ok(0) => return None,
+                    Ok(n) => unread.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
+        }
     }
 }
 

@@ -150,27 +150,9 @@ fn stat(fd: RawFd) -> Result<libc::stat, Fail> {
     Ok(st)
 }
 
+/// The identity of the file `fd` names ([`file_status`]'s: one `statx`).
 fn file_id(fd: RawFd) -> Result<FileId, Fail> {
-    // SAFETY: an all-zero statx is valid plain data; statx fills it.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself.
-    let rc = unsafe {
-        libc::statx(
-            fd,
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            libc::STATX_INO | libc::STATX_MNT_ID,
-            &raw mut stx,
-        )
-    };
-    if rc != 0 {
-        return Err(Fail::Errno(errno_of(&io::Error::last_os_error())));
-    }
-    Ok(FileId {
-        dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
-        ino: stx.stx_ino,
-        mnt: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
-    })
+    file_status(fd).map(|s| s.id)
 }
 
 fn same(a: FileId, b: FileId) -> bool {
