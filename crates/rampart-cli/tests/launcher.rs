@@ -8,18 +8,17 @@
 //! test needs no real server it runs the launcher as the ordinary user uid 1000 (when the
 //! tests run as root), as a user would.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Home, Run, SEED_POLICY, Server, wait_until};
+use crate::util::{Home, Run, SEED_POLICY, Server, run, wait_until};
 
 const PATH: &str = "/usr/bin:/bin";
 const FAIL_OPEN_ADVICE: &str =
@@ -115,48 +114,6 @@ fn rampart(home: &Home, scratch: &Scratch, as_user: bool, args: &[&str]) -> Comm
         .current_dir(scratch.path())
         .args(args);
     cmd
-}
-
-/// Runs `cmd` to its end, at most `secs` (then kills its process group and fails).
-fn run(mut cmd: Command, secs: u64) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            panic!(
-                "no exit within {secs} s\nstderr:\n{}",
-                String::from_utf8_lossy(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run(std::process::Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    })
 }
 
 /// A number unique within this test run.

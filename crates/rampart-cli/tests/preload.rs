@@ -7,18 +7,16 @@
 //! command line the agents run avoids those letters unless a test wants an `ask`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Home, Run, SEED_POLICY, Server, mask_wait, wait_until};
+use crate::util::{Home, Run, SEED_POLICY, Server, mask_wait, run, spawn, wait_until};
 
 const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents");
 const CUSTOM_AGENT_POLICY: &str =
@@ -159,68 +157,6 @@ fn preload_cmd(
     }
     c.args(flags).arg("--").args(cmd);
     c
-}
-
-/// A started process whose output is collected in the background.
-struct Running {
-    child: Child,
-    out: std::thread::JoinHandle<Vec<u8>>,
-    err: std::thread::JoinHandle<Vec<u8>>,
-}
-
-fn spawn(mut cmd: Command) -> Running {
-    // Own process group, so a timeout can kill the agent and everything it started.
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    Running { child, out, err }
-}
-
-impl Running {
-    /// Waits at most `secs`; on timeout kills the whole group and fails the test.
-    fn wait(mut self, secs: u64) -> Run {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let Some(status) = status else {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .status();
-            let _ = self.child.wait();
-            let out = String::from_utf8_lossy(&self.out.join().unwrap()).into_owned();
-            let err = String::from_utf8_lossy(&self.err.join().unwrap()).into_owned();
-            panic!("no exit within {secs} s (deadlock?)\nstdout:\n{out}\nstderr:\n{err}");
-        };
-        Run(std::process::Output {
-            status,
-            stdout: self.out.join().unwrap(),
-            stderr: self.err.join().unwrap(),
-        })
-    }
-}
-
-fn run(cmd: Command, secs: u64) -> Run {
-    spawn(cmd).wait(secs)
 }
 
 /// Every audit event of the home, oldest first.

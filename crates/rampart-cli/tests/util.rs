@@ -1,8 +1,11 @@
 //! Test fixture: a throw-away `RAMPART_HOME` and a way to run the real `rampart` binary
 //! in it. Tests never touch the real `~/.rampart`.
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const SEED_POLICY: &str = include_str!("../../../examples/seed-policy.yaml");
 
@@ -321,4 +324,67 @@ pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     let probe = tempfile::NamedTempFile::new().unwrap();
     probe.as_file().metadata().unwrap().uid() == 0
+}
+
+/// A started process whose output is collected in the background.
+pub struct Running {
+    child: Child,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+}
+
+pub fn spawn(mut cmd: Command) -> Running {
+    // Own process group, so a timeout can kill the agent and everything it started.
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    Running { child, out, err }
+}
+
+impl Running {
+    /// Waits at most `secs`; on timeout kills the whole group and fails the test.
+    pub fn wait(mut self, secs: u64) -> Run {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let Some(status) = status else {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+            let _ = self.child.wait();
+            let out = String::from_utf8_lossy(&self.out.join().unwrap()).into_owned();
+            let err = String::from_utf8_lossy(&self.err.join().unwrap()).into_owned();
+            panic!("no exit within {secs} s (deadlock?)\nstdout:\n{out}\nstderr:\n{err}");
+        };
+        Run(std::process::Output {
+            status,
+            stdout: self.out.join().unwrap(),
+            stderr: self.err.join().unwrap(),
+        })
+    }
+}
+
+/// Runs `cmd` to its end, at most `secs` (then kills its process group and fails).
+pub fn run(cmd: Command, secs: u64) -> Run {
+    spawn(cmd).wait(secs)
 }
