@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::util::{Home, Server, mask_wait};
+use crate::util::{Home, Server, events, mask_wait, python};
 
 const POLICY: &str = r#"version: "1"
 default_action: allow
@@ -30,18 +29,6 @@ fn library() -> PathBuf {
         lib.display()
     );
     lib.canonicalize().unwrap()
-}
-
-/// The real Python binary: pyenv shims are bash scripts that would add execs of their own.
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 must be installed");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
 }
 
 fn harness() -> String {
@@ -604,24 +591,6 @@ fn notify_config_formats_and_failures_show_in_status_and_metrics() {
 // ---------------------------------------------------------------------------------------
 // One approval per command.
 
-/// Every audit event of the home, oldest first.
-fn audit_events(home: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(home.join("audit"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// A fake program in `dir` that records its argv (one line) in `dir/NAME.log`.
 fn fake_program(dir: &Path, name: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -706,7 +675,7 @@ fn approving_bash_c_wget_lets_its_wget_run_with_no_second_ask() {
     // Both wget runs happened, without a second ask.
     let log = std::fs::read_to_string(bin.path().join("wget.log")).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
-    let events = audit_events(s.home.path());
+    let events = events(s.home.path());
     let asked: Vec<&Value> = events
         .iter()
         .filter(|e| e["approval"]["id"] == id.as_str())
@@ -782,7 +751,7 @@ fn a_path_walk_retrying_the_same_argv_is_not_a_new_ask() {
     assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
     let log = std::fs::read_to_string(dirs[2].path().join("askme-tool.log")).unwrap();
     assert!(log.ends_with("askme-tool go\n"), "{log}");
-    let events = audit_events(s.home.path());
+    let events = events(s.home.path());
     let approvals: Vec<&Value> = events.iter().filter(|e| !e["approval"].is_null()).collect();
     assert!(
         approvals.iter().all(|e| e["approval"]["id"] == id.as_str()),

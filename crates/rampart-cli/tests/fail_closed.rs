@@ -12,14 +12,13 @@
 //! - fail-open said nothing at all.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Home, Server, wait_until};
+use crate::util::{Home, Server, events, python, wait_until};
 
 /// Denies `touch` (by any path: the normaliser reduces the program to its basename).
 const POLICY: &str = r#"version: "1"
@@ -36,18 +35,6 @@ policies:
 "#;
 const DENIED: &str = "rampart: [ERROR] Policy denied: touch is not allowed";
 const PATH: &str = "/usr/bin:/bin";
-
-/// The real Python binary (pyenv shims are bash scripts that would add execs of their own).
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 must be installed");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
-}
 
 use crate::util::is_root;
 
@@ -110,25 +97,6 @@ fn text(out: &Output) -> (String, String) {
 fn started(home: &Home) -> Server {
     home.policy("deny-touch.yaml", POLICY);
     Server::start(home, &[])
-}
-
-/// Every audit event of the home.
-fn events(home: &Path) -> Vec<Value> {
-    let Ok(dir) = std::fs::read_dir(home.join("audit")) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }
 
 /// A second process renames the denied program out of and back into existence in a tight

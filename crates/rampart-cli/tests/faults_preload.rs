@@ -17,7 +17,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Endpoint, Home, Server, request, wait_until};
+use crate::util::{Endpoint, Home, Server, events, request, wait_until};
 
 /// Denies any command containing `forbidden-step`, allows the rest.
 const POLICY: &str = r#"version: "1"
@@ -310,25 +310,6 @@ fn start_agent(home: &Home, url: &str, token: &str, fail_open: bool, lang: Lang)
         stderr,
         ctl,
     }
-}
-
-/// Every audit event of the home.
-fn events(home: &Path) -> Vec<Value> {
-    let Ok(dir) = std::fs::read_dir(home.join("audit")) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }
 
 /// The decision audited for the command whose last argument is `arg`, if any.

@@ -12,13 +12,12 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Home, Run, SEED_POLICY, Server, run, wait_until};
+use crate::util::{Home, Run, SEED_POLICY, Server, events, python, run, wait_until};
 
 const PATH: &str = "/usr/bin:/bin";
 const FAIL_OPEN_ADVICE: &str =
@@ -128,32 +127,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Every audit event of the home.
-fn events(home: &Path) -> Vec<Value> {
-    let Ok(dir) = std::fs::read_dir(home.join("audit")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in dir.flatten() {
-        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            out.push(serde_json::from_str(line).unwrap());
-        }
-    }
-    out
-}
-
-/// The real Python (pyenv shims are scripts that would start more programs).
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 must be installed");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
 }
 
 /// `preload/tests/fake_server.py`: a server that misbehaves on purpose (its mode file

@@ -7,7 +7,7 @@
 //! command line the agents run avoids those letters unless a test wants an `ask`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,25 +16,15 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::library;
-use crate::util::{Home, Run, SEED_POLICY, Server, mask_wait, run, spawn, wait_until};
+use crate::util::{
+    Home, Run, SEED_POLICY, Server, events, mask_wait, python, run, spawn, wait_until,
+};
 
 const AGENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents");
 const CUSTOM_AGENT_POLICY: &str =
     include_str!("../../rampart-policy/tests/fixtures/custom-agent.yaml");
 const DENIED: &str = "rampart: [ERROR] Policy denied: Destructive command blocked";
 const PATH: &str = "/usr/bin:/bin";
-
-/// The real Python binary: pyenv shims are bash scripts that would add execs of their own.
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 must be installed for the preload tests");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
-}
 
 fn node() -> &'static str {
     static NODE: OnceLock<String> = OnceLock::new();
@@ -157,24 +147,6 @@ fn preload_cmd(
     }
     c.args(flags).arg("--").args(cmd);
     c
-}
-
-/// Every audit event of the home, oldest first.
-fn events(home: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(home.join("audit"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }
 
 fn argv_is(event: &Value, argv: &[&str]) -> bool {

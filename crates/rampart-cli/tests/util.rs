@@ -388,3 +388,35 @@ impl Running {
 pub fn run(cmd: Command, secs: u64) -> Run {
     spawn(cmd).wait(secs)
 }
+
+/// The real Python binary (pyenv shims are bash scripts that would add execs of their
+/// own), found once.
+pub fn python() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 must be installed for the end-to-end tests");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
+/// Every audit event of the home, oldest first (day files in name order); none when
+/// there is no audit directory yet.
+pub fn events(home: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(home.join("audit"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
